@@ -1,0 +1,224 @@
+"""Per-call latency of a loaded tool, by runtime, against a plain in-process call.
+
+Two tools from the repo's curated registry: ``to_roman`` (trivial) and ``json_canonicalize`` on a
+~10 KB document (moderate). For each, in one process:
+  plain          the verified code exec'd here and the function called directly (the floor)
+  restricted     ``load_tool(..., "restricted")``: RestrictedPython in-process, schema checks
+  docker warm    ``load_tool(..., "docker")``: calls back to back, and spaced 20 ms apart
+                 (back to back, each call also waits for the previous call's clean-up and the
+                 fork of its own process; spaced, those happen between calls, as with an agent)
+  docker exec    ``docker exec`` of ``python3 -I -c <tool + call>`` into one running container
+  docker run     a fresh hardened container per call (create, attach, start, wait, logs, remove)
+plus the one-off costs: ``Registry.resolve`` (verify) and ``load_tool`` per runtime.
+
+Usage: python bench/calls.py [--n 1000] [--slow-n 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import shutil
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from toolsmith.loader import load_tool
+from toolsmith.registry import Registry
+from toolsmith.sandbox import Limits, connect, ensure_image
+from toolsmith.sandbox._container import ENVIRONMENT, host_config
+from toolsmith.sandbox.image import SANDBOX_UID
+
+CURATED = Path(__file__).resolve().parent.parent / "registry"
+RUNNER = "\nimport json, sys\nprint(json.dumps({name}(**json.loads(sys.argv[1]))))\n"
+
+
+def document(size: int = 10_000) -> str:
+    rng = random.Random(7)
+    items = []
+    while len(json.dumps(items)) < size:
+        items.append(
+            {
+                "id": rng.randrange(10**6),
+                "name": " ".join(rng.choice(["alpha", "beta", "gamma", "delta"]) for _ in range(3)),
+                "tags": [rng.choice("xyz") * rng.randrange(1, 4) for _ in range(3)],
+                "score": round(rng.random() * 100, 3),
+                "ok": rng.random() > 0.5,
+            }
+        )
+    return json.dumps({"z": items, "a": {"nested": {"k": [1, 2, 3]}}}, indent=2)
+
+
+def timed(fn: Callable[[], Any], n: int, gap_s: float = 0.0) -> list[float]:
+    """Milliseconds per call, after 5 warm-up calls."""
+    for _ in range(min(5, n)):
+        fn()
+    samples = []
+    for _ in range(n):
+        if gap_s:
+            time.sleep(gap_s)
+        start = time.perf_counter()
+        fn()
+        samples.append((time.perf_counter() - start) * 1000)
+    return samples
+
+
+def p50(samples: list[float]) -> float:
+    return statistics.median(samples)
+
+
+def p99(samples: list[float]) -> float:
+    return statistics.quantiles(samples, n=100)[98] if len(samples) >= 20 else max(samples)
+
+
+class Containers:
+    """``docker exec`` and ``docker run`` per call, hardened like the docker runtime's worker."""
+
+    def __init__(self) -> None:
+        self.engine = connect()
+        self.image = ensure_image(self.engine)
+        self.api = self.engine.api
+        self.long_lived = self._create(["python3", "-c", "import time; time.sleep(3600)"])
+        self.api.start(self.long_lived)
+
+    def _create(self, command: list[str]) -> str:
+        config = self.api.create_container_config(
+            self.image.tag,
+            command=command,
+            user=f"{SANDBOX_UID}:{SANDBOX_UID}",
+            environment=ENVIRONMENT,
+            working_dir="/work",
+            network_disabled=True,
+            labels={"toolsmith.bench": "calls"},
+            host_config=host_config(self.engine, Limits()),
+        )
+        return str(self.api.create_container_from_config(config)["Id"])
+
+    def exec_call(self, code: str, name: str, args: dict[str, Any]) -> Any:
+        command = ["python3", "-I", "-c", code + RUNNER.format(name=name), json.dumps(args)]
+        exec_id = self.api.exec_create(self.long_lived, command, user=f"{SANDBOX_UID}")["Id"]
+        return json.loads(self.api.exec_start(exec_id))
+
+    def run_call(self, code: str, name: str, args: dict[str, Any]) -> Any:
+        command = ["python3", "-I", "-c", code + RUNNER.format(name=name), json.dumps(args)]
+        cid = self._create(command)
+        try:
+            raw = self.api.attach_socket(cid, params={"stdout": 1, "stream": 1})
+            sock = getattr(raw, "_sock", raw)
+            self.api.start(cid)
+            stream = b""
+            while chunk := sock.recv(1 << 20):
+                stream += chunk
+            raw.close()
+            self.api.wait(cid, timeout=60)
+            out = b""
+            while len(stream) >= 8:  # Docker's multiplexed stream: 8-byte headers
+                size = int.from_bytes(stream[4:8], "big")
+                out += stream[8 : 8 + size]
+                stream = stream[8 + size :]
+            return json.loads(out)
+        finally:
+            self.api.remove_container(cid, force=True)
+
+    def close(self) -> None:
+        self.api.remove_container(self.long_lived, force=True)
+
+
+Row = tuple[str, str, list[float], float | None]
+
+
+def bench_tool(
+    registry: Registry, containers: Containers, name: str, args: dict[str, Any], n: int, slow_n: int
+) -> list[Row]:
+    verified = registry.resolve(name)
+    namespace: dict[str, Any] = {}
+    exec(compile(verified.code, name, "exec"), namespace)
+    fn = namespace[name]
+    expected = fn(**args)
+    floor = timed(partial(fn, **args), n)
+    base = p50(floor)
+    rows: list[Row] = [(name, "plain call (floor)", floor, base)]
+    with load_tool(verified, "restricted") as tool:
+        assert tool(**args) == expected
+        rows.append((name, "restricted", timed(partial(tool, **args), n), base))
+    with load_tool(verified, "docker") as tool:
+        assert tool(**args) == expected
+        rows.append((name, "docker warm, back to back", timed(partial(tool, **args), n), base))
+        spaced = timed(partial(tool, **args), max(50, n // 5), gap_s=0.02)
+        rows.append((name, "docker warm, 20 ms apart", spaced, base))
+    call = partial(containers.exec_call, verified.code, name, args)
+    assert call() == expected
+    rows.append((name, "docker exec per call", timed(call, slow_n), base))
+    call = partial(containers.run_call, verified.code, name, args)
+    rows.append((name, "docker run per call", timed(call, slow_n), base))
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--n", type=int, default=1000, help="calls per in-process/warm row")
+    parser.add_argument("--slow-n", type=int, default=10, help="calls per exec / run row")
+    opts = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        copy = Path(tmp) / "registry"
+        shutil.copytree(CURATED, copy, ignore=shutil.ignore_patterns("sources", "tmp", ".lock"))
+        registry = Registry(copy)
+        containers = Containers()
+        rows: list[Row] = []
+        try:
+            rows += bench_tool(
+                registry, containers, "to_roman", {"number": 1994}, opts.n, opts.slow_n
+            )
+            rows += bench_tool(
+                registry,
+                containers,
+                "json_canonicalize",
+                {"document": document()},
+                opts.n,
+                opts.slow_n,
+            )
+            rows.append(
+                (
+                    "to_roman",
+                    "Registry.resolve (verify)",
+                    timed(partial(registry.resolve, "to_roman"), 50),
+                    None,
+                )
+            )
+            verified = registry.resolve("to_roman")
+            rows.append(
+                (
+                    "to_roman",
+                    "load_tool restricted",
+                    timed(lambda: load_tool(verified, "restricted").close(), 50),
+                    None,
+                )
+            )
+            rows.append(
+                (
+                    "to_roman",
+                    "load_tool docker (start worker)",
+                    timed(lambda: load_tool(verified, "docker").close(), opts.slow_n),
+                    None,
+                )
+            )
+        finally:
+            containers.close()
+
+    print(f"engine runtime: {containers.engine.runtime}; n={opts.n}, slow n={opts.slow_n}")
+    print(f"| {'tool':<17} | {'path':<32} | {'p50 ms':>9} | {'p99 ms':>9} | {'x floor':>9} |")
+    print(f"|{'-' * 19}|{'-' * 34}|{'-' * 10}:|{'-' * 10}:|{'-' * 10}:|")
+    for tool_name, path, samples, base in rows:
+        ratio = f"{p50(samples) / base:9.1f}" if base else f"{'-':>9}"
+        median, tail = p50(samples), p99(samples)
+        print(f"| {tool_name:<17} | {path:<32} | {median:9.3f} | {tail:9.3f} | {ratio} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,76 @@
+"""Imported by generated tests: ``from toolsmith_harness import call, invoke, ToolRaised, ...``.
+
+The tool runs in a worker process of its own. Arguments go there and results come back as JSON, so
+a result must be JSON-serialisable (otherwise the call fails with ``ResultNotJSON``), and the tool
+can touch neither the test, its frames, nor the verdict.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from toolsmith_runner.client import WorkerClient, WorkerFailure
+
+__all__ = ["Invocation", "ToolCrashed", "ToolRaised", "call", "invoke"]
+
+_client: WorkerClient | None = None
+
+
+class ToolRaised(Exception):
+    """The tool raised an exception; ``type_name`` and ``message`` describe it."""
+
+    def __init__(self, type_name: str, message: str, traceback: str = "") -> None:
+        super().__init__(f"{type_name}: {message}")
+        self.type_name = type_name
+        self.message = message
+        self.traceback = traceback
+
+
+class ToolCrashed(Exception):
+    """The worker died, exceeded the per-call timeout, or broke the protocol."""
+
+
+@dataclass(frozen=True)
+class Invocation:
+    ok: bool
+    value: Any
+    error_type: str | None
+    error_message: str | None
+    args_after: dict[str, Any]
+    traceback: str = ""
+
+
+def install(client: WorkerClient) -> None:
+    """Called once by the runner; tests never need it."""
+    global _client
+    _client = client
+
+
+def invoke(args: dict[str, Any]) -> Invocation:
+    """Call the tool with ``args``; a raised exception is part of the Invocation, a crash raises."""
+    if _client is None:
+        raise ToolCrashed("toolsmith_harness is not connected to a worker (not in the sandbox?)")
+    try:
+        answer = _client.call(args)
+    except WorkerFailure as e:
+        raise ToolCrashed(str(e)) from None
+    return Invocation(
+        ok=answer["ok"] is True,
+        value=answer.get("value"),
+        error_type=answer.get("error_type"),
+        error_message=answer.get("error_message"),
+        args_after=answer.get("args_after") or {},
+        traceback=answer.get("traceback", ""),
+    )
+
+
+def call(**kwargs: Any) -> Any:
+    """Call the tool and return its result, or raise ToolRaised / ToolCrashed."""
+    inv = invoke(kwargs)
+    if inv.ok:
+        return inv.value
+    error = ToolRaised(inv.error_type or "Exception", inv.error_message or "", inv.traceback)
+    if inv.traceback:
+        error.add_note(f"raised in the tool:\n{inv.traceback.rstrip()}")
+    raise error

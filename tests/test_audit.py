@@ -1,0 +1,220 @@
+"""The audit log: hash chain, head anchor, tamper detection, concurrent appends, CLI."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from toolsmith.audit import AUDIT_FILE, GENESIS, AuditEntry, AuditLog, entry_hash
+from toolsmith.cli.audit import app
+from toolsmith.errors import AuditError
+
+
+def filled(tmp_path: Path, n: int = 4) -> AuditLog:
+    log = AuditLog(tmp_path / AUDIT_FILE)
+    events = ["build", "publish", "approve", "load", "yank", "unyank", "reject"]
+    for i in range(n):
+        log.append(
+            events[i % len(events)],
+            actor=f"user{i}",
+            subject=f"slugify@1.0.{i}",
+            reason=f"reason {i}",
+            data={"i": i},
+        )
+    return log
+
+
+def lines(log: AuditLog) -> list[str]:
+    return log.path.read_text().splitlines(keepends=True)
+
+
+def rewrite(log: AuditLog, new_lines: list[str]) -> None:
+    log.path.write_text("".join(new_lines))
+
+
+def test_entries_chain_from_genesis_and_hash_their_content(tmp_path: Path) -> None:
+    """Each entry holds seq, prev hash and a sha256 over its canonical JSON without the hash."""
+    log = filled(tmp_path, 3)
+    entries = list(log.entries())
+    assert [e.seq for e in entries] == [1, 2, 3]
+    assert entries[0].prev == GENESIS
+    assert [e.prev for e in entries[1:]] == [e.hash for e in entries[:-1]]
+    for e in entries:
+        assert e.hash == entry_hash(e.model_dump(mode="json", exclude={"hash"}))
+    assert entries[2].event == "approve" and entries[2].reason == "reason 2"
+    assert json.loads(log.head_path.read_text()) == {"seq": 3, "hash": entries[2].hash}
+    assert log.verify().ok
+
+
+def test_empty_log_verifies(tmp_path: Path) -> None:
+    """A registry that never logged anything has an intact, empty audit log."""
+    result = AuditLog(tmp_path / AUDIT_FILE).verify()
+    assert result.ok and result.entries == 0
+
+
+def test_edited_entry_is_detected_at_its_seq(tmp_path: Path) -> None:
+    """Changing the reason of entry 2 without recomputing its hash fails at seq 2."""
+    log = filled(tmp_path)
+    rows = lines(log)
+    rows[1] = rows[1].replace("reason 1", "nothing to see")
+    rewrite(log, rows)
+    result = log.verify()
+    assert not result.ok
+    assert result.first_bad_seq == 2
+    assert result.problem == "seq 2 was edited (its content does not match its hash)"
+
+
+def test_edited_entry_with_recomputed_hash_breaks_the_next_link(tmp_path: Path) -> None:
+    """Re-hashing an edited entry moves the break to the next entry, whose prev no longer fits."""
+    log = filled(tmp_path)
+    rows = lines(log)
+    fields = json.loads(rows[1])
+    fields["actor"] = "mallory"
+    fields["hash"] = entry_hash({k: v for k, v in fields.items() if k != "hash"})
+    rows[1] = json.dumps(fields) + "\n"
+    rewrite(log, rows)
+    result = log.verify()
+    assert (result.ok, result.first_bad_seq) == (False, 3)
+    assert "does not chain to seq 2" in (result.problem or "")
+
+
+def test_deleted_middle_entry_is_a_seq_gap(tmp_path: Path) -> None:
+    """Deleting entry 2 of 4 is reported at seq 2 as a deletion."""
+    log = filled(tmp_path)
+    rows = lines(log)
+    rewrite(log, rows[:1] + rows[2:])
+    result = log.verify()
+    assert (result.ok, result.first_bad_seq, result.entries) == (False, 2, 1)
+    assert result.problem == "expected seq 2, found seq 3: 1 entry(ies) deleted"
+
+
+def test_deleted_last_entry_is_caught_by_the_head_anchor(tmp_path: Path) -> None:
+    """Cutting the last entry leaves a valid chain; the head file still names seq 4."""
+    log = filled(tmp_path)
+    rewrite(log, lines(log)[:-1])
+    result = log.verify()
+    assert (result.ok, result.first_bad_seq, result.head_seq) == (False, 4, 4)
+    assert result.problem == "the head anchors seq 4 but the log ends at seq 3: seq 4 deleted"
+
+
+def test_append_refuses_to_paper_over_a_deleted_last_entry(tmp_path: Path) -> None:
+    """After the last entry is cut, appending is refused, so seq 4 cannot be silently reused."""
+    log = filled(tmp_path)
+    rewrite(log, lines(log)[:-1])
+    with pytest.raises(AuditError, match=r"head anchors seq 4 but the log ends at seq 3") as info:
+        log.append("load", actor="agent", subject="slugify@1.0.3")
+    assert info.value.hint and "audit verify" in info.value.hint
+    assert len(lines(log)) == 3
+
+
+def test_reordered_entries_are_detected(tmp_path: Path) -> None:
+    """Swapping entries 2 and 3 fails at seq 2."""
+    log = filled(tmp_path)
+    rows = lines(log)
+    rows[1], rows[2] = rows[2], rows[1]
+    rewrite(log, rows)
+    result = log.verify()
+    assert (result.ok, result.first_bad_seq) == (False, 2)
+    assert "found seq 3" in (result.problem or "")
+
+
+def test_missing_head_file_is_detected(tmp_path: Path) -> None:
+    """A log whose head file was removed fails verification and refuses appends."""
+    log = filled(tmp_path, 2)
+    log.head_path.unlink()
+    assert log.verify().problem == "the head file is missing for a log of 2 entries"
+    with pytest.raises(AuditError, match="head file is missing"):
+        log.append("build", actor="ci", subject="x@1.0.0")
+
+
+def test_incomplete_last_line_is_detected(tmp_path: Path) -> None:
+    """A write that stopped mid-line is reported at that line and blocks further appends."""
+    log = filled(tmp_path, 2)
+    with log.path.open("a") as f:
+        f.write('{"seq": 3, "timest')
+    result = log.verify()
+    assert (result.ok, result.first_bad_seq) == (False, 3)
+    assert "incomplete" in (result.problem or "")
+    with pytest.raises(AuditError, match="ends in an incomplete entry"):
+        log.append("build", actor="ci", subject="x@1.0.0")
+
+
+def test_head_one_behind_after_a_crash_is_accepted_and_repaired(tmp_path: Path) -> None:
+    """A crash between writing the line and the head leaves the head one behind: still valid."""
+    log = filled(tmp_path, 2)
+    old_head = log.head_path.read_bytes()
+    log.append("publish", actor="ci", subject="x@1.0.0")
+    log.head_path.write_bytes(old_head)
+    assert log.verify().ok
+    entry = log.append("load", actor="agent", subject="x@1.0.0")
+    assert entry.seq == 4
+    assert json.loads(log.head_path.read_text())["seq"] == 4
+    assert log.verify().ok
+
+
+def test_unknown_event_and_non_json_data_are_refused(tmp_path: Path) -> None:
+    """Typos in event names and data that is not JSON are AuditErrors, and nothing is written."""
+    log = AuditLog(tmp_path / AUDIT_FILE)
+    with pytest.raises(AuditError, match=r"unknown audit event 'publsh'"):
+        log.append("publsh", actor="ci", subject="x@1.0.0")
+    with pytest.raises(AuditError, match="is not JSON"):
+        log.append("build", actor="ci", subject="x@1.0.0", data={"at": object()})
+    assert not log.path.exists()
+
+
+APPENDER = """
+import sys
+from toolsmith.audit import AuditLog
+
+log = AuditLog(sys.argv[1])
+for i in range(int(sys.argv[3])):
+    log.append("load", actor=sys.argv[2], subject=f"tool@1.0.{i}", data={"i": i})
+"""
+
+
+def test_concurrent_appends_from_two_processes_keep_the_chain(tmp_path: Path) -> None:
+    """Two processes appending at once yield one intact chain with every entry exactly once."""
+    path = tmp_path / AUDIT_FILE
+    n = 60
+    procs = [
+        subprocess.Popen([sys.executable, "-c", APPENDER, str(path), actor, str(n)])
+        for actor in ("alice", "bob")
+    ]
+    assert [p.wait(timeout=120) for p in procs] == [0, 0]
+    log = AuditLog(path)
+    result = log.verify()
+    assert result.ok, result.problem
+    assert result.entries == 2 * n
+    entries = list(log.entries())
+    assert [e.seq for e in entries] == list(range(1, 2 * n + 1))
+    for actor in ("alice", "bob"):
+        assert sorted(e.data["i"] for e in entries if e.actor == actor) == list(range(n))
+
+
+def test_cli_show_lists_the_last_entries_as_json(tmp_path: Path) -> None:
+    """`audit show --json --limit 2` prints the last two entries."""
+    filled(tmp_path, 4)
+    result = CliRunner().invoke(
+        app, ["show", "--registry", str(tmp_path), "--json", "--limit", "2"]
+    )
+    assert result.exit_code == 0, result.output
+    shown = [AuditEntry.model_validate(e) for e in json.loads(result.output)]
+    assert [e.seq for e in shown] == [3, 4]
+
+
+def test_cli_verify_names_the_first_bad_seq(tmp_path: Path) -> None:
+    """`audit verify` passes on an intact log and fails naming the seq of an edited entry."""
+    log = filled(tmp_path, 3)
+    ok = CliRunner().invoke(app, ["verify", "--registry", str(tmp_path)])
+    assert ok.exit_code == 0 and "3 entries, chain intact" in ok.output
+    rows = lines(log)
+    rows[0] = rows[0].replace('"user0"', '"mallory"')
+    rewrite(log, rows)
+    bad = CliRunner().invoke(app, ["verify", "--registry", str(tmp_path)])
+    assert isinstance(bad.exception, AuditError)
+    assert "fails verification at seq 1: seq 1 was edited" in str(bad.exception)

@@ -1,0 +1,207 @@
+"""`toolsmith registry` and `toolsmith keys` run in a real subprocess, as scripts and people do."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import mcp.types
+import pytest
+
+from tests.test_registry_support import (
+    code_for,
+    flip_byte,
+    make_spec,
+    passing_report,
+    provenance,
+)
+from toolsmith.registry import Registry
+
+
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    monkeypatch.setenv("TOOLSMITH_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("TOOLSMITH_REGISTRY", raising=False)
+    return {**os.environ, "TOOLSMITH_HOME": str(tmp_path / "home"), "COLUMNS": "200"}
+
+
+@pytest.fixture
+def reg(tmp_path: Path, env: dict[str, str]) -> Registry:
+    r = Registry(tmp_path / "reg")
+    for version, body in (("1.0.0", "a + b"), ("1.1.0", "b + a")):
+        r.publish(
+            make_spec(tags=["math"]),
+            code_for("add_ints", body),
+            passing_report(),
+            provenance(),
+            version=version,
+        )
+    r.publish(
+        make_spec("parse_csv", "Parse CSV text into rows."),
+        code_for("parse_csv"),
+        passing_report(),
+        provenance(),
+    )
+    return r
+
+
+def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", "from toolsmith.cli import main; main()", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+
+
+def cli_json(env: dict[str, str], *args: str):  # type: ignore[no-untyped-def]
+    r = cli(env, *args, "--json")
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
+
+
+def test_list_json_rows(reg: Registry, env: dict[str, str]) -> None:
+    """list --json has one row per tool with name, version, digest, status and yanked."""
+    rows = cli_json(env, "registry", "list", "--registry", str(reg.path))
+    assert [(r["name"], r["version"]) for r in rows] == [
+        ("add_ints", "1.1.0"),
+        ("parse_csv", "0.1.0"),
+    ]
+    assert {"name", "version", "digest", "status", "yanked"} <= set(rows[0])
+    assert rows[0]["digest"] == reg.find("add_ints").digest
+
+
+def test_registry_from_environment_and_table(reg: Registry, env: dict[str, str]) -> None:
+    """TOOLSMITH_REGISTRY selects the registry; without --json a table is printed."""
+    r = cli({**env, "TOOLSMITH_REGISTRY": str(reg.path)}, "registry", "list")
+    assert r.returncode == 0 and "add_ints" in r.stdout and "parse_csv" in r.stdout
+
+
+def test_versions_yank_unyank(reg: Registry, env: dict[str, str]) -> None:
+    """yank hides a version from list; versions shows it yanked; unyank restores it."""
+    p = str(reg.path)
+    row = cli_json(env, "registry", "yank", "add_ints@1.1.0", "--reason", "bad", "--registry", p)
+    assert row["yanked"] and row["yank_reason"] == "bad"
+    assert cli_json(env, "registry", "list", "--registry", p)[0]["version"] == "1.0.0"
+    rows = cli_json(env, "registry", "versions", "add_ints", "--registry", p)
+    assert [(r["version"], r["yanked"]) for r in rows] == [("1.0.0", False), ("1.1.0", True)]
+    cli_json(env, "registry", "unyank", "add_ints@1.1.0", "--registry", p)
+    assert cli_json(env, "registry", "list", "--registry", p)[0]["version"] == "1.1.0"
+
+
+def test_search(reg: Registry, env: dict[str, str]) -> None:
+    """search ranks the matching tool first."""
+    rows = cli_json(env, "registry", "search", "csv rows", "--registry", str(reg.path))
+    assert rows[0]["name"] == "parse_csv" and rows[0]["digest"]
+
+
+def test_show_displays_signature_tests_and_provenance(reg: Registry, env: dict[str, str]) -> None:
+    """show reports a verified signature, the signer, the test summary and provenance."""
+    r = cli(env, "registry", "show", "add_ints@^1.0", "--registry", str(reg.path))
+    assert r.returncode == 0, r.stderr
+    signer = reg.resolve("add_ints").signers[0]
+    for text in ("add_ints@1.1.0", "verified", signer, "1/1 passed", "hand-written", "a: "):
+        assert text in r.stdout
+    data = cli_json(env, "registry", "show", "add_ints", "--registry", str(reg.path))
+    assert data["verified"] and data["spec"]["name"] == "add_ints"
+
+
+def test_verify_ok_then_fails_after_tampering(reg: Registry, env: dict[str, str]) -> None:
+    """verify exits 0 on a clean registry and non-zero naming the tampered version."""
+    rows = cli_json(env, "registry", "verify", "--registry", str(reg.path))
+    assert len(rows) == 3 and all(r["ok"] for r in rows)
+    flip_byte(reg.path / "blobs" / "sha256" / reg.find("add_ints@1.0.0").parts["code"])
+    r = cli(env, "registry", "verify", "--registry", str(reg.path), "--json")
+    assert r.returncode == 4
+    failed = [row for row in json.loads(r.stdout) if not row["ok"]]
+    assert [(f["name"], f["version"]) for f in failed] == [("add_ints", "1.0.0")]
+    assert "DigestMismatchError" in failed[0]["error"]
+    shown = cli(env, "registry", "show", "add_ints@1.0.0", "--registry", str(reg.path))
+    assert shown.returncode == 4 and "FAILED" in shown.stdout
+
+
+@pytest.mark.parametrize("fmt", ["openai", "mcp", "json"])
+def test_export_formats(reg: Registry, env: dict[str, str], fmt: str) -> None:
+    """export prints a definition other ecosystems accept."""
+    r = cli(env, "registry", "export", "add_ints", "--format", fmt, "--registry", str(reg.path))
+    assert r.returncode == 0, r.stderr
+    data = json.loads(r.stdout)
+    if fmt == "openai":
+        assert data["type"] == "function" and data["function"]["name"] == "add_ints"
+        assert data["function"]["parameters"]["required"] == ["a", "b"]
+    elif fmt == "mcp":
+        tool = mcp.types.Tool.model_validate(data)
+        assert tool.name == "add_ints" and tool.input_schema["type"] == "object"
+        assert tool.output_schema is None  # returns an integer, MCP wants objects only
+    else:
+        assert data == make_spec(tags=["math"]).model_dump(mode="json")
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["registry", "show", "../x"], 2, "UsageError: invalid tool reference '../x'"),
+        (["registry", "show", "add_ints@9.9.9"], 3, "ToolNotFoundError: add_ints has no version"),
+        (["registry", "yank", "add_ints@^1", "--reason", "r"], 2, "needs an exact version"),
+    ],
+)
+def test_errors_are_one_line(
+    reg: Registry, env: dict[str, str], args: list[str], code: int, message: str
+) -> None:
+    """Bad references exit non-zero with the error type and message, no traceback."""
+    r = cli(env, *args, "--registry", str(reg.path))
+    assert r.returncode == code
+    assert message in r.stderr and "Traceback" not in r.stderr
+
+
+def test_keys_generate_list_trust_untrust(tmp_path: Path, env: dict[str, str]) -> None:
+    """keys generate/trust/list/untrust manage local keys and the registry's trust store."""
+    p = str(tmp_path / "reg")
+    made = cli_json(env, "keys", "generate", "--name", "ci")
+    assert Path(made["public_key"]).parent == tmp_path / "home" / "keys"
+    assert (
+        cli_json(env, "keys", "trust", made["public_key"], "--registry", p)["key_id"]
+        == made["key_id"]
+    )
+    listed = cli_json(env, "keys", "list", "--registry", p)
+    assert listed["local"] == [{"name": "ci", "key_id": made["key_id"], "trusted": True}]
+    assert listed["threshold"] == 1
+    cli_json(env, "keys", "threshold", "2", "--registry", p)
+    cli_json(env, "keys", "untrust", made["key_id"][:10], "--registry", p)
+    listed = cli_json(env, "keys", "list", "--registry", p)
+    assert listed["trusted"] == [] and listed["threshold"] == 2
+
+
+def test_keys_refuses_world_readable_key(tmp_path: Path, env: dict[str, str]) -> None:
+    """Publishing with a world-readable default key fails with the chmod fix, nothing written."""
+    made = cli_json(env, "keys", "generate")
+    key = Path(made["public_key"]).with_suffix(".key")
+    key.chmod(0o644)
+    script = (
+        "from pathlib import Path\n"
+        "from tests.test_registry_support import *\n"
+        "from toolsmith.cli import main\n"
+        "from toolsmith.registry import Registry\n"
+        "import sys\n"
+        "from toolsmith.errors import ToolsmithError\n"
+        "try:\n"
+        f"    Registry(Path({str(tmp_path / 'reg')!r})).publish(make_spec(), code_for('add_ints'),"
+        " passing_report(), provenance())\n"
+        "except ToolsmithError as e:\n"
+        "    print(type(e).__name__, e); sys.exit(1)\n"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=Path(__file__).resolve().parents[1],
+        timeout=60,
+    )
+    assert r.returncode == 1
+    assert "KeyStoreError" in r.stdout and f"chmod 600 {key}" in r.stdout
+    assert not (tmp_path / "reg").exists()

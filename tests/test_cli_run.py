@@ -1,0 +1,103 @@
+"""`toolsmith run`: a shell user's path to a verified tool; typed --arg parsing; clear errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+CURATED = Path(__file__).resolve().parent.parent / "registry"
+
+
+@pytest.fixture
+def registry(tmp_path: Path) -> Path:
+    copy = tmp_path / "registry"
+    shutil.copytree(CURATED, copy, ignore=shutil.ignore_patterns("sources", "tmp", ".lock"))
+    return copy
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", "from toolsmith.cli import main; main()", "run", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "TOOLSMITH_REGISTRY": ""},
+    )
+
+
+def test_string_args_stay_strings_and_numbers_parse(registry: Path) -> None:
+    """--arg values are typed by the schema: '1994' for an integer is 1994, text stays text."""
+    r = run(
+        "to_roman",
+        "--arg",
+        "number=1994",
+        "--registry",
+        str(registry),
+        "--runtime",
+        "restricted",
+        "--json",
+    )
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["result"] == "MCMXCIV"
+    r = run(
+        "checksum",
+        "--arg",
+        "text=123",
+        "--arg",
+        "algorithm=md5",
+        "--registry",
+        str(registry),
+        "--runtime",
+        "restricted",
+        "--json",
+    )
+    assert json.loads(r.stdout)["result"] == "202cb962ac59075b964b07152d234b70"
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["to_roman", "--arg", "number=0"], 2, "less than the minimum"),
+        (["to_roman", "--arg", "nope=1"], 2, "no parameter 'nope'"),
+        (["to_roman", "--arg", "number=x"], 2, "not a string"),
+        (["to_roman", "--args-json", "[1]"], 2, "JSON object"),
+        (["ghost"], 3, "ghost"),
+        (["to_roman@^9", "--arg", "number=1"], 3, "to_roman"),
+        (["days_between", "--arg", "start=x", "--arg", "end=y"], 1, "ValueError"),
+    ],
+)
+def test_bad_input_is_one_clear_line(
+    registry: Path, args: list[str], code: int, message: str
+) -> None:
+    """Wrong arguments, unknown tools, declared failures: a message and an exit code, no trace."""
+    r = run(*args, "--registry", str(registry), "--runtime", "restricted")
+    assert r.returncode == code, r.stderr
+    assert message in r.stderr and "Traceback" not in r.stderr
+
+
+def test_tampered_tool_is_refused_before_running(registry: Path) -> None:
+    """A flipped byte in a code blob stops the call at verification (exit 4)."""
+    from toolsmith.registry import Registry
+
+    record = Registry(registry).find("to_roman")
+    blob = registry / "blobs" / "sha256" / record.parts["code"].removeprefix("sha256:")
+    data = bytearray(blob.read_bytes())
+    data[0] ^= 1
+    blob.write_bytes(bytes(data))
+    r = run("to_roman", "--arg", "number=4", "--registry", str(registry), "--runtime", "restricted")
+    assert r.returncode == 4 and "DigestMismatchError" in r.stderr
+
+
+@pytest.mark.docker
+def test_default_runtime_is_docker(registry: Path) -> None:
+    """Without --runtime the call runs in the docker sandbox."""
+    r = run("slugify", "--arg", "text=Hello World", "--registry", str(registry), "--json")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["runtime"] == "docker" and out["result"] == "hello-world"

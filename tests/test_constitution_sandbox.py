@@ -1,0 +1,102 @@
+"""Constitution state rules in the real sandbox: leftover files, processes and big results."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from toolsmith.constitution import Constitution, constitution_tests, state_violations
+from toolsmith.report import Outcome, TestReport
+from toolsmith.sandbox import Sandbox
+from toolsmith.sandbox.job import SandboxJob
+from toolsmith.spec import ToolSpec
+
+pytestmark = pytest.mark.docker
+
+CONSTITUTION = Constitution.from_toml(
+    """
+[[rule]]
+id = "small-results"
+reason = "results stay small"
+kind = "result-bytes"
+limit = 1000
+
+[[rule]]
+id = "no-leftover-files"
+reason = "leave the sandbox as you found it"
+kind = "leftover-files"
+
+[[rule]]
+id = "no-leftover-processes"
+reason = "nothing outlives its call"
+kind = "leftover-processes"
+"""
+)
+SPEC = ToolSpec.parse(
+    {
+        "name": "tool",
+        "description": "Repeats x n times.",
+        "parameters": {
+            "type": "object",
+            "properties": {"n": {"type": "integer", "minimum": 0, "maximum": 3}},
+            "required": ["n"],
+        },
+        "returns": {"type": "string"},
+        "examples": [{"args": {"n": 0}, "returns": ""}],
+    }
+)
+CLEAN = """
+import os
+import tempfile
+
+def tool(n):
+    fd, path = tempfile.mkstemp()
+    os.close(fd)
+    os.unlink(path)
+    return "x" * n
+"""
+# Each misdeed only for n >= 2, so the example (n=0) passes and hypothesis has to find it.
+LEAKY = """
+import subprocess
+import tempfile
+
+def tool(n):
+    if n >= 2:
+        tempfile.mkstemp(prefix="leak-", dir="/work")
+        subprocess.Popen(["sleep", "30"], start_new_session=True)
+    return "x" * (n * 600)
+"""
+
+
+@pytest.fixture(scope="module")
+def sandbox() -> Iterator[Sandbox]:
+    with Sandbox() as sb:
+        yield sb
+
+
+def run(sandbox: Sandbox, code: str) -> TestReport:
+    suite = constitution_tests(CONSTITUTION, SPEC, max_examples=10)
+    assert suite is not None
+    job = SandboxJob(
+        tool_name="tool", code=code, test_files=suite.files, expected_tests=suite.expected
+    )
+    return sandbox.run(job)
+
+
+def test_tidy_tool_passes_every_state_rule(sandbox: Sandbox) -> None:
+    """A tool that cleans up its temp file and returns little passes all three state tests."""
+    report = run(sandbox, CLEAN)
+    assert [t.outcome for t in report.tests] == [Outcome.PASSED] * 3, report
+    assert state_violations(CONSTITUTION, report) == []
+
+
+def test_leaky_tool_breaks_each_state_rule_by_id(sandbox: Sandbox) -> None:
+    """Leftover files (in /work too), a detached process and a big result are found by rule id."""
+    report = run(sandbox, LEAKY)
+    violations = {v.rule: v.failure for v in state_violations(CONSTITUTION, report)}
+    assert sorted(violations) == ["no-leftover-files", "no-leftover-processes", "small-results"]
+    assert "[constitution no-leftover-files]" in violations["no-leftover-files"]
+    assert "/work/leak-" in violations["no-leftover-files"]
+    assert "sleep 30" in violations["no-leftover-processes"]
+    assert "the limit is 1000" in violations["small-results"]

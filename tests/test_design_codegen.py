@@ -1,0 +1,127 @@
+"""Designer and code generator against the scripted loopback model (standing in for a paid LLM)."""
+
+from __future__ import annotations
+
+import ast
+import copy
+from pathlib import Path
+
+import pytest
+
+from tests.test_spec import BASE
+from toolsmith.codegen import code_problems, extract_code, generate_code
+from toolsmith.designer import Candidate, design
+from toolsmith.errors import LLMResponseError
+from toolsmith.llm import LLMConfig, OpenAILLM
+from toolsmith.spec import ToolSpec
+from toolsmith.testgen import generate_tests
+from toolsmith.testing import ScriptedLLMServer
+
+SLUGIFY = """import re
+
+
+def slugify(text):
+    if not text:
+        raise ValueError("empty text")
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+"""
+
+
+def llm(srv: ScriptedLLMServer) -> OpenAILLM:
+    return OpenAILLM(LLMConfig(base_url=srv.base_url, model="scripted", max_retries=0))
+
+
+def test_design_returns_a_valid_spec() -> None:
+    """A spec answer is validated into a ToolSpec."""
+    with ScriptedLLMServer({"steps": [{"json": {"spec": BASE}}]}) as srv:
+        answer = design("make slugs", llm(srv))
+    assert answer.spec is not None and answer.spec.name == "slugify"
+    assert "make slugs" in srv.requests[0]["messages"][1]["content"]
+
+
+def test_invalid_spec_is_reasked_with_the_validation_error() -> None:
+    """A spec failing validation goes back to the model with the field that failed."""
+    bad = copy.deepcopy(BASE)
+    bad["name"] = "Bad Name"
+    with ScriptedLLMServer({"steps": [{"json": {"spec": bad}}, {"json": {"spec": BASE}}]}) as srv:
+        answer = design("make slugs", llm(srv))
+    assert answer.spec is not None
+    assert "snake_case" in srv.requests[1]["messages"][-1]["content"]
+
+
+def test_spec_that_never_validates_fails_clearly() -> None:
+    """Three invalid designs end in LLMResponseError, not a crash."""
+    script = {"steps": [{"json": {"spec": {"name": "x"}}, "times": 3}]}
+    with ScriptedLLMServer(script) as srv, pytest.raises(LLMResponseError, match="DesignAnswer"):
+        design("anything", llm(srv))
+
+
+def test_reuse_answer_names_a_candidate() -> None:
+    """The model may answer with an offered registry tool instead of a new spec."""
+    cand = Candidate(ref="slugify@1.0.0", description="slugs", parameters={}, returns={})
+    with ScriptedLLMServer({"steps": [{"json": {"reuse": "slugify@1.0.0"}}]}) as srv:
+        answer = design("make slugs", llm(srv), candidates=[cand])
+    assert answer.reuse == "slugify@1.0.0"
+    assert "slugify@1.0.0" in srv.requests[0]["messages"][1]["content"]
+
+
+def test_reuse_of_unknown_tool_is_redesigned() -> None:
+    """A reuse naming a tool that was not offered is not trusted: a new design is asked for."""
+    script = {"steps": [{"json": {"reuse": "ghost@9.9.9"}}, {"json": {"spec": BASE}}]}
+    with ScriptedLLMServer(script) as srv:
+        answer = design("make slugs", llm(srv), candidates=[])
+    assert answer.spec is not None
+
+
+def test_code_is_extracted_from_prose_and_fences() -> None:
+    """The block defining the function is chosen among several."""
+    text = f"Here:\n```python\nimport os\n```\nand\n```python\n{SLUGIFY}```\nenjoy"
+    assert extract_code(text, "slugify") == SLUGIFY
+    assert code_problems(SLUGIFY, "slugify") == []
+
+
+def test_code_problems_name_syntax_errors_and_wrong_names() -> None:
+    """Untestable code is described in words the fix loop can act on."""
+    assert "SyntaxError at line 1" in code_problems("def slugify(:\n", "slugify")[0]
+    assert "found: slug" in code_problems("def slug(text): pass\n", "slugify")[0]
+
+
+def test_generate_code_sends_feedback_and_detects_conflicts() -> None:
+    """Failures from the last attempt reach the model; a spec conflict is reported as such."""
+    spec = ToolSpec.parse(BASE)
+    script = {"steps": [{"reply": f"```python\n{SLUGIFY}```"}, {"reply": "SPEC_CONFLICT: ex 1"}]}
+    with ScriptedLLMServer(script) as srv:
+        first = generate_code(
+            spec, llm(srv), previous_code="x = 1\n", feedback="test_example_0 failed"
+        )
+        second = generate_code(spec, llm(srv))
+    assert first.code == SLUGIFY and first.conflict is None
+    assert "test_example_0 failed" in srv.requests[0]["messages"][1]["content"]
+    assert second.conflict == "ex 1"
+
+
+def test_generated_tests_parse_and_count() -> None:
+    """One test per example and one for generated inputs; the file is valid Python."""
+    spec = ToolSpec.parse(BASE)
+    suite = generate_tests(spec, max_examples=50)
+    assert suite.expected == len(spec.examples) + 1
+    source = suite.files["test_tool.py"]
+    tree = ast.parse(source)
+    tests = [
+        n.name for n in tree.body if isinstance(n, ast.FunctionDef) and n.name.startswith("test_")
+    ]
+    assert len(tests) == suite.expected
+    assert "max_examples=50" in source
+
+
+def test_build_refuses_a_reuse_that_was_never_offered(tmp_path: Path) -> None:
+    """A model insisting on an unoffered tool (even under --force) fails the build clearly."""
+    from toolsmith.pipeline import BuildOptions, Toolsmith
+    from toolsmith.registry import Registry
+
+    script = {"steps": [{"json": {"reuse": "rogue@9.9.9"}, "times": 2}]}
+    with ScriptedLLMServer(script) as srv:
+        ts = Toolsmith(Registry(tmp_path / "reg"), llm(srv))
+        with pytest.raises(LLMResponseError, match=r"rogue@9\.9\.9"):
+            ts.build("anything", BuildOptions(force=True))
+    assert "not one of the offered tools" in srv.requests[1]["messages"][-1]["content"]

@@ -1,0 +1,99 @@
+"""The local key store: 0600 private keys, refusal of readable ones, TOOLSMITH_HOME isolation."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import pytest
+
+from toolsmith.errors import KeyStoreError, SignatureError, UsageError
+from toolsmith.keys import KeyStore, default_signing_key, key_dir
+from toolsmith.registry import Registry
+
+
+@pytest.fixture(autouse=True)
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("TOOLSMITH_HOME", str(tmp_path / "home"))
+    return tmp_path / "home"
+
+
+def test_toolsmith_home_overrides_key_dir(home: Path) -> None:
+    """Keys live under $TOOLSMITH_HOME/keys when it is set."""
+    assert key_dir() == home / "keys"
+    assert KeyStore().path == home / "keys"
+
+
+def test_generate_writes_private_key_0600(home: Path) -> None:
+    """A generated key is owner-only, listed, and loads back with the same id."""
+    info = KeyStore().generate("release")
+    assert stat.S_IMODE(info.private_path.stat().st_mode) == 0o600
+    assert [k.key_id for k in KeyStore().list()] == [info.key_id]
+    assert KeyStore().load("release").key_id == info.key_id
+
+
+def test_generate_never_overwrites(home: Path) -> None:
+    """Generating a key under an existing name is refused, keeping the old key."""
+    first = KeyStore().generate("k")
+    with pytest.raises(KeyStoreError, match="already exists"):
+        KeyStore().generate("k")
+    assert KeyStore().load("k").key_id == first.key_id
+
+
+@pytest.mark.parametrize("mode", [0o640, 0o604, 0o644])
+def test_readable_private_key_is_refused(home: Path, mode: int) -> None:
+    """A private key that group or others can read is not used; the hint is the chmod."""
+    info = KeyStore().generate("k")
+    info.private_path.chmod(mode)
+    with pytest.raises(KeyStoreError, match="group or others") as exc:
+        KeyStore().load("k")
+    assert exc.value.hint == f"chmod 600 {info.private_path}"
+
+
+def test_path_like_key_names_are_refused(home: Path) -> None:
+    """A key name cannot escape the key directory."""
+    with pytest.raises(KeyStoreError, match="not allowed"):
+        KeyStore().generate("../evil")
+    assert not (home / "evil.key").exists()
+
+
+def test_missing_key_names_the_fix(home: Path) -> None:
+    """Loading a key that does not exist says how to create it."""
+    with pytest.raises(KeyStoreError, match="no signing key 'nope'") as exc:
+        KeyStore().load("nope")
+    assert "keys generate" in (exc.value.hint or "")
+
+
+def test_default_key_is_generated_once(home: Path) -> None:
+    """The default key is created on first use and reused afterwards."""
+    first = default_signing_key()
+    assert default_signing_key().key_id == first.key_id
+    assert len(KeyStore().list()) == 1
+
+
+def test_trust_store_trust_untrust_threshold(tmp_path: Path) -> None:
+    """Keys are trusted idempotently, untrusted by id prefix, and the threshold persists."""
+    store = Registry(tmp_path / "reg").trust
+    info = KeyStore().generate("k")
+    kid = store.trust(info.public_path.read_bytes(), "k")
+    assert store.trust(info.public_path.read_bytes(), "k") == kid
+    assert [k.key_id for k in store.trusted_keys()] == [kid]
+    store.set_threshold(2)
+    assert Registry(tmp_path / "reg").trust.threshold == 2
+    assert store.untrust(kid[:12]) == kid
+    assert store.trusted_keys() == []
+
+
+def test_untrust_unknown_or_short_prefix(tmp_path: Path) -> None:
+    """Untrusting needs a key id or a unique prefix of 8+ characters."""
+    store = Registry(tmp_path / "reg").trust
+    with pytest.raises(UsageError, match="0 trusted keys match"):
+        store.untrust("deadbeef")
+    with pytest.raises(UsageError, match="threshold must be at least 1"):
+        store.set_threshold(0)
+
+
+def test_trusting_a_non_key_file(tmp_path: Path) -> None:
+    """A file that is not a PEM public key is refused with a hint."""
+    with pytest.raises(SignatureError, match="not a PEM public key"):
+        Registry(tmp_path / "reg").trust.trust(b"hello")

@@ -1,0 +1,173 @@
+"""LLM access through the real openai SDK against a real loopback server with a scripted model.
+
+The scripted server stands in for a paid model (the one thing outside); HTTP, JSON, retries and
+timeouts are all real.
+"""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import BaseModel
+
+from toolsmith.errors import LLMNotConfiguredError, LLMResponseError, LLMUnavailableError
+from toolsmith.llm import LLMConfig, OpenAILLM, ask_structured, extract_json
+from toolsmith.testing import ScriptedLLMServer
+
+
+class Answer(BaseModel):
+    name: str
+    count: int
+
+
+def llm_for(server: ScriptedLLMServer, **cfg: Any) -> OpenAILLM:
+    return OpenAILLM(LLMConfig(base_url=server.base_url, model="scripted", **cfg))
+
+
+def ask(llm: OpenAILLM) -> Answer:
+    return ask_structured(llm, [{"role": "user", "content": "Give me an answer"}], Answer)
+
+
+def test_structured_answer_is_parsed_and_tokens_counted() -> None:
+    """A valid JSON answer becomes the model; usage is accounted."""
+    with ScriptedLLMServer({"steps": [{"json": {"name": "a", "count": 2}}]}) as srv:
+        llm = llm_for(srv)
+        assert ask(llm) == Answer(name="a", count=2)
+        assert llm.usage.calls == 1 and llm.usage.prompt_tokens > 0
+        sent = srv.requests[0]
+        assert sent["response_format"]["type"] == "json_schema"
+
+
+def test_json_in_prose_and_fences_is_extracted() -> None:
+    """Answers wrapped in prose or code fences still parse."""
+    assert extract_json('Sure!\n```json\n{"a": 1}\n```\nDone.') == {"a": 1}
+    assert extract_json('Here you go: {"a": [1, 2]} hope it helps') == {"a": [1, 2]}
+    with pytest.raises(ValueError, match="no JSON"):
+        extract_json("no json here")
+
+
+def test_malformed_then_invalid_then_valid_is_repaired() -> None:
+    """Malformed JSON and a schema-invalid answer are re-asked with the errors."""
+    script = {
+        "steps": [
+            {"reply": "{not json"},
+            {"json": {"name": "a", "count": "many"}},
+            {"json": {"name": "a", "count": 3}},
+        ]
+    }
+    with ScriptedLLMServer(script) as srv:
+        assert ask(llm_for(srv)) == Answer(name="a", count=3)
+        repair = srv.requests[2]["messages"][-1]["content"]
+        assert "count" in repair and "invalid" in repair
+
+
+def test_never_valid_gives_up_with_response_error() -> None:
+    """Bounded repairs: after the last try, LLMResponseError names the problem."""
+    with ScriptedLLMServer({"steps": [{"reply": "nope", "times": 3}]}) as srv:
+        with pytest.raises(LLMResponseError, match="after 3 tries"):
+            ask(llm_for(srv))
+        assert srv.remaining == 0
+
+
+def test_rate_limit_then_success() -> None:
+    """A 429 with Retry-After is retried by the SDK and the build goes on."""
+    script = {"steps": [{"status": 429, "retry_after": 0}, {"json": {"name": "b", "count": 1}}]}
+    with ScriptedLLMServer(script) as srv:
+        assert ask(llm_for(srv)).name == "b"
+        assert len(srv.requests) == 2
+
+
+def test_server_without_structured_output_falls_back() -> None:
+    """An endpoint refusing response_format is asked again with the schema in the prompt."""
+    script = {
+        "steps": [
+            {"status": 400, "message": "response_format json_schema is not supported"},
+            {"reply": 'ok: {"name": "c", "count": 5}'},
+        ]
+    }
+    with ScriptedLLMServer(script) as srv:
+        assert ask(llm_for(srv)).count == 5
+        assert "response_format" not in srv.requests[1]
+        assert "JSON Schema" in srv.requests[1]["messages"][0]["content"]
+
+
+def test_hanging_endpoint_times_out() -> None:
+    """An endpoint that hangs past the timeout gives LLMUnavailableError, not a hang."""
+    with ScriptedLLMServer({"steps": [{"hang_s": 5}]}) as srv:
+        llm = llm_for(srv, timeout_s=0.5, max_retries=0)
+        with pytest.raises(LLMUnavailableError, match="did not answer within"):
+            ask(llm)
+
+
+def test_dead_endpoint_is_unavailable() -> None:
+    """Nothing listening: a clear error naming the endpoint and the fix."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    llm = OpenAILLM(LLMConfig(base_url=f"http://127.0.0.1:{port}/v1", model="m", max_retries=0))
+    with pytest.raises(LLMUnavailableError, match=f"127.0.0.1:{port}") as exc:
+        ask(llm)
+    assert exc.value.hint and "OPENAI_BASE_URL" in exc.value.hint
+
+
+def test_unconfigured_says_how_to_configure(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """With no endpoint anywhere, the error explains every way to configure one."""
+    for var in ("OPENAI_BASE_URL", "OPENAI_API_KEY", "TOOLSMITH_MODEL"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("TOOLSMITH_CONFIG", str(tmp_path / "none.toml"))
+    with pytest.raises(LLMNotConfiguredError) as exc:
+        LLMConfig.resolve()
+    assert "OPENAI_BASE_URL" in str(exc.value.hint) and "toolsmith demo" in str(exc.value.hint)
+
+
+def test_config_precedence(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Flags beat environment, environment beats the config file."""
+    cfg = tmp_path / "config.toml"
+    cfg.write_text('[llm]\nbase_url = "http://file/v1"\nmodel = "file-model"\ntimeout_s = 7\n')
+    monkeypatch.setenv("TOOLSMITH_CONFIG", str(cfg))
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    monkeypatch.setenv("TOOLSMITH_MODEL", "env-model")
+    c = LLMConfig.resolve(base_url="http://127.0.0.1:9/v1")
+    assert (c.base_url, c.model, c.timeout_s) == ("http://127.0.0.1:9/v1", "env-model", 7)
+    assert c.endpoint_kind == "local"
+
+
+@pytest.mark.parametrize(
+    ("content", "fragment"),
+    [
+        ('llm = "x"\n', "must be a table"),
+        ('[llm]\nbase_url = "http://h/v1"\nmodel = "m"\ntimeout_s = "soon"\n', "timeout_s"),
+        ("[llm\n", "cannot read config file"),
+    ],
+)
+def test_bad_config_file_is_a_clear_error(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, content: str, fragment: str
+) -> None:
+    """A malformed config file names the problem instead of raising a traceback."""
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(content)
+    monkeypatch.setenv("TOOLSMITH_CONFIG", str(cfg))
+    for var in ("OPENAI_BASE_URL", "OPENAI_API_KEY", "TOOLSMITH_MODEL"):
+        monkeypatch.delenv(var, raising=False)
+    with pytest.raises(LLMNotConfiguredError, match=fragment):
+        LLMConfig.resolve()
+
+
+def test_server_closes_without_being_started() -> None:
+    """close() on a server that never started returns at once (it used to wait forever)."""
+    ScriptedLLMServer({"steps": [{"reply": "x"}]}).close()
+
+
+def test_usage_since_is_one_builds_share() -> None:
+    """Token accounting per build is the difference from a snapshot."""
+    with ScriptedLLMServer({"steps": [{"json": {"name": "a", "count": 1}, "times": 2}]}) as srv:
+        llm = llm_for(srv)
+        ask(llm)
+        before = llm.usage.as_dict()
+        ask(llm)
+    assert llm.usage.since(before)["calls"] == 1 and llm.usage.calls == 2

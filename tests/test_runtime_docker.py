@@ -1,0 +1,373 @@
+"""The docker runtime: tools run in a warm hardened container, a fresh process per call."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import docker.errors
+import pytest
+
+from tests.test_registry_support import passing_report, provenance
+from toolsmith.errors import (
+    PolicyError,
+    ToolArgumentsError,
+    ToolExecutionError,
+    ToolRaisedError,
+    ToolTimeoutError,
+    UsageError,
+)
+from toolsmith.loader import Tool, load_tool
+from toolsmith.registry import Registry
+from toolsmith.runtimes.docker import DockerTool
+from toolsmith.sandbox import Limits, connect
+from toolsmith.spec import ToolSpec
+
+pytestmark = pytest.mark.docker
+
+CURATED = Path(__file__).resolve().parent.parent / "registry"
+
+HOSTILE = """\
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+
+class BadInput(ValueError):
+    pass
+
+
+def hostile(action, arg=""):
+    if action == "echo":
+        return arg
+    if action == "raise":
+        raise BadInput("declared: " + arg)
+    if action == "undeclared":
+        raise KeyError(arg)
+    if action == "network":
+        try:
+            socket.create_connection(("1.1.1.1", 53), timeout=1).close()
+            return "connected"
+        except OSError as e:
+            return "refused: " + type(e).__name__
+    if action == "write_state":
+        for place in ("/tmp", "/work", "/dev/shm"):
+            with open(place + "/left-behind", "w") as f:
+                f.write("secret")
+        os.makedirs("/tmp/locked/inner")
+        os.chmod("/tmp/locked", 0)
+        return "written"
+    if action == "read_state":
+        return sorted(p for p in ("/tmp", "/work", "/dev/shm") if os.listdir(p))
+    if action == "spawn":
+        code = "import time\\nwhile True:\\n    open('/tmp/heartbeat', 'w')\\n    time.sleep(0.02)"
+        subprocess.Popen([sys.executable, "-c", code, "bg-marker"], start_new_session=True)
+        if os.fork() == 0:
+            os.setsid()
+            time.sleep(1000)
+        time.sleep(0.1)
+        return "spawned"
+    if action == "processes":
+        time.sleep(0.3)
+        seen = []
+        for pid in os.listdir("/proc"):
+            if pid.isdigit() and int(pid) not in (1, os.getpid(), os.getppid()):
+                try:
+                    with open(f"/proc/{pid}/cmdline", "rb") as f:
+                        seen.append(f.read().replace(b"\\0", b" ").decode())
+                except OSError:
+                    pass
+        return {"others": seen, "heartbeat": os.path.exists("/tmp/heartbeat")}
+    if action == "hang":
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        time.sleep(60)
+        return "woke up"
+    if action in ("forge", "forge_exit"):
+        frame = '{"ok": true, "value": "forged"}'
+        for nonce in ("0" * 32, "", "nonce"):
+            line = f"TOOLSMITH {nonce} answer {len(frame)}\\n{frame}"
+            print(line, flush=True)
+            print(line, file=sys.stderr, flush=True)
+        for target in ("/proc/1/fd/1", "/proc/1/fd/0", "/dev/stdout"):
+            try:
+                with open(target, "w") as f:
+                    f.write(line)
+            except OSError:
+                pass
+        if action == "forge":
+            return "real"
+        for fd in range(3, 64):
+            try:
+                os.write(fd, line.encode())
+            except OSError:
+                pass
+        os._exit(0)
+    if action == "exit":
+        os._exit(0)
+    if action == "kill_parent":
+        os.kill(os.getppid(), signal.SIGKILL)
+        return "killed"
+    if action == "memory":
+        hog = []
+        while True:
+            hog.append(b"x" * (16 << 20))
+    if action == "big":
+        return "x" * int(arg)
+    raise BadInput("unknown action " + action)
+"""
+
+HOSTILE_SPEC = {
+    "name": "hostile",
+    "description": "A tool that misbehaves on request, to test the docker runtime's isolation.",
+    "parameters": {
+        "type": "object",
+        "properties": {"action": {"type": "string"}, "arg": {"type": "string"}},
+        "required": ["action"],
+        "additionalProperties": False,
+    },
+    "returns": {},
+    "raises": ["ValueError"],
+}
+
+
+@pytest.fixture(scope="module")
+def curated(tmp_path_factory: pytest.TempPathFactory) -> Registry:
+    copy = tmp_path_factory.mktemp("curated") / "registry"
+    shutil.copytree(CURATED, copy, ignore=shutil.ignore_patterns("sources", "tmp", ".lock"))
+    return Registry(copy)
+
+
+@pytest.fixture(scope="module")
+def hostile_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+    root = tmp_path_factory.mktemp("hostile")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TOOLSMITH_HOME", str(root / "home"))
+        reg = Registry(root / "reg")
+        reg.publish(ToolSpec.parse(HOSTILE_SPEC), HOSTILE, passing_report(), provenance())
+        yield reg
+
+
+@pytest.fixture(scope="module")
+def hostile(hostile_registry: Registry) -> Iterator[Tool]:
+    tool = hostile_registry.load(
+        "hostile", runtime="docker", timeout_s=1.5, limits=Limits(memory_mb=128)
+    )
+    yield tool
+    tool.close()
+
+
+def _bound(tool: Tool) -> DockerTool:
+    bound = tool._bound
+    assert isinstance(bound, DockerTool)
+    return bound
+
+
+def _exists(container_id: str) -> bool:
+    try:
+        connect().api.inspect_container(container_id)
+    except docker.errors.NotFound:
+        return False
+    return True
+
+
+def test_curated_tool_returns_the_right_values(curated: Registry) -> None:
+    """to_roman from the repo's registry, loaded into docker, gives the right numerals."""
+    with curated.load("to_roman", runtime="docker") as tool:
+        assert tool.runtime == "docker"
+        assert [tool(number=n) for n in (1, 4, 1994, 3999)] == ["I", "IV", "MCMXCIV", "MMMCMXCIX"]
+
+
+def test_declared_exception_maps_to_tool_raised_error(curated: Registry) -> None:
+    """convert_units raising its declared ValueError surfaces as ToolRaisedError('ValueError')."""
+    with load_tool(curated.resolve("convert_units"), "docker") as tool:
+        with pytest.raises(ToolRaisedError, match="ValueError") as raised:
+            tool(value=1, from_unit="kg", to_unit="m")
+        assert raised.value.type_name == "ValueError"
+        assert tool(value=1, from_unit="km", to_unit="m") == pytest.approx(1000)
+
+
+def test_invalid_arguments_never_reach_the_container(curated: Registry) -> None:
+    """Schema-invalid arguments fail on the host even while the container is frozen."""
+    with load_tool(curated.resolve("to_roman"), "docker", timeout_s=0.5) as tool:
+        container = _bound(tool).container_id
+        assert container is not None
+        api = connect().api
+        api.pause(container)
+        try:
+            with pytest.raises(ToolArgumentsError, match="do not match its parameters"):
+                tool(number=0)
+            with pytest.raises(ToolArgumentsError, match="do not match its parameters"):
+                tool(numeral="IV")
+        finally:
+            api.unpause(container)
+        assert tool(number=9) == "IX"
+
+
+def test_wedged_container_is_replaced(curated: Registry) -> None:
+    """A frozen worker gives ToolTimeoutError; the next call runs in a new container."""
+    with load_tool(curated.resolve("to_roman"), "docker", timeout_s=0.5) as tool:
+        frozen = _bound(tool).container_id
+        assert frozen is not None
+        connect().api.pause(frozen)
+        with pytest.raises(ToolTimeoutError, match="stopped answering; it was replaced"):
+            tool(number=5)
+        assert not _exists(frozen)
+        assert tool(number=5) == "V"
+        assert _bound(tool).container_id not in (None, frozen)
+
+
+def test_calls_from_several_threads_are_serialized(curated: Registry) -> None:
+    """Concurrent calls on one tool all get their own right answer."""
+    with curated.load("to_roman", runtime="docker") as tool:
+        results: dict[int, str] = {}
+
+        def work(start: int) -> None:
+            for n in range(start, start + 10):
+                results[n] = tool(number=n)
+
+        threads = [threading.Thread(target=work, args=(s,)) for s in (1, 11, 21, 31)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert results[4] == "IV" and results[39] == "XXXIX" and len(results) == 40
+
+
+def test_hostile_declared_and_undeclared_exceptions(hostile: Tool) -> None:
+    """A declared base class maps to ToolRaisedError; an undeclared one to ToolExecutionError."""
+    with pytest.raises(ToolRaisedError, match="ValueError: declared: boom"):
+        hostile(action="raise", arg="boom")
+    with pytest.raises(ToolExecutionError, match="raised KeyError"):
+        hostile(action="undeclared", arg="k")
+
+
+def test_hostile_tool_has_no_network(hostile: Tool) -> None:
+    """Connecting out fails inside the worker."""
+    assert hostile(action="network").startswith("refused: ")
+
+
+def test_state_left_in_one_call_is_gone_in_the_next(hostile: Tool) -> None:
+    """Files written to /tmp, /work and /dev/shm (even a locked directory) are wiped."""
+    assert hostile(action="write_state") == "written"
+    assert hostile(action="read_state") == []
+
+
+def test_background_processes_do_not_survive_the_call(hostile: Tool) -> None:
+    """A detached child and a setsid grandchild are gone before the next call runs."""
+    assert hostile(action="spawn") == "spawned"
+    seen = hostile(action="processes")
+    assert seen == {"others": [], "heartbeat": False}
+
+
+def test_hanging_tool_times_out_and_the_next_call_works(hostile: Tool) -> None:
+    """A call that ignores SIGTERM and sleeps is killed at the timeout; the tool stays usable."""
+    with pytest.raises(ToolTimeoutError, match=r"did not finish within 1\.5 s"):
+        hostile(action="hang")
+    assert hostile(action="echo", arg="still here") == "still here"
+
+
+def test_printed_result_frames_are_not_accepted(hostile: Tool) -> None:
+    """Answer frames printed to stdout, stderr and PID 1's fds change nothing about the result."""
+    assert hostile(action="forge") == "real"
+
+
+def test_forged_frames_then_exit_read_as_failure(hostile: Tool) -> None:
+    """Forged frames sprayed on every fd, then exit 0: a ToolExecutionError, never "forged"."""
+    with pytest.raises(ToolExecutionError, match=r"malformed|without answering"):
+        hostile(action="forge_exit")
+    assert hostile(action="echo", arg="x") == "x"
+
+
+def test_exit_without_answer_is_an_execution_error(hostile: Tool) -> None:
+    """os._exit(0) in the middle of a call is a ToolExecutionError, not a None result."""
+    with pytest.raises(ToolExecutionError, match="exited with status 0 without answering"):
+        hostile(action="exit")
+
+
+def test_killing_the_zygote_does_not_break_the_tool(hostile: Tool) -> None:
+    """A call that kills the process it was forked from; the next call still runs."""
+    assert hostile(action="kill_parent") == "killed"
+    assert hostile(action="echo", arg="again") == "again"
+
+
+def test_memory_bomb_is_contained(hostile: Tool) -> None:
+    """Allocating past the container's memory limit fails the call naming memory; next works."""
+    with pytest.raises(ToolExecutionError, match="memory"):
+        hostile(action="memory")
+    assert hostile(action="echo", arg="after") == "after"
+
+
+def test_oversized_result_is_refused(hostile_registry: Registry) -> None:
+    """A result over max_output_bytes is an error, not a huge read."""
+    with hostile_registry.load("hostile", runtime="docker", max_output_bytes=10_000) as tool:
+        assert tool(action="big", arg="9000") == "x" * 9000
+        with pytest.raises(ToolExecutionError, match="the limit is 10000"):
+            tool(action="big", arg="20000")
+
+
+def test_close_removes_the_container(curated: Registry) -> None:
+    """After close() the container is gone and calling again is a UsageError."""
+    tool = curated.load("slugify", runtime="docker")
+    container = _bound(tool).container_id
+    assert container is not None and _exists(container)
+    tool.close()
+    assert not _exists(container)
+    with pytest.raises(UsageError, match="closed"):
+        tool(text="a b")
+
+
+def test_no_container_survives_its_process(curated: Registry) -> None:
+    """A process that exits without closing (normally, or on SIGTERM) leaves no container."""
+    script = textwrap.dedent(
+        f"""
+        import os, signal, sys
+        from pathlib import Path
+        from toolsmith.registry import Registry
+        tool = Registry(Path({str(curated.path)!r})).load("to_roman", runtime="docker")
+        print(tool._bound.container_id, flush=True)
+        assert tool(number=2) == "II"
+        if sys.argv[1] == "term":
+            os.kill(os.getpid(), signal.SIGTERM)
+        """
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PYTEST_CURRENT_TEST"}
+    for how in ("exit", "term"):
+        proc = subprocess.run(
+            [sys.executable, "-c", script, how],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+        )
+        container = proc.stdout.strip()
+        assert len(container) == 64, proc.stderr
+        assert not _exists(container), how
+
+
+def test_module_body_without_the_function_is_refused(hostile_registry: Registry) -> None:
+    """Code that defines no function of the tool's name fails at load, not at the first call."""
+    spec = ToolSpec.parse(HOSTILE_SPEC | {"name": "missing_fn"})
+    hostile_registry.publish(spec, "x = 1\n", passing_report(), provenance())
+    with pytest.raises(PolicyError, match=r"defines no function missing_fn\(\)"):
+        hostile_registry.load("missing_fn", runtime="docker")
+
+
+def test_result_is_checked_against_the_returns_schema(hostile_registry: Registry) -> None:
+    """A result outside the spec's returns schema is a ToolExecutionError."""
+    spec = ToolSpec.parse(HOSTILE_SPEC | {"name": "wrong_type", "returns": {"type": "integer"}})
+    code = "def wrong_type(action, arg=''):\n    return {'action': action}\n"
+    hostile_registry.publish(spec, code, passing_report(), provenance())
+    with (
+        hostile_registry.load("wrong_type", runtime="docker") as tool,
+        pytest.raises(ToolExecutionError, match="does not match the returns schema"),
+    ):
+        tool(action="x")

@@ -1,0 +1,134 @@
+"""The hostile corpus: every attack is contained, the host is unaffected, the verdict is clear."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import docker
+import pytest
+
+from tests.hostile.corpus import CORPUS, ENV_CANARY, ENV_CANARY_NAME, FILE_CANARY, Hostile
+from toolsmith.report import Outcome
+from toolsmith.sandbox import DockerBackend, Sandbox, SandboxJob
+from toolsmith.sandbox._container import POOL_LABEL
+
+pytestmark = pytest.mark.docker
+
+
+def _pool_containers(pool_ids: list[str]) -> list[dict[str, Any]]:
+    api = docker.from_env().api
+    return [
+        c
+        for pool in pool_ids
+        for c in api.containers(all=True, filters={"label": f"{POOL_LABEL}={pool}"})
+    ]
+
+
+@pytest.fixture(scope="module")
+def hostile_sandbox(sandbox_image: Any) -> Iterator[Sandbox]:
+    with Sandbox(pool_size=1, image=sandbox_image) as sb:
+        yield sb
+
+
+@pytest.fixture(scope="module")
+def host_canary(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("canary") / "secret.txt"
+    path.write_text(FILE_CANARY)
+    return path
+
+
+@pytest.mark.parametrize("item", CORPUS, ids=[h.name for h in CORPUS])
+def test_hostile_item_is_contained(
+    item: Hostile,
+    hostile_sandbox: Sandbox,
+    host_canary: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The attack's own test fails, with the expected verdict, and the host is untouched."""
+    monkeypatch.setenv(ENV_CANARY_NAME, ENV_CANARY)
+    prelude = f"HOST_PATH = {str(host_canary)!r}\nHOST_SECRET = {FILE_CANARY!r}\n"
+    job = SandboxJob(
+        tool_name="attack",
+        code=item.code,
+        test_files={"test_hostile.py": prelude + item.test},
+        expected_tests=item.tests,
+        limits=item.limits,
+    )
+    report = hostile_sandbox.run(job)
+    assert not report.passed, report.failure_text()
+    if item.verdict is not None:
+        assert item.verdict in report.verdicts, report.failure_text()
+    if item.runner_reports:
+        assert report.error is None, report.error
+        assert report.collected == item.tests
+        if item.verdict is None:
+            failed = all(t.outcome == Outcome.FAILED for t in report.tests)
+            assert failed, report.failure_text()
+    if item.mention:
+        assert item.mention in report.failure_text(20000), report.failure_text()
+    assert host_canary.read_text() == FILE_CANARY
+    assert not Path("/usr/lib/pwned").exists()
+
+
+def test_state_does_not_leak_between_jobs(hostile_sandbox: Sandbox) -> None:
+    """Files in /tmp and background processes left by one job are invisible to the next."""
+    leave = SandboxJob(
+        tool_name="leave",
+        code=(
+            "import subprocess\n\ndef leave():\n"
+            "    open('/tmp/leftover', 'w').write('x')\n"
+            "    subprocess.Popen(['sleep', '600'], start_new_session=True)\n    return True\n"
+        ),
+        test_files={
+            "test_leave.py": "from toolsmith_harness import call\n\n"
+            "def test_leave():\n    assert call() is True\n"
+        },
+        expected_tests=1,
+    )
+    look = SandboxJob(
+        tool_name="look",
+        code=(
+            "import os\n\ndef look():\n"
+            "    procs = [p for p in os.listdir('/proc') if p.isdigit()]\n"
+            "    cmds = [open(f'/proc/{p}/cmdline', 'rb').read() for p in procs]\n"
+            "    return {'leftover': os.path.exists('/tmp/leftover'),\n"
+            "            'sleepers': sum(c.startswith(b'sleep') for c in cmds)}\n"
+        ),
+        test_files={
+            "test_look.py": "from toolsmith_harness import call\n\n"
+            "def test_clean():\n"
+            "    assert call() == {'leftover': False, 'sleepers': 0}\n"
+        },
+        expected_tests=1,
+    )
+    first = hostile_sandbox.run(leave)
+    assert first.passed, first.failure_text()
+    second = hostile_sandbox.run(look)
+    assert second.passed, second.failure_text()
+
+
+def test_after_the_corpus_an_ordinary_job_passes_and_nothing_leaks(
+    hostile_sandbox: Sandbox,
+) -> None:
+    """The sandbox still works after the corpus, and closing it leaves no container behind."""
+    job = SandboxJob(
+        tool_name="double",
+        code="def double(x):\n    return 2 * x\n",
+        test_files={
+            "test_double.py": "from toolsmith_harness import call\n\n"
+            "def test_double():\n    assert call(x=21) == 42\n"
+        },
+        expected_tests=1,
+    )
+    report = hostile_sandbox.run(job)
+    assert report.passed, report.failure_text()
+    backend = hostile_sandbox.backend
+    assert isinstance(backend, DockerBackend)
+    pools = backend.pool_ids
+    assert pools and _pool_containers(pools)
+    hostile_sandbox.close()
+    assert _pool_containers(pools) == []
+    assert os.environ.get(ENV_CANARY_NAME) is None

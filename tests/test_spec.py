@@ -1,0 +1,114 @@
+"""ToolSpec validation: every malformed field gets a message naming the field and the fix."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from toolsmith import SpecError, ToolSpec
+
+BASE: dict[str, Any] = {
+    "name": "slugify",
+    "description": "Turn text into a URL slug.",
+    "parameters": {
+        "type": "object",
+        "properties": {"text": {"type": "string"}},
+        "required": ["text"],
+        "additionalProperties": False,
+    },
+    "returns": {"type": "string"},
+    "raises": ["ValueError"],
+    "examples": [
+        {"args": {"text": "Hello World"}, "returns": "hello-world"},
+        {"args": {"text": ""}, "raises": "ValueError"},
+    ],
+    "properties": [
+        {
+            "name": "lowercase",
+            "source": "def check(args, result):\n    assert result == result.lower()\n",
+        }
+    ],
+    "tags": ["text"],
+}
+
+
+def spec_with(**changes: Any) -> dict[str, Any]:
+    data = copy.deepcopy(BASE)
+    data.update(changes)
+    return data
+
+
+def test_valid_spec_round_trips_through_yaml_and_json() -> None:
+    """A valid spec survives YAML and JSON round trips unchanged."""
+    spec = ToolSpec.parse(BASE)
+    assert ToolSpec.from_text(spec.to_yaml()) == spec
+    assert ToolSpec.from_text(spec.model_dump_json()) == spec
+    assert spec.is_pure
+
+
+def test_canonical_json_is_stable() -> None:
+    """Key order in the input does not change the canonical bytes."""
+    reordered = dict(reversed(list(BASE.items())))
+    assert ToolSpec.parse(reordered).canonical_json() == ToolSpec.parse(BASE).canonical_json()
+
+
+@pytest.mark.parametrize(
+    ("name", "fragment"),
+    [
+        ("../x", "snake_case"),
+        ("a/b", "snake_case"),
+        ("Slugify", "snake_case"),
+        ("class", "keyword"),
+        ("match", "keyword"),
+        ("a" * 65, "limit is 64"),
+        ("1abc", "snake_case"),
+    ],
+)
+def test_bad_names_are_refused(name: str, fragment: str) -> None:
+    """Names that could escape a path or shadow Python are refused with the reason."""
+    with pytest.raises(SpecError, match=fragment):
+        ToolSpec.parse(spec_with(name=name))
+
+
+@pytest.mark.parametrize(
+    ("changes", "fragment"),
+    [
+        ({"parameters": {"type": "array"}}, 'type": "object"'),
+        ({"parameters": {"type": "object", "properties": {"x": {"type": "nope"}}}}, "JSON Schema"),
+        ({"returns": {"minLength": "three"}}, "returns is not a valid JSON Schema"),
+        ({"examples": [{"args": {"text": 3}, "returns": "x"}]}, r"examples\[0\].args"),
+        ({"examples": [{"args": {"text": "a"}, "returns": 3}]}, r"examples\[0\].returns"),
+        ({"examples": [{"args": {"text": "a"}}]}, "exactly one of"),
+        ({"examples": [{"args": {"text": "a"}, "raises": "KeyError"}]}, "not declared"),
+        ({"properties": [{"name": "p", "source": "def check(:"}]}, "does not parse"),
+        ({"properties": [{"name": "p", "source": "def other(a, b): pass"}]}, "def check"),
+        ({"capabilities": ["root"]}, "not recognised"),
+        ({"dependencies": ["not a req!!"]}, "PEP 508"),
+        ({"unknown": 1}, "unknown"),
+    ],
+)
+def test_malformed_fields_name_the_problem(changes: dict[str, Any], fragment: str) -> None:
+    """Each malformed field raises a SpecError whose message points at it."""
+    with pytest.raises(SpecError, match=fragment):
+        ToolSpec.parse(spec_with(**changes))
+
+
+def test_example_may_expect_null() -> None:
+    """``returns: null`` is an expected value, not a missing one."""
+    spec = ToolSpec.parse(
+        spec_with(
+            returns={"type": ["string", "null"]},
+            examples=[{"args": {"text": "a"}, "returns": None}],
+        )
+    )
+    assert not spec.examples[0].expects_error
+
+
+def test_unparseable_text_is_a_spec_error() -> None:
+    """Broken YAML is reported as such, not as a crash."""
+    with pytest.raises(SpecError, match="neither valid YAML nor JSON"):
+        ToolSpec.from_text("name: [unclosed")
+    with pytest.raises(SpecError, match="mapping"):
+        ToolSpec.from_text("- a list")

@@ -1,0 +1,177 @@
+"""toolsmith: a sandboxed tool-synthesis engine.
+
+The public API is what this module exports; everything else is private to the package::
+
+    from toolsmith import Registry, Toolsmith
+
+    tool = Registry().load("slugify@^1")          # verified before any byte of it runs
+    tool(text="Hello World")                       # -> "hello-world", in the Docker sandbox
+
+    ts = Toolsmith(llm=OpenAILLM(LLMConfig.resolve()))
+    ts.get_or_build("parse ISO 8601 durations")    # reuse a fitting tool, else build one
+
+Heavy parts (the Docker SDK, the openai SDK, the MCP SDK) load on first use of a name that needs
+them, so ``import toolsmith`` and the CLI stay quick.
+"""
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+from toolsmith.errors import (
+    ApprovalRequiredError,
+    AuditError,
+    BuildError,
+    ConfinementError,
+    CorruptRegistryError,
+    DigestMismatchError,
+    EngineUnavailableError,
+    ImageError,
+    KeyStoreError,
+    LLMError,
+    LLMNotConfiguredError,
+    LLMResponseError,
+    LLMUnavailableError,
+    PolicyError,
+    PublishRefusedError,
+    RegistryError,
+    SandboxError,
+    SignatureError,
+    SpecError,
+    ToolArgumentsError,
+    ToolCallError,
+    ToolExecutionError,
+    ToolNotFoundError,
+    ToolRaisedError,
+    ToolsmithError,
+    ToolTimeoutError,
+    TrustError,
+    UsageError,
+    VersionConflictError,
+)
+from toolsmith.report import Outcome, Provenance, TestCase, TestReport, Verdict
+from toolsmith.spec import Example, Property, ToolSpec
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "AuditLog": "toolsmith.audit",
+    "BuildOptions": "toolsmith.pipeline",
+    "BuildResult": "toolsmith.pipeline",
+    "BuildStatus": "toolsmith.pipeline",
+    "CapabilityPolicy": "toolsmith.policy",
+    "Constitution": "toolsmith.constitution",
+    "Grants": "toolsmith.sandbox.grants",
+    "KeyRole": "toolsmith.registry",
+    "KeyStore": "toolsmith.keys",
+    "LLMConfig": "toolsmith.llm",
+    "Limits": "toolsmith.sandbox",
+    "OpenAILLM": "toolsmith.llm",
+    "Registry": "toolsmith.registry",
+    "Sandbox": "toolsmith.sandbox",
+    "SandboxJob": "toolsmith.sandbox",
+    "ScriptedLLMServer": "toolsmith.testing",
+    "Tool": "toolsmith.loader",
+    "Toolsmith": "toolsmith.pipeline",
+    "VerifiedTool": "toolsmith.registry",
+    "VersionRecord": "toolsmith.registry",
+    "VersionStatus": "toolsmith.registry",
+    "analyze": "toolsmith.policy",
+    "build_server": "toolsmith.mcp",
+    "export_spec": "toolsmith.export",
+    "load_constitution": "toolsmith.constitution",
+    "load_policy": "toolsmith.policy",
+    "load_tool": "toolsmith.loader",
+}
+
+if TYPE_CHECKING:
+    from toolsmith.audit import AuditLog
+    from toolsmith.constitution import Constitution, load_constitution
+    from toolsmith.export import export_spec
+    from toolsmith.keys import KeyStore
+    from toolsmith.llm import LLMConfig, OpenAILLM
+    from toolsmith.loader import Tool, load_tool
+    from toolsmith.mcp import build_server
+    from toolsmith.pipeline import BuildOptions, BuildResult, BuildStatus, Toolsmith
+    from toolsmith.policy import CapabilityPolicy, analyze, load_policy
+    from toolsmith.registry import KeyRole, Registry, VerifiedTool, VersionRecord, VersionStatus
+    from toolsmith.sandbox import Limits, Sandbox, SandboxJob
+    from toolsmith.sandbox.grants import Grants
+    from toolsmith.testing import ScriptedLLMServer
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'toolsmith' has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+__all__ = [
+    "ApprovalRequiredError",
+    "AuditError",
+    "AuditLog",
+    "BuildError",
+    "BuildOptions",
+    "BuildResult",
+    "BuildStatus",
+    "CapabilityPolicy",
+    "ConfinementError",
+    "Constitution",
+    "CorruptRegistryError",
+    "DigestMismatchError",
+    "EngineUnavailableError",
+    "Example",
+    "Grants",
+    "ImageError",
+    "KeyRole",
+    "KeyStore",
+    "KeyStoreError",
+    "LLMConfig",
+    "LLMError",
+    "LLMNotConfiguredError",
+    "LLMResponseError",
+    "LLMUnavailableError",
+    "Limits",
+    "OpenAILLM",
+    "Outcome",
+    "PolicyError",
+    "Property",
+    "Provenance",
+    "PublishRefusedError",
+    "Registry",
+    "RegistryError",
+    "Sandbox",
+    "SandboxError",
+    "SandboxJob",
+    "ScriptedLLMServer",
+    "SignatureError",
+    "SpecError",
+    "TestCase",
+    "TestReport",
+    "Tool",
+    "ToolArgumentsError",
+    "ToolCallError",
+    "ToolExecutionError",
+    "ToolNotFoundError",
+    "ToolRaisedError",
+    "ToolSpec",
+    "ToolTimeoutError",
+    "Toolsmith",
+    "ToolsmithError",
+    "TrustError",
+    "UsageError",
+    "Verdict",
+    "VerifiedTool",
+    "VersionConflictError",
+    "VersionRecord",
+    "VersionStatus",
+    "__version__",
+    "analyze",
+    "build_server",
+    "export_spec",
+    "load_constitution",
+    "load_policy",
+    "load_tool",
+]

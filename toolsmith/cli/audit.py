@@ -1,0 +1,67 @@
+"""`toolsmith audit`: read and verify a registry's audit log."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from toolsmith.audit import AuditLog
+from toolsmith.cli._common import JsonOpt, RegistryOpt, console, emit
+from toolsmith.errors import AuditError
+from toolsmith.registry import Registry
+
+app = typer.Typer(help="Show and verify the registry's audit log.", no_args_is_help=True)
+
+LimitOpt = Annotated[
+    int | None,
+    typer.Option("--limit", min=1, help="Show only the last N entries.", show_default=False),
+]
+
+
+def _log(registry: Path | None) -> AuditLog:
+    return AuditLog.for_registry(registry if registry is not None else Registry.default_path())
+
+
+@app.command("show")
+def show(registry: RegistryOpt = None, as_json: JsonOpt = False, limit: LimitOpt = None) -> None:
+    """List audit entries, oldest first: who did what to which tool, and why."""
+    log = _log(registry)
+    entries = list(log.entries()) if log.path.exists() else []
+    if limit is not None:
+        entries = entries[-limit:]
+
+    def render() -> None:
+        table = Table(title=f"{len(entries)} audit entries in {log.path}")
+        for col in ("seq", "time", "event", "actor", "subject", "reason"):
+            table.add_column(col)
+        for e in entries:
+            table.add_row(str(e.seq), e.timestamp[:19], e.event, e.actor, e.subject, e.reason or "")
+        console.print(table)
+
+    emit(entries, as_json, render)
+
+
+@app.command("verify")
+def verify(registry: RegistryOpt = None, as_json: JsonOpt = False) -> None:
+    """Check the hash chain and its head anchor; exit non-zero naming the first bad entry."""
+    log = _log(registry)
+    result = log.verify()
+    if not result.ok:
+        if as_json:
+            emit(result, True, lambda: None)
+        raise AuditError(
+            f"audit log {log.path} fails verification at seq {result.first_bad_seq}: "
+            f"{result.problem}",
+            hint="entries before that seq are intact; keep the log as evidence and find out who "
+            "changed it",
+        )
+    emit(
+        result,
+        as_json,
+        lambda: console.print(
+            f"audit log {log.path}: {result.entries} entries, chain intact", soft_wrap=True
+        ),
+    )

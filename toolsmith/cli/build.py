@@ -1,0 +1,199 @@
+"""`toolsmith build` and `toolsmith demo`: the main job; progress for people, JSON for scripts."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from enum import StrEnum
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from pydantic import ValidationError
+from rich.panel import Panel
+from rich.syntax import Syntax
+from rich.table import Table
+
+from toolsmith.cli._common import JsonOpt, RegistryOpt, console, emit, err_console
+from toolsmith.errors import UsageError
+from toolsmith.registry import Registry
+from toolsmith.spec import ToolSpec, read_text
+
+if TYPE_CHECKING:
+    from toolsmith.pipeline import BuildResult, Progress
+
+
+class Bump(StrEnum):
+    PATCH = "patch"
+    MINOR = "minor"
+    MAJOR = "major"
+
+
+@contextmanager
+def _progress(enabled: bool) -> Iterator[Callable[[Progress], None]]:
+    if not enabled:
+        yield lambda _p: None
+        return
+    with err_console.status("starting") as status:
+
+        def show(p: Progress) -> None:
+            attempt = f" attempt {p.attempt}/{p.max_attempts}" if p.attempt else ""
+            detail = f": {p.detail}" if p.detail else ""
+            status.update(f"[bold]{p.stage}[/bold]{attempt}{detail}")
+            if p.stage == "tested":
+                err_console.print(f"  attempt {p.attempt}/{p.max_attempts}: {p.detail}")
+
+        yield show
+
+
+def render_result(result: BuildResult) -> None:
+    if result.attempts:
+        table = Table(title=f"build {result.build_id}", show_lines=False)
+        for col in ("attempt", "verdict", "summary", "seconds"):
+            table.add_column(col)
+        for a in result.attempts:
+            colour = "green" if a.verdict == "passed" else "red"
+            table.add_row(
+                str(a.number), f"[{colour}]{a.verdict}[/{colour}]", a.summary, f"{a.duration_s:.2f}"
+            )
+        console.print(table)
+    if result.status == "reused":
+        console.print(f"[green]reused[/green] {result.reused} (use --force to build anew)")
+    elif result.status == "published":
+        assert result.record is not None
+        console.print(
+            f"[green]published[/green] {result.ref}  digest {result.record.digest[:19]}…  "
+            f"signed by {', '.join(k[:12] for k in result.record.signers)}"
+        )
+    elif result.status == "pending_approval":
+        assert result.record is not None
+        console.print(
+            f"[yellow]pending approval[/yellow] {result.ref}: agents cannot load it until "
+            f"`toolsmith approve {result.ref}`\n{result.policy}"
+        )
+    elif result.status == "dry_run":
+        console.print(f"[green]passed[/green] {result.spec.name if result.spec else ''} (dry run)")
+    if result.tokens:
+        t = result.tokens
+        console.print(
+            f"tokens: {t.get('prompt_tokens', 0)} prompt + {t.get('completion_tokens', 0)} "
+            f"completion in {t.get('calls', 0)} calls; {result.duration_s:.1f}s"
+        )
+
+
+def build(
+    task: Annotated[str | None, typer.Argument(help="What the tool should do.")] = None,
+    spec: Annotated[Path | None, typer.Option(help="Bring your own ToolSpec (YAML/JSON).")] = None,
+    impl: Annotated[
+        Path | None, typer.Option(help="Bring your own implementation (needs --spec).")
+    ] = None,
+    registry: RegistryOpt = None,
+    max_attempts: Annotated[int, typer.Option(min=1, max=20, help="Fix-loop bound.")] = 4,
+    max_examples: Annotated[
+        int, typer.Option(min=1, max=10_000, help="Hypothesis examples per test.")
+    ] = 100,
+    model: Annotated[str | None, typer.Option(help="Model name (else $TOOLSMITH_MODEL).")] = None,
+    base_url: Annotated[
+        str | None, typer.Option(help="OpenAI-compatible endpoint (else $OPENAI_BASE_URL).")
+    ] = None,
+    api_key: Annotated[str | None, typer.Option(help="API key (else $OPENAI_API_KEY).")] = None,
+    dry_run: Annotated[bool, typer.Option(help="Prove the tool but do not publish it.")] = False,
+    force: Annotated[bool, typer.Option(help="Build even if a registry tool fits.")] = False,
+    version: Annotated[str | None, typer.Option(help="Publish as this exact version.")] = None,
+    bump: Annotated[Bump, typer.Option(help="Which part of the version to raise.")] = Bump.PATCH,
+    as_json: JsonOpt = False,
+) -> None:
+    """Build a tool from a task (LLM), or from --spec [--impl], prove it and publish it."""
+    from toolsmith.llm import LLMConfig, OpenAILLM
+    from toolsmith.pipeline import BuildOptions, Toolsmith, require_success
+
+    if (task is None) == (spec is None):
+        raise UsageError(
+            "give either a task or --spec",
+            hint='toolsmith build "parse ISO dates", or toolsmith build --spec s.yaml',
+        )
+    if impl is not None and spec is None:
+        raise UsageError("--impl needs --spec", hint="add --spec SPEC.yaml")
+    try:
+        options = BuildOptions(
+            max_attempts=max_attempts,
+            max_examples=max_examples,
+            dry_run=dry_run,
+            force=force,
+            version=version,
+            bump=bump.value,
+        )
+    except ValidationError as e:
+        raise UsageError(e.errors()[0]["msg"].removeprefix("Value error, ")) from None
+    tool_spec = ToolSpec.from_file(spec) if spec is not None else None
+    code = read_text(impl, "implementation") if impl is not None else None
+    llm = None
+    if task is not None or code is None:
+        llm = OpenAILLM(LLMConfig.resolve(base_url=base_url, model=model, api_key=api_key))
+    with _progress(not as_json) as show, Toolsmith(Registry(registry), llm, on_progress=show) as ts:
+        if tool_spec is not None:
+            result = ts.build_from_spec(tool_spec, code, options)
+        else:
+            assert task is not None
+            result = ts.build(task, options)
+    emit(result, as_json, lambda: render_result(result))
+    require_success(result)
+
+
+DEMO_TASK = "Parse a human duration like '1h30m' into seconds"
+DEMO_CALLS = ("1h30m", "2d 4h", "90 minutes")
+
+
+def demo(
+    registry: RegistryOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """A whole build with a scripted model (no API key): design, fail, fix, sign, publish, call."""
+    from toolsmith.errors import ToolCallError
+    from toolsmith.llm import LLMConfig, OpenAILLM
+    from toolsmith.pipeline import BuildOptions, Toolsmith, require_success
+    from toolsmith.testing import ScriptedLLMServer
+
+    script = resources.files("toolsmith").joinpath("data/demo_script.yaml")
+    with tempfile.TemporaryDirectory(prefix="toolsmith-demo-") as tmp:
+        reg = Registry(registry or Path(tmp) / "registry")
+        if not as_json:
+            console.print(
+                Panel(
+                    "This demo uses a [bold]scripted model[/bold]: a local server speaking the "
+                    "OpenAI API replays canned answers. Everything else is real: the sandbox, "
+                    "the tests, signing, the registry and the call.",
+                    title="toolsmith demo",
+                )
+            )
+        with ScriptedLLMServer(str(script)) as server:
+            llm = OpenAILLM(LLMConfig(base_url=server.base_url, model=server.script.model))
+            with _progress(not as_json) as show, Toolsmith(reg, llm, on_progress=show) as ts:
+                result = ts.build(DEMO_TASK, BuildOptions(force=True))
+        if not as_json:
+            render_result(result)
+        require_success(result)
+        assert result.ref is not None
+        calls = []
+        with reg.load(result.ref, runtime="docker", actor="toolsmith demo") as tool:
+            for text in DEMO_CALLS:
+                try:
+                    calls.append({"args": {"text": text}, "result": tool(text=text)})
+                except ToolCallError as e:
+                    calls.append({"args": {"text": text}, "error": str(e)})
+        if as_json:
+            emit({"build": result, "calls": calls}, True, lambda: None)
+            return
+        if result.code:
+            console.print(Syntax(result.code, "python", line_numbers=False))
+        table = Table(
+            title=f"agent calls to {tool.ref} (docker runtime, verified {tool.digest[:12]})"
+        )
+        table.add_column("args")
+        table.add_column("outcome")
+        for call in calls:
+            outcome = repr(call["result"]) if "result" in call else f"[red]{call['error']}[/red]"
+            table.add_row(repr(call["args"]), outcome)
+        console.print(table)

@@ -1,0 +1,248 @@
+"""`toolsmith registry`."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from toolsmith.cli._common import JsonOpt, RegistryOpt, console, emit
+from toolsmith.errors import CorruptRegistryError, TrustError
+from toolsmith.export import ExportFormat, export_spec
+from toolsmith.registry import Registry, VersionRecord, VersionStatus
+
+app = typer.Typer(help="Browse, verify, yank and export registry tools.", no_args_is_help=True)
+
+RefArg = Annotated[str, typer.Argument(help="NAME, NAME@1.2.3 or NAME@<range> (^1.2, >=1,<2).")]
+PinArg = Annotated[str, typer.Argument(help="NAME@VERSION (an exact version).")]
+
+
+def _row(r: VersionRecord) -> dict[str, Any]:
+    return {
+        "name": r.name,
+        "version": r.version,
+        "digest": r.digest,
+        "status": r.status.value,
+        "yanked": r.yanked,
+        "yank_reason": r.yank_reason,
+        "description": r.description,
+        "tags": r.tags,
+        "capabilities": r.capabilities,
+        "published_at": r.published_at,
+        "signers": r.signers,
+    }
+
+
+def _table(records: list[VersionRecord], title: str) -> Table:
+    table = Table(title=title)
+    for col in ("name", "version", "status", "digest", "description"):
+        table.add_column(col)
+    for r in records:
+        status = f"yanked: {r.yank_reason}" if r.yanked else r.status.value
+        table.add_row(r.name, r.version, status, r.digest[:12], r.description)
+    return table
+
+
+@app.command("list")
+def list_(
+    pending: Annotated[
+        bool, typer.Option("--pending", help="Show the approval queue: every pending version.")
+    ] = False,
+    registry: RegistryOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List tools with the version a bare name resolves to (or, with --pending, the queue)."""
+    reg = Registry(registry)
+    if not pending:
+        records = reg.list()
+        emit(
+            [_row(r) for r in records],
+            as_json,
+            lambda: console.print(_table(records, f"{len(records)} tools in {reg.path}")),
+        )
+        return
+    queue = reg.pending()
+
+    def render() -> None:
+        table = Table(title=f"{len(queue)} version(s) awaiting approval in {reg.path}")
+        for col in ("name", "version", "capabilities", "published", "digest"):
+            table.add_column(col)
+        for r in queue:
+            caps = ", ".join(r.capabilities) or "(pure)"
+            table.add_row(r.name, r.version, caps, r.published_at, r.digest[:12])
+        console.print(table)
+        if queue:
+            console.print("decide with `toolsmith approve NAME@VER` or `toolsmith reject ...`")
+
+    emit([_row(r) for r in queue], as_json, render)
+
+
+@app.command("versions")
+def versions(name: str, registry: RegistryOpt = None, as_json: JsonOpt = False) -> None:
+    """Every version of a tool, yanked ones included."""
+    records = Registry(registry).versions(name)
+    emit(
+        [_row(r) for r in records],
+        as_json,
+        lambda: console.print(_table(records, f"versions of {name}")),
+    )
+
+
+@app.command("search")
+def search(
+    query: str,
+    limit: Annotated[int, typer.Option(help="Most hits to show.")] = 10,
+    registry: RegistryOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Ranked search over tool names, descriptions and tags."""
+    hits = Registry(registry).search(query, limit)
+
+    def render() -> None:
+        table = Table(title=f"{len(hits)} hits for {query!r}")
+        for col in ("name", "version", "score", "digest", "description"):
+            table.add_column(col)
+        for h in hits:
+            table.add_row(h.name, h.version, f"{h.score:.2f}", h.digest[:12], h.description)
+        console.print(table)
+
+    rows = [h.model_dump() | {"status": "published", "yanked": False} for h in hits]
+    emit(rows, as_json, render)
+
+
+@app.command("show")
+def show(ref: RefArg, registry: RegistryOpt = None, as_json: JsonOpt = False) -> None:
+    """A version's spec, signature status, signers, test summary and provenance."""
+    reg = Registry(registry)
+    record = reg.find(ref)
+    if record.status != VersionStatus.PUBLISHED:
+        _show_unpublished(reg, record, as_json)
+        return
+    try:
+        tool = reg.resolve(f"{record.name}@{record.version}")
+    except (TrustError, CorruptRegistryError) as e:
+        problem = f"{type(e).__name__}: {e.message}"
+        emit(
+            _row(record) | {"verified": False, "error": problem},
+            as_json,
+            lambda: console.print(
+                f"[bold]{record.name}@{record.version}[/bold]  digest {record.digest}\n"
+                f"signature: [bold red]FAILED[/bold red] {problem}",
+                highlight=False,
+            ),
+        )
+        raise typer.Exit(e.exit_code) from None
+    data = _row(record) | {
+        "verified": True,
+        "signers": list(tool.signers),
+        "spec": tool.spec.model_dump(mode="json"),
+        "report_summary": tool.report.summary(),
+        "provenance": tool.provenance.model_dump(mode="json"),
+    }
+
+    def render() -> None:
+        yanked = f"  [yellow]yanked: {record.yank_reason}[/yellow]" if record.yanked else ""
+        p = tool.provenance
+        console.print(
+            f"[bold]{tool.name}@{tool.version}[/bold]{yanked}\n"
+            f"digest     {tool.digest}\n"
+            f"signature  [green]verified[/green] by {', '.join(tool.signers)}\n"
+            f"tests      {tool.report.summary()}\n"
+            f"provenance {p.source} via {p.builder} {p.builder_version}, model {p.model or '-'}, "
+            f"{len(p.attempts)} attempt(s), created {p.created_at}\n",
+            highlight=False,
+        )
+        console.print(tool.spec.to_yaml(), highlight=False, markup=False)
+
+    emit(data, as_json, render)
+
+
+def _show_unpublished(reg: Registry, record: VersionRecord, as_json: bool) -> None:
+    """Pending and rejected versions are never resolved, so show what the index and verify say."""
+    pin = f"{record.name}@{record.version}"
+    [result] = reg.verify(pin)
+    next_step = (
+        f"not loadable until a trusted approver runs `toolsmith approve {pin}`"
+        if record.status == VersionStatus.PENDING
+        else "rejected: never loadable"
+    )
+
+    def render() -> None:
+        verdict = "[green]verified[/green]" if result.ok else f"[red]FAILED[/red] {result.error}"
+        console.print(
+            f"[bold]{pin}[/bold]  [yellow]{record.status.value}[/yellow]\n"
+            f"digest       {record.digest}\n"
+            f"signature    {verdict}\n"
+            f"capabilities {', '.join(record.capabilities) or '(pure)'}\n"
+            f"{next_step}",
+            highlight=False,
+        )
+
+    emit(_row(record) | {"verified": result.ok, "error": result.error}, as_json, render)
+    if not result.ok:
+        raise typer.Exit(TrustError.exit_code)
+
+
+@app.command("verify")
+def verify(
+    ref: Annotated[str | None, typer.Argument(help="NAME[@VER]; everything if omitted.")] = None,
+    registry: RegistryOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Check digests and signatures; exits non-zero if anything fails."""
+    results = Registry(registry).verify(ref)
+
+    def render() -> None:
+        table = Table(title="verification")
+        for col in ("name", "version", "status", "result", "digest"):
+            table.add_column(col)
+        for r in results:
+            verdict = "[green]ok[/green]" if r.ok else f"[red]FAILED[/red] {r.error}"
+            table.add_row(r.name, r.version, r.status.value, verdict, r.digest[:12])
+        console.print(table)
+
+    rows = [r.model_dump(mode="json") for r in results]
+    emit(rows, as_json, render)
+    if not all(r.ok for r in results):
+        raise typer.Exit(TrustError.exit_code)
+
+
+@app.command("yank")
+def yank(
+    ref: PinArg,
+    reason: Annotated[str, typer.Option("--reason", help="Why it was pulled.")],
+    registry: RegistryOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Hide a version from ranges and bare names; exact pins still resolve it."""
+    r = Registry(registry).yank(ref, reason)
+    emit(_row(r), as_json, lambda: console.print(f"yanked {r.name}@{r.version}: {reason}"))
+
+
+@app.command("unyank")
+def unyank(
+    ref: PinArg,
+    reason: Annotated[
+        str | None, typer.Option("--reason", help="Why it is back (kept in the audit log).")
+    ] = None,
+    registry: RegistryOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Make a yanked version resolvable by ranges again."""
+    r = Registry(registry).unyank(ref, reason)
+    emit(_row(r), as_json, lambda: console.print(f"unyanked {r.name}@{r.version}"))
+
+
+@app.command("export")
+def export(
+    ref: RefArg,
+    fmt: Annotated[ExportFormat, typer.Option("--format", help="Definition format.")] = (
+        ExportFormat.JSON
+    ),
+    registry: RegistryOpt = None,
+) -> None:
+    """Print a verified tool's definition as OpenAI, MCP or ToolSpec JSON."""
+    tool = Registry(registry).resolve(ref)
+    typer.echo(json.dumps(export_spec(tool.spec, fmt), indent=2, sort_keys=True))

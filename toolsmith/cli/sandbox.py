@@ -1,0 +1,88 @@
+"""`toolsmith sandbox`: build the image, show its status, run the confinement self-test."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from toolsmith.cli._common import JsonOpt, console, emit, err_console
+from toolsmith.errors import ConfinementError, SandboxError
+from toolsmith.sandbox import check_confinement, connect, ensure_image, find_image
+
+app = typer.Typer(help="Build, inspect and self-test the Docker sandbox.", no_args_is_help=True)
+
+BaseOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--base",
+        help="Local python image to build FROM (default: a python:3.x-slim if present, "
+        "else a Debian root filesystem built offline with mmdebstrap).",
+        show_default=False,
+    ),
+]
+
+
+@app.command("build")
+def build(base: BaseOpt = None, as_json: JsonOpt = False) -> None:
+    """Build the sandbox image offline; a no-op when its inputs are unchanged."""
+    info = ensure_image(base=base, progress=lambda msg: err_console.print(msg, highlight=False))
+    emit(
+        info,
+        as_json,
+        lambda: console.print(
+            f"{'built' if info.built else 'up to date'} [bold]{info.tag}[/bold] "
+            f"{info.image_id[:19]} (base {info.base})",
+            highlight=False,
+        ),
+    )
+
+
+@app.command("status")
+def status(as_json: JsonOpt = False) -> None:
+    """Is the engine reachable, is the image built, which runtime runs jobs."""
+    data: dict[str, Any] = {"engine": False, "image": None, "runtime": None, "error": None}
+    try:
+        engine = connect()
+        data.update(engine=True, server_version=engine.server_version, runtime=engine.runtime)
+        found = find_image(engine)
+        data["image"] = found.model_dump() if found else None
+    except SandboxError as e:
+        data["error"] = str(e)
+
+    def render() -> None:
+        if not data["engine"]:
+            console.print(f"[red]engine unreachable[/red]: {data['error']}", highlight=False)
+            return
+        console.print(f"engine   Docker {data['server_version']}, runtime {data['runtime']}")
+        image = data["image"]
+        if image:
+            console.print(f"image    {image['tag']} {image['image_id'][:19]}", highlight=False)
+        else:
+            console.print("image    [yellow]not built[/yellow] (run `toolsmith sandbox build`)")
+
+    emit(data, as_json, render)
+    if not data["engine"] or data["image"] is None:
+        raise typer.Exit(1)
+
+
+@app.command("check")
+def check(as_json: JsonOpt = False) -> None:
+    """Run confinement probes inside the sandbox; exit non-zero if any property is missing."""
+    probes = check_confinement()
+
+    def render() -> None:
+        table = Table("probe", "property", "result")
+        for p in probes:
+            result = "[green]ok[/green]" if p.ok else f"[red]MISSING[/red] {p.detail}"
+            table.add_row(p.name, p.description, result)
+        console.print(table)
+
+    emit(probes, as_json, render)
+    missing = [p.name for p in probes if not p.ok]
+    if missing:
+        raise ConfinementError(
+            f"isolation properties missing: {', '.join(missing)}",
+            hint="do not run untrusted code here; check the engine's runtime and security options",
+        )

@@ -1,0 +1,102 @@
+"""Code generation: a ToolSpec (and the last attempt's failures) in, one Python module out.
+
+Models wrap code in prose and fences, name functions wrongly and forget imports; extraction is
+forgiving about the wrapping and strict about the result, whose problems go back to the fix loop
+like test failures.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+from dataclasses import dataclass
+
+from toolsmith.llm import LLM, Message
+from toolsmith.spec import ToolSpec
+
+SPEC_CONFLICT = "SPEC_CONFLICT:"
+
+SYSTEM = """You write one Python module implementing a tool from its specification.
+Rules:
+- Define a top-level function named exactly `{name}` taking keyword arguments named after the
+  parameter schema's properties (give optional ones defaults).
+- Return only JSON-serialisable values matching the `returns` schema.
+- For bad input raise only the exceptions listed in `raises`, with a helpful message.
+- Be deterministic and never modify the arguments you receive.
+- {deps}
+- {caps}
+- Answer with the module in one ```python fenced block and nothing else.
+- If the specification contradicts itself (for example an example breaks a stated property),
+  answer instead with one line starting with {conflict} and say exactly which parts conflict."""
+
+
+@dataclass(frozen=True)
+class GeneratedCode:
+    """What the model answered: code, or a claim that the spec contradicts itself."""
+
+    code: str = ""
+    conflict: str | None = None
+    raw: str = ""
+
+
+def _fence_blocks(text: str) -> list[str]:
+    return [m.group(1) for m in re.finditer(r"```[ \t]*(?:python|py)?[ \t]*\n(.*?)```", text, re.S)]
+
+
+def extract_code(text: str, name: str) -> str:
+    """The fenced block defining ``name`` (or the first block, or the whole text)."""
+    blocks = _fence_blocks(text)
+    for block in blocks:
+        if re.search(rf"^\s*(async\s+)?def\s+{re.escape(name)}\s*\(", block, re.M):
+            return block.strip() + "\n"
+    return (blocks[0] if blocks else text).strip() + "\n"
+
+
+def code_problems(code: str, name: str) -> list[str]:
+    """Why ``code`` cannot be tested at all; an empty list means it can."""
+    try:
+        tree = ast.parse(code)
+    except SyntaxError as e:
+        return [f"SyntaxError at line {e.lineno}: {e.msg}"]
+    funcs = {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}
+    if name not in funcs:
+        found = ", ".join(sorted(funcs)) or "none"
+        return [f"the module defines no top-level function named {name!r} (found: {found})"]
+    return []
+
+
+def build_messages(
+    spec: ToolSpec, previous_code: str | None, feedback: str | None
+) -> list[Message]:
+    deps = (
+        f"You may import these dependencies: {', '.join(spec.dependencies)}; otherwise stdlib only."
+        if spec.dependencies
+        else "Use the Python standard library only."
+    )
+    caps = (
+        f"You may use exactly these capabilities: {', '.join(spec.capabilities)}."
+        if spec.capabilities
+        else "Do no I/O: no files, network, environment, subprocesses or dynamic imports."
+    )
+    system = SYSTEM.format(name=spec.name, deps=deps, caps=caps, conflict=SPEC_CONFLICT)
+    user = "Specification:\n" + json.dumps(spec.model_dump(mode="json"), indent=2)
+    if previous_code is not None and feedback:
+        user += (
+            "\n\nYour previous implementation:\n```python\n"
+            + previous_code
+            + "```\n\nIt failed in the sandbox:\n"
+            + feedback
+            + "\n\nFix the implementation so every test passes."
+        )
+    return [{"role": "system", "content": system}, {"role": "user", "content": user}]
+
+
+def generate_code(
+    spec: ToolSpec, llm: LLM, *, previous_code: str | None = None, feedback: str | None = None
+) -> GeneratedCode:
+    text = llm.complete(build_messages(spec, previous_code, feedback)).text
+    stripped = text.strip()
+    if stripped.startswith(SPEC_CONFLICT):
+        return GeneratedCode(conflict=stripped[len(SPEC_CONFLICT) :].strip(), raw=text)
+    return GeneratedCode(code=extract_code(text, spec.name), raw=text)

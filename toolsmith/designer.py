@@ -1,0 +1,93 @@
+"""Design: a task in, a ToolSpec out, unless a registry tool already fits.
+
+The model sees the registry's best matches for the task first, and answers either with one of them
+to reuse or with a new spec. One call does both, so reuse costs nothing extra.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from toolsmith.llm import LLM, Message, ask_structured
+from toolsmith.log import get_logger
+from toolsmith.spec import ToolSpec
+
+log = get_logger(__name__)
+
+
+class Candidate(BaseModel):
+    """A registry tool offered to the designer for reuse."""
+
+    ref: str = Field(description="name@version")
+    description: str
+    parameters: dict[str, object]
+    returns: dict[str, object]
+
+
+class DesignAnswer(BaseModel):
+    """Exactly one of ``reuse`` (a candidate's ref) or ``spec`` (a new design)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reuse: str | None = None
+    spec: ToolSpec | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> DesignAnswer:
+        if (self.reuse is None) == (self.spec is None):
+            raise ValueError("answer with exactly one of 'reuse' or 'spec'")
+        return self
+
+
+SYSTEM = """You design small, typed, pure-by-default Python tools for AI agents.
+Given a task, produce a ToolSpec: a snake_case name, a one-sentence description, JSON Schemas for
+the keyword parameters (type object, with "required" and "additionalProperties": false) and the
+return value, the exception names raised on bad input, at least 4 examples (ordinary cases, edge
+cases, and error cases using "raises"), and properties: Python sources of `def check(args, result)`
+that assert what must hold for every valid input (use only builtins, no imports).
+Declare capabilities only if the task truly needs I/O (network:<host>, fs:read:<path>, ...).
+If one of the existing tools listed already does the task, answer {"reuse": "<name@version>"}
+instead of designing a new one."""
+
+
+def design_messages(
+    task: str, candidates: Sequence[Candidate], revision: tuple[ToolSpec, str] | None
+) -> list[Message]:
+    user = f"Task: {task}\n\n"
+    if candidates:
+        listing = [c.model_dump(mode="json") for c in candidates]
+        user += "Existing tools (reuse one only if it does the task):\n" + json.dumps(listing)
+    else:
+        user += "There are no existing tools to reuse."
+    if revision is not None:
+        spec, reason = revision
+        user += (
+            "\n\nA previous design contradicted itself:\n"
+            + json.dumps(spec.model_dump(mode="json"))
+            + f"\nProblem: {reason}\nAnswer with a corrected spec."
+        )
+    return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": user}]
+
+
+def design(
+    task: str,
+    llm: LLM,
+    *,
+    candidates: Sequence[Candidate] = (),
+    revision: tuple[ToolSpec, str] | None = None,
+) -> DesignAnswer:
+    """Ask for a new spec or a reuse; a reuse naming a tool not offered is sent back once."""
+    messages = design_messages(task, candidates, revision)
+    answer = ask_structured(llm, messages, DesignAnswer)
+    if answer.reuse is not None and answer.reuse not in {c.ref for c in candidates}:
+        log.info("design.unknown_reuse", reuse=answer.reuse)
+        refusal = f"{answer.reuse} is not one of the offered tools; answer with a new spec."
+        messages += [
+            {"role": "assistant", "content": json.dumps({"reuse": answer.reuse})},
+            {"role": "user", "content": refusal},
+        ]
+        answer = ask_structured(llm, messages, DesignAnswer)
+    return answer

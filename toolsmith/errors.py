@@ -1,0 +1,173 @@
+"""The one error hierarchy of toolsmith.
+
+Every error a caller can see is a ``ToolsmithError``. Each carries a message naming the problem and,
+where there is one, a ``hint`` naming the fix. The CLI prints ``TypeName: message``, the hint, and
+exits with ``exit_code``; library callers catch the branch they care about.
+
+    ToolsmithError
+    ├── UsageError                    caller mistakes: bad argument, bad option combination
+    ├── SpecError                     a ToolSpec that does not validate
+    ├── RegistryError
+    │   ├── ToolNotFoundError         no such tool / no version matches
+    │   ├── VersionConflictError      publishing a version that already exists
+    │   ├── PublishRefusedError       e.g. a test report that is not a pass
+    │   └── CorruptRegistryError      an index or blob that cannot be read
+    ├── TrustError                    verification failed: never run such a tool
+    │   ├── DigestMismatchError
+    │   ├── SignatureError            missing, malformed, untrusted, below threshold
+    │   └── ApprovalRequiredError     a pending or rejected version
+    ├── KeyStoreError                 signing keys: missing, unsafe permissions
+    ├── SandboxError
+    │   ├── EngineUnavailableError    no Docker engine reachable
+    │   ├── ImageError                sandbox image missing or failing to build
+    │   └── ConfinementError          an isolation property is missing
+    ├── LLMError
+    │   ├── LLMNotConfiguredError
+    │   ├── LLMUnavailableError       endpoint dead, timing out, or refusing
+    │   └── LLMResponseError          answers that never parse or validate
+    ├── BuildError                    a build that did not produce a passing tool
+    ├── PolicyError                   capability policy or constitution violations
+    ├── AuditError                    an audit log that fails its hash chain
+    └── ToolCallError                 calling a loaded tool
+        ├── ToolArgumentsError        arguments fail the parameter schema
+        ├── ToolRaisedError           the tool raised one of its declared exceptions
+        ├── ToolExecutionError        undeclared failure, bad output, crash
+        └── ToolTimeoutError
+"""
+
+from __future__ import annotations
+
+
+class ToolsmithError(Exception):
+    """Base of every error toolsmith raises on purpose."""
+
+    exit_code: int = 1
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        if self.hint:
+            return f"{self.message} (fix: {self.hint})"
+        return self.message
+
+
+class UsageError(ToolsmithError):
+    exit_code = 2
+
+
+class SpecError(ToolsmithError):
+    exit_code = 2
+
+
+class RegistryError(ToolsmithError):
+    pass
+
+
+class ToolNotFoundError(RegistryError):
+    exit_code = 3
+
+
+class VersionConflictError(RegistryError):
+    pass
+
+
+class PublishRefusedError(RegistryError):
+    pass
+
+
+class CorruptRegistryError(RegistryError):
+    pass
+
+
+class TrustError(ToolsmithError):
+    exit_code = 4
+
+
+class DigestMismatchError(TrustError):
+    pass
+
+
+class SignatureError(TrustError):
+    pass
+
+
+class KeyStoreError(ToolsmithError):
+    pass
+
+
+class SandboxError(ToolsmithError):
+    exit_code = 5
+
+
+class EngineUnavailableError(SandboxError):
+    pass
+
+
+class ImageError(SandboxError):
+    pass
+
+
+class ConfinementError(SandboxError):
+    pass
+
+
+class LLMError(ToolsmithError):
+    exit_code = 6
+
+
+class LLMNotConfiguredError(LLMError):
+    pass
+
+
+class LLMUnavailableError(LLMError):
+    pass
+
+
+class LLMResponseError(LLMError):
+    pass
+
+
+class BuildError(ToolsmithError):
+    exit_code = 7
+
+
+class PolicyError(ToolsmithError):
+    exit_code = 8
+
+
+class ToolCallError(ToolsmithError):
+    pass
+
+
+class ToolArgumentsError(ToolCallError):
+    exit_code = 2
+
+
+class ToolRaisedError(ToolCallError):
+    """The tool raised one of the exceptions its spec declares; ``type_name`` names it."""
+
+    def __init__(self, type_name: str, message: str) -> None:
+        super().__init__(f"{type_name}: {message}")
+        self.type_name = type_name
+        self.tool_message = message
+
+
+class ToolExecutionError(ToolCallError):
+    pass
+
+
+class ToolTimeoutError(ToolCallError):
+    pass
+
+
+class AuditError(ToolsmithError):
+    """An audit log that cannot be appended to or read: edited, truncated, or unreadable."""
+
+    exit_code = 9
+
+
+class ApprovalRequiredError(TrustError):
+    """A version no person has approved (pending) or one that was rejected: never load it."""

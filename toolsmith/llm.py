@@ -1,0 +1,314 @@
+"""LLM access over any OpenAI-compatible chat completions endpoint.
+
+One narrow interface (``LLM.complete``) with one error family out (``LLMError``): the openai SDK's
+exceptions are translated at this boundary. Retries with backoff on 429/5xx/timeouts are the SDK's
+own (it honours ``Retry-After``); we only bound them and count tokens.
+
+Structured output asks for a JSON schema (``response_format``); servers that refuse it get the
+schema in the prompt instead, and every answer is extracted, validated with pydantic and, if
+invalid, re-asked with the validation errors, a bounded number of times.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tomllib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+from urllib.parse import urlparse
+
+import openai
+import platformdirs
+from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
+
+from toolsmith.errors import (
+    LLMNotConfiguredError,
+    LLMResponseError,
+    LLMUnavailableError,
+)
+from toolsmith.log import get_logger
+
+log = get_logger(__name__)
+
+Message = dict[str, str]
+M = TypeVar("M", bound=BaseModel)
+
+HOW_TO_CONFIGURE = (
+    "set OPENAI_BASE_URL (any OpenAI-compatible endpoint: OpenAI, Azure, vLLM, Ollama, "
+    "llama.cpp, LiteLLM), TOOLSMITH_MODEL and, if the endpoint needs one, OPENAI_API_KEY; or pass "
+    "--base-url/--model/--api-key; or write them under [llm] in "
+    f"{platformdirs.user_config_path('toolsmith') / 'config.toml'}; "
+    "`toolsmith demo` shows a whole build with a scripted model and no key"
+)
+
+
+class LLMConfig(BaseModel):
+    """Where the model is and how patient to be with it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    base_url: str | None = None
+    model: str
+    api_key: SecretStr | None = None
+    timeout_s: float = 120.0
+    max_retries: int = 3
+    structured_output: bool = True
+
+    @property
+    def endpoint_kind(self) -> str:
+        host = (urlparse(self.base_url).hostname or "") if self.base_url else "api.openai.com"
+        if host == "api.openai.com":
+            return "openai"
+        if host.endswith(".azure.com"):
+            return "azure"
+        if host in ("localhost", "::1") or host.startswith("127."):
+            return "local"
+        return "openai-compatible"
+
+    @classmethod
+    def resolve(
+        cls,
+        *,
+        base_url: str | None = None,
+        model: str | None = None,
+        api_key: str | None = None,
+        config_file: Path | None = None,
+        **overrides: Any,
+    ) -> LLMConfig:
+        """Flags beat environment, environment beats the config file."""
+        path = config_file or Path(
+            os.environ.get("TOOLSMITH_CONFIG")
+            or platformdirs.user_config_path("toolsmith") / "config.toml"
+        )
+        file_cfg: dict[str, Any] = {}
+        if path.is_file():
+            try:
+                file_cfg = tomllib.loads(path.read_text()).get("llm", {})
+            except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
+                raise LLMNotConfiguredError(
+                    f"cannot read config file {path}: {e}", hint="fix or remove the file"
+                ) from None
+            if not isinstance(file_cfg, dict):
+                raise LLMNotConfiguredError(
+                    f"config file {path}: [llm] must be a table of settings",
+                    hint="write base_url, model and api_key under an [llm] header",
+                )
+        env = os.environ
+        merged: dict[str, Any] = {
+            "base_url": base_url or env.get("OPENAI_BASE_URL") or file_cfg.get("base_url"),
+            "model": model or env.get("TOOLSMITH_MODEL") or file_cfg.get("model"),
+            "api_key": api_key or env.get("OPENAI_API_KEY") or file_cfg.get("api_key"),
+        }
+        if not merged["base_url"] and not merged["api_key"]:
+            raise LLMNotConfiguredError("no LLM endpoint is configured", hint=HOW_TO_CONFIGURE)
+        if not merged["model"]:
+            raise LLMNotConfiguredError("no model is configured", hint=HOW_TO_CONFIGURE)
+        extra: dict[str, Any] = {
+            k: v for k, v in file_cfg.items() if k in cls.model_fields and k not in merged
+        }
+        try:
+            return cls(**merged, **extra, **overrides)
+        except ValidationError as e:
+            err = e.errors()[0]
+            raise LLMNotConfiguredError(
+                f"LLM setting {'.'.join(str(p) for p in err['loc'])}: {err['msg']}",
+                hint=f"fix it in {path}, the environment or the flags",
+            ) from None
+
+
+@dataclass
+class Usage:
+    """Token accounting across every call an LLM client made; ``since`` gives one build's."""
+
+    calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    def add(self, prompt: int, completion: int) -> None:
+        self.calls += 1
+        self.prompt_tokens += prompt
+        self.completion_tokens += completion
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "calls": self.calls,
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+        }
+
+    def since(self, before: dict[str, int]) -> dict[str, int]:
+        """What was spent after ``before`` (an earlier ``as_dict()``): one build's share."""
+        return {k: v - before.get(k, 0) for k, v in self.as_dict().items()}
+
+
+@dataclass
+class Completion:
+    text: str
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+class LLM(Protocol):
+    """What the designer and code generator need from a model."""
+
+    usage: Usage
+
+    @property
+    def model(self) -> str: ...
+
+    @property
+    def endpoint_kind(self) -> str: ...
+
+    def complete(
+        self, messages: Sequence[Message], *, json_schema: dict[str, Any] | None = None
+    ) -> Completion: ...
+
+
+@dataclass
+class OpenAILLM:
+    """An OpenAI-compatible endpoint through the official SDK."""
+
+    config: LLMConfig
+    usage: Usage = field(default_factory=Usage)
+
+    def __post_init__(self) -> None:
+        key = self.config.api_key.get_secret_value() if self.config.api_key else "not-needed"
+        self._client = openai.OpenAI(
+            base_url=self.config.base_url,
+            api_key=key,
+            timeout=self.config.timeout_s,
+            max_retries=self.config.max_retries,
+        )
+        self._structured = self.config.structured_output
+
+    @property
+    def model(self) -> str:
+        return self.config.model
+
+    @property
+    def endpoint_kind(self) -> str:
+        return self.config.endpoint_kind
+
+    def complete(
+        self, messages: Sequence[Message], *, json_schema: dict[str, Any] | None = None
+    ) -> Completion:
+        kwargs: dict[str, Any] = {}
+        if json_schema is not None and self._structured:
+            kwargs["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {"name": "answer", "schema": json_schema},
+            }
+        try:
+            resp = self._client.chat.completions.create(
+                model=self.config.model,
+                messages=list(messages),  # type: ignore[arg-type]
+                **kwargs,
+            )
+        except openai.BadRequestError as e:
+            if "response_format" in kwargs and "response_format" in str(e):
+                log.info("llm.structured_output_unsupported", endpoint=self.config.base_url)
+                self._structured = False
+                return self.complete(messages, json_schema=json_schema)
+            raise LLMUnavailableError(
+                f"the endpoint rejected the request: {e.message}",
+                hint="check the model name and the endpoint's API",
+            ) from None
+        except openai.AuthenticationError:
+            raise LLMUnavailableError(
+                "the endpoint refused the API key", hint="set a valid OPENAI_API_KEY"
+            ) from None
+        except openai.APITimeoutError:
+            raise LLMUnavailableError(
+                f"the endpoint did not answer within {self.config.timeout_s:g}s "
+                f"({self.config.max_retries} retries)",
+                hint="check the endpoint is up, or raise the timeout",
+            ) from None
+        except openai.APIConnectionError as e:
+            raise LLMUnavailableError(
+                f"cannot reach the LLM endpoint {self.config.base_url or 'api.openai.com'}: {e}",
+                hint="check OPENAI_BASE_URL and that the server is running",
+            ) from None
+        except openai.APIStatusError as e:
+            raise LLMUnavailableError(
+                f"the endpoint answered HTTP {e.status_code} after "
+                f"{self.config.max_retries} retries: {e.message}",
+                hint="wait and retry, or check the endpoint's logs",
+            ) from None
+        except openai.OpenAIError as e:
+            raise LLMUnavailableError(f"LLM call failed: {e}") from None
+        if not resp.choices:
+            raise LLMResponseError("the endpoint answered with no choices")
+        text = resp.choices[0].message.content or ""
+        prompt = resp.usage.prompt_tokens if resp.usage else 0
+        completion = resp.usage.completion_tokens if resp.usage else 0
+        self.usage.add(prompt, completion)
+        return Completion(text=text, prompt_tokens=prompt, completion_tokens=completion)
+
+
+_FENCE = re.compile(r"```(?:[A-Za-z0-9_+-]*)\n(.*?)```", re.DOTALL)
+
+
+def extract_json(text: str) -> Any:
+    """The first JSON value in ``text``: the whole text, a fenced block, or a balanced {...}."""
+    candidates = [text.strip(), *(m.group(1).strip() for m in _FENCE.finditer(text))]
+    for c in candidates:
+        try:
+            return json.loads(c)
+        except json.JSONDecodeError:
+            pass
+    decoder = json.JSONDecoder()
+    for i, ch in enumerate(text):
+        if ch in "{[":
+            try:
+                value, _ = decoder.raw_decode(text, i)
+                return value
+            except json.JSONDecodeError:
+                continue
+    raise ValueError("no JSON value found in the answer")
+
+
+def ask_structured(
+    llm: LLM, messages: Sequence[Message], model_cls: type[M], *, max_repairs: int = 2
+) -> M:
+    """Ask for an instance of ``model_cls``; re-ask with the errors when the answer is invalid."""
+    schema = model_cls.model_json_schema()
+    convo = list(messages)
+    convo[0] = {
+        "role": convo[0]["role"],
+        "content": convo[0]["content"]
+        + "\n\nAnswer with one JSON object matching this JSON Schema, and nothing else:\n"
+        + json.dumps(schema),
+    }
+    problem = ""
+    for _ in range(max_repairs + 1):
+        answer = llm.complete(convo, json_schema=schema).text
+        try:
+            return model_cls.model_validate(extract_json(answer))
+        except ValueError as e:
+            problem = _describe(e)
+        log.info("llm.invalid_answer", model=model_cls.__name__, problem=problem[:300])
+        convo += [
+            {"role": "assistant", "content": answer},
+            {
+                "role": "user",
+                "content": f"That answer is invalid:\n{problem}\nReply with corrected JSON only.",
+            },
+        ]
+    raise LLMResponseError(
+        f"the model did not produce a valid {model_cls.__name__} after {max_repairs + 1} "
+        f"tries; last problem: {problem[:500]}",
+        hint="try a stronger model, or write the spec yourself and use --spec",
+    )
+
+
+def _describe(e: ValueError) -> str:
+    if isinstance(e, ValidationError):
+        return "\n".join(
+            f"- {'.'.join(str(p) for p in err['loc']) or '(root)'}: {err['msg']}"
+            for err in e.errors()
+        )
+    return str(e)

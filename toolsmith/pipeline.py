@@ -1,0 +1,569 @@
+"""The build pipeline: task -> spec -> code -> policy -> tests -> sandbox -> sign -> publish.
+
+``Toolsmith`` wires the stages together and owns the bounded fix-retry loop. Stages talk through
+pydantic models; this module decides only what runs next. Progress is reported through a plain
+callback so the CLI can draw it and a library caller can ignore it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from semantic_version import Version
+
+from toolsmith import __version__
+from toolsmith.codegen import code_problems, generate_code
+from toolsmith.constitution import (
+    Constitution,
+    constitution_tests,
+    load_constitution,
+    policy_rules,
+    state_violations,
+)
+from toolsmith.designer import Candidate, design
+from toolsmith.errors import (
+    BuildError,
+    LLMNotConfiguredError,
+    LLMResponseError,
+    PolicyError,
+    ToolsmithError,
+    UsageError,
+    VersionConflictError,
+)
+from toolsmith.llm import HOW_TO_CONFIGURE, LLM
+from toolsmith.loader import RuntimeName, Tool
+from toolsmith.log import bound, get_logger
+from toolsmith.policy import CapabilityPolicy, PolicyDecision, analyze, evaluate_policy, load_policy
+from toolsmith.registry import Registry, VerifiedTool, VersionRecord, VersionStatus
+from toolsmith.report import Attempt, Provenance, TestReport
+from toolsmith.sandbox import Sandbox, SandboxJob
+from toolsmith.sandbox.grants import Grants
+from toolsmith.spec import ToolSpec
+from toolsmith.testgen import TestSuite, generate_tests
+
+log = get_logger(__name__)
+
+REGRESSION_VERSIONS = 5
+
+
+class BuildStatus(StrEnum):
+    PUBLISHED = "published"
+    PENDING = "pending_approval"
+    REUSED = "reused"
+    DRY_RUN = "dry_run"
+    FAILED = "failed"
+
+
+class AttemptVerdict(StrEnum):
+    PASSED = "passed"
+    FAILED = "failed"
+    UNTESTABLE = "untestable"
+    POLICY = "policy"
+    SPEC_CONFLICT = "spec_conflict"
+
+
+class BuildOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    max_attempts: int = Field(default=4, ge=1, le=20)
+    max_spec_revisions: int = Field(default=1, ge=0, le=5)
+    max_examples: int = Field(default=100, ge=1, le=10_000)
+    force: bool = False
+    dry_run: bool = False
+    version: str | None = None
+    bump: Literal["patch", "minor", "major"] = "patch"
+
+    @field_validator("version")
+    @classmethod
+    def _semver(cls, v: str | None) -> str | None:
+        if v is not None:
+            try:
+                Version(v)
+            except ValueError:
+                raise ValueError(f"version {v!r} is not a semantic version like 1.2.3") from None
+        return v
+
+
+class AttemptRecord(BaseModel):
+    number: int
+    verdict: AttemptVerdict
+    summary: str
+    failure: str = ""
+    duration_s: float = 0.0
+    code_digest: str = ""
+
+
+class BuildResult(BaseModel):
+    """Everything a caller needs to know about one build, success or not."""
+
+    build_id: str
+    status: BuildStatus
+    spec: ToolSpec | None = None
+    code: str | None = None
+    report: TestReport | None = None
+    record: VersionRecord | None = None
+    reused: str | None = None
+    attempts: list[AttemptRecord] = Field(default_factory=list)
+    spec_revisions: int = 0
+    policy: str | None = Field(default=None, description="the capability policy's decision")
+    tokens: dict[str, int] = Field(default_factory=dict)
+    duration_s: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.status != BuildStatus.FAILED
+
+    @property
+    def ref(self) -> str | None:
+        if self.record is not None:
+            return f"{self.record.name}@{self.record.version}"
+        return self.reused
+
+
+@dataclass(frozen=True)
+class Checked:
+    """One attempt's outcome at the first gate that decided it."""
+
+    verdict: AttemptVerdict
+    summary: str
+    failure: str
+    report: TestReport | None = None
+    decision: PolicyDecision | None = None
+    final: bool = False
+
+    @property
+    def signature(self) -> str:
+        return self.report.signature() if self.report is not None else self.failure
+
+
+@dataclass(frozen=True)
+class Progress:
+    """One step of a build, for progress displays."""
+
+    stage: str
+    attempt: int = 0
+    max_attempts: int = 0
+    detail: str = ""
+
+
+ProgressCallback = Callable[[Progress], None]
+
+
+def _sha256(text: str) -> str:
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+
+
+class Toolsmith:
+    """The engine: build tools from tasks or specs, prove them, publish them."""
+
+    def __init__(
+        self,
+        registry: Registry | None = None,
+        llm: LLM | None = None,
+        sandbox: Sandbox | None = None,
+        *,
+        policy: CapabilityPolicy | None = None,
+        constitution: Constitution | None = None,
+        on_progress: ProgressCallback | None = None,
+    ) -> None:
+        self.registry = registry if registry is not None else Registry()
+        self.llm = llm
+        self.policy = policy if policy is not None else load_policy()
+        self.constitution = constitution if constitution is not None else load_constitution()
+        self._rules = policy_rules(self.constitution)
+        self._sandbox = sandbox
+        self._owns_sandbox = sandbox is None
+        self._progress = on_progress or (lambda _p: None)
+
+    @property
+    def sandbox(self) -> Sandbox:
+        if self._sandbox is None:
+            self._sandbox = Sandbox()
+        return self._sandbox
+
+    def close(self) -> None:
+        if self._owns_sandbox and self._sandbox is not None:
+            self._sandbox.close()
+            self._sandbox = None
+
+    def __enter__(self) -> Toolsmith:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _need_llm(self) -> LLM:
+        if self.llm is None:
+            raise LLMNotConfiguredError("this build needs an LLM", hint=HOW_TO_CONFIGURE)
+        return self.llm
+
+    def build(self, task: str, options: BuildOptions | None = None) -> BuildResult:
+        """Design a tool for ``task`` (or reuse a registry tool), then prove and publish it."""
+        opts = options or BuildOptions()
+        build_id = uuid.uuid4().hex[:12]
+        started = time.monotonic()
+        llm = self._need_llm()
+        spent = llm.usage.as_dict()
+        with bound(build_id=build_id):
+            self._progress(Progress("design", detail=task))
+            candidates = [] if opts.force else self._candidates(task)
+            answer = design(task, llm, candidates=candidates)
+            if answer.reuse is not None and answer.reuse not in {c.ref for c in candidates}:
+                raise LLMResponseError(
+                    f"the model insisted on reusing {answer.reuse}, which was not offered",
+                    hint="retry, use --force with a stronger model, or write the spec (--spec)",
+                )
+            if answer.reuse is not None:
+                log.info("build.reused", reuse=answer.reuse)
+                tool = self.registry.find(answer.reuse)
+                result = BuildResult(
+                    build_id=build_id,
+                    status=BuildStatus.REUSED,
+                    reused=f"{tool.name}@{tool.version}",
+                    tokens=llm.usage.since(spent),
+                    duration_s=time.monotonic() - started,
+                )
+                self._audit(result, task)
+                return result
+            assert answer.spec is not None
+            return self._prove(build_id, started, answer.spec, None, opts, task=task, spent=spent)
+
+    def get_or_build(
+        self, task: str, options: BuildOptions | None = None, *, runtime: RuntimeName = "auto"
+    ) -> Tool:
+        """What an agent calls when it needs a capability: reuse a fitting tool, else build one."""
+        opts = options or BuildOptions()
+        if opts.dry_run:
+            raise UsageError("get_or_build cannot load a dry-run build", hint="drop dry_run")
+        result = require_success(self.build(task, opts))
+        assert result.ref is not None
+        return self.registry.load(result.ref, runtime=runtime, actor=f"build {result.build_id}")
+
+    async def abuild(self, task: str, options: BuildOptions | None = None) -> BuildResult:
+        return await asyncio.to_thread(self.build, task, options)
+
+    async def aget_or_build(
+        self, task: str, options: BuildOptions | None = None, *, runtime: RuntimeName = "auto"
+    ) -> Tool:
+        return await asyncio.to_thread(self.get_or_build, task, options, runtime=runtime)
+
+    def build_from_spec(
+        self, spec: ToolSpec, impl: str | None = None, options: BuildOptions | None = None
+    ) -> BuildResult:
+        """Bring your own spec, and optionally your own code: with both, no LLM is used."""
+        opts = options or BuildOptions()
+        if impl is None:
+            self._need_llm()
+        spent = self.llm.usage.as_dict() if self.llm else {}
+        return self._prove(
+            uuid.uuid4().hex[:12], time.monotonic(), spec, impl, opts, task=None, spent=spent
+        )
+
+    def _candidates(self, task: str) -> list[Candidate]:
+        try:
+            hits = self.registry.search(task, limit=5)
+        except ToolsmithError as e:  # a broken registry must not stop a build: design anew
+            log.warning("design.search_failed", error=str(e))
+            return []
+        out = []
+        for hit in hits:
+            try:
+                tool = self.registry.resolve(f"{hit.name}@{hit.version}")
+            except ToolsmithError as e:  # a broken registry entry must not stop a build
+                log.warning("design.candidate_unusable", candidate=hit.name, error=str(e))
+                continue
+            out.append(
+                Candidate(
+                    ref=f"{tool.name}@{tool.version}",
+                    description=tool.spec.description,
+                    parameters=tool.spec.parameters,
+                    returns=tool.spec.returns,
+                )
+            )
+        return out
+
+    def _prove(
+        self,
+        build_id: str,
+        started: float,
+        spec: ToolSpec,
+        impl: str | None,
+        opts: BuildOptions,
+        *,
+        task: str | None,
+        spent: dict[str, int],
+    ) -> BuildResult:
+        if opts.version and not opts.dry_run:
+            taken = {r.version for r in self.registry.versions(spec.name)}
+            if opts.version in taken:
+                raise VersionConflictError(
+                    f"{spec.name}@{opts.version} is already published; published versions "
+                    "never change",
+                    hint="pick another --version, or leave it out to take the next one",
+                )
+        attempts: list[AttemptRecord] = []
+        revisions = 0
+        code = impl or ""
+        report: TestReport | None = None
+        decision: PolicyDecision | None = None
+        feedback: str | None = None
+        last_signature = ""
+        suites: dict[bytes, TestSuite] = {}  # by spec: generated once, not per attempt
+        prompt_digests: list[str] = []
+        max_attempts = 1 if impl is not None else opts.max_attempts
+        with bound(build_id=build_id, tool=spec.name):
+            for number in range(1, max_attempts + 1):
+                t0 = time.monotonic()
+                self._progress(Progress("generate", number, max_attempts))
+                if number > 1 or impl is None:
+                    gen = generate_code(
+                        spec, self._need_llm(), previous_code=code or None, feedback=feedback
+                    )
+                    prompt_digests.append(_sha256(gen.raw))
+                    if gen.conflict is not None:
+                        if task is not None and revisions < opts.max_spec_revisions:
+                            self._progress(Progress("revise spec", number, max_attempts))
+                            revised = design(task, self._need_llm(), revision=(spec, gen.conflict))
+                            if revised.spec is not None:
+                                spec, revisions = revised.spec, revisions + 1
+                        feedback = f"You reported a spec conflict: {gen.conflict}"
+                        attempts.append(
+                            AttemptRecord(
+                                number=number,
+                                verdict=AttemptVerdict.SPEC_CONFLICT,
+                                summary=gen.conflict[:200],
+                                duration_s=time.monotonic() - t0,
+                            )
+                        )
+                        continue
+                    code = gen.code
+                checked = self._check(spec, code, opts, suites, number, max_attempts)
+                report, decision = checked.report, checked.decision
+                attempts.append(
+                    AttemptRecord(
+                        number=number,
+                        verdict=checked.verdict,
+                        summary=checked.summary,
+                        failure=checked.failure,
+                        duration_s=time.monotonic() - t0,
+                        code_digest=_sha256(code),
+                    )
+                )
+                log.info("build.attempt", attempt=number, verdict=checked.verdict.value)
+                if checked.verdict == AttemptVerdict.PASSED:
+                    break
+                if checked.final:
+                    log.info("build.stopped", reason="denied by policy")
+                    break
+                if checked.signature == last_signature:
+                    log.info("build.stopped_early", reason="identical repeated failure")
+                    break
+                feedback, last_signature = checked.failure, checked.signature
+            result = BuildResult(
+                build_id=build_id,
+                status=BuildStatus.FAILED,
+                spec=spec,
+                code=code,
+                report=report,
+                attempts=attempts,
+                spec_revisions=revisions,
+                tokens=self.llm.usage.since(spent) if self.llm else {},
+            )
+            passed = bool(attempts) and attempts[-1].verdict == AttemptVerdict.PASSED
+            if passed and opts.dry_run:
+                result.status = BuildStatus.DRY_RUN
+            elif passed:
+                assert report is not None and decision is not None
+                self._progress(Progress("publish"))
+                provenance = self._provenance(task, impl, attempts, revisions, prompt_digests, spec)
+                provenance.tokens = result.tokens
+                provenance.duration_s = time.monotonic() - started
+                pending = decision.decision == "needs_approval"
+                result.record = self.registry.publish(
+                    spec,
+                    code,
+                    report,
+                    provenance,
+                    version=opts.version,
+                    bump=opts.bump,
+                    status=VersionStatus.PENDING if pending else VersionStatus.PUBLISHED,
+                )
+                result.status = BuildStatus.PENDING if pending else BuildStatus.PUBLISHED
+                result.policy = decision.text()
+            result.duration_s = time.monotonic() - started
+            self._audit(result, task)
+            return result
+
+    def _audit(self, result: BuildResult, task: str | None) -> None:
+        name = result.spec.name if result.spec else (result.reused or "?").partition("@")[0]
+        last = result.attempts[-1].summary if result.attempts else ""
+        self.registry.record(
+            "build",
+            actor=self.llm.model if self.llm else "hand-written",
+            subject=name,
+            reason=f"{result.status.value}: {last or result.reused or ''}",
+            data={"build_id": result.build_id, "task": task, "attempts": len(result.attempts)},
+        )
+        if result.record is not None:
+            self.registry.record(
+                "publish",
+                actor=f"build {result.build_id}",
+                subject=f"{result.record.name}@{result.record.version}",
+                reason=result.policy,
+                data={"digest": result.record.digest, "status": result.record.status.value},
+            )
+
+    def _check(
+        self,
+        spec: ToolSpec,
+        code: str,
+        opts: BuildOptions,
+        suites: dict[bytes, TestSuite],
+        number: int,
+        max_attempts: int,
+    ) -> Checked:
+        """Run one attempt's gates in order, cheapest first; the first failing gate decides."""
+        problems = code_problems(code, spec.name)
+        if problems:
+            return Checked(AttemptVerdict.UNTESTABLE, problems[0], "\n".join(problems))
+        self._progress(Progress("policy", number, max_attempts))
+        analysis = analyze(code, spec, rules=self._rules)
+        if not analysis.passed:
+            first = analysis.errors[0]
+            summary = f"policy: {len(analysis.errors)} finding(s), first: {first.message}"
+            return Checked(AttemptVerdict.POLICY, summary[:200], analysis.failure_text())
+        decision = evaluate_policy(spec, analysis, self.policy)
+        if decision.decision == "deny":
+            # Code can drop an import; only a new spec can drop a capability or dependency.
+            final = any(r.kind in ("capability", "dependency") for r in decision.deciding)
+            text = decision.text()
+            return Checked(
+                AttemptVerdict.POLICY, text.splitlines()[-1].strip()[:200], text, final=final
+            )
+        try:
+            Grants.from_capabilities(spec.capabilities)
+        except PolicyError as e:  # the sandbox cannot grant it: only a new spec can fix that
+            return Checked(AttemptVerdict.POLICY, e.message[:200], str(e), final=True)
+        self._progress(Progress("sandbox", number, max_attempts))
+        key = spec.canonical_json()
+        if key not in suites:
+            suites[key] = self._suite(spec, opts)
+        suite = suites[key]
+        report = self.sandbox.run(
+            SandboxJob(
+                tool_name=spec.name,
+                code=code,
+                test_files=suite.files,
+                expected_tests=suite.expected,
+                capabilities=spec.capabilities,
+            )
+        )
+        self._progress(Progress("tested", number, max_attempts, report.summary()))
+        if report.passed:
+            return Checked(AttemptVerdict.PASSED, report.summary(), "", report, decision)
+        summary = report.summary()
+        violated = state_violations(self.constitution, report)
+        if violated:
+            summary += "; constitution: " + ", ".join(v.rule for v in violated)
+        return Checked(AttemptVerdict.FAILED, summary, report.failure_text(), report)
+
+    def _suite(self, spec: ToolSpec, opts: BuildOptions) -> TestSuite:
+        """This spec's tests, the constitution's state checks, and earlier versions' tests."""
+        suite = generate_tests(spec, max_examples=opts.max_examples)
+        extra = constitution_tests(self.constitution, spec)
+        if extra is not None:
+            suite = suite.merged(extra)
+        for previous in self._regression_specs(spec.name, opts):
+            name = "test_regression_" + previous.version.replace(".", "_").replace("-", "_")
+            if previous.spec.examples or previous.spec.properties:
+                old = generate_tests(
+                    previous.spec, max_examples=opts.max_examples, generic=False, prefix=name
+                )
+                suite = suite.merged(old)
+        return suite
+
+    def _regression_specs(self, name: str, opts: BuildOptions) -> list[VerifiedTool]:
+        """Earlier live versions the new one must still satisfy: same major, distinct specs.
+
+        A declared breaking change (``--bump major`` or a higher explicit major) starts afresh.
+        """
+        records = [r for r in self.registry.versions(name) if r.status == VersionStatus.PUBLISHED]
+        live = [r for r in records if not r.yanked]
+        if not live:
+            return []
+        newest = max(Version(r.version) for r in records)
+        target = Version(opts.version) if opts.version else None
+        breaking = opts.bump == "major" if target is None else target.major > newest.major
+        if breaking:
+            return []
+        major = target.major if target is not None else newest.major
+        same = sorted(
+            (r for r in live if Version(r.version).major == major),
+            key=lambda r: Version(r.version),
+            reverse=True,
+        )
+        seen: set[str] = set()
+        out: list[VerifiedTool] = []
+        for record in same:
+            tool = self.registry.resolve(f"{name}@{record.version}")
+            key = tool.spec.canonical_json().decode()
+            if key not in seen and len(out) < REGRESSION_VERSIONS:
+                seen.add(key)
+                out.append(tool)
+        return out
+
+    def _provenance(
+        self,
+        task: str | None,
+        impl: str | None,
+        attempts: list[AttemptRecord],
+        revisions: int,
+        prompt_digests: list[str],
+        spec: ToolSpec,
+    ) -> Provenance:
+        if impl is not None and len(attempts) == 1:
+            source = "hand-written"
+        elif task is None:
+            source = "spec+llm"
+        else:
+            source = "llm"
+        return Provenance(
+            builder_version=__version__,
+            source=source,
+            model=self.llm.model if self.llm and source != "hand-written" else None,
+            endpoint_kind=self.llm.endpoint_kind if self.llm and source != "hand-written" else None,
+            task=task,
+            attempts=[
+                Attempt(
+                    number=a.number,
+                    verdict=a.verdict.value,
+                    summary=a.summary,
+                    duration_s=a.duration_s,
+                )
+                for a in attempts
+            ],
+            prompt_digests=prompt_digests,
+            spec_revisions=revisions,
+            extra={"spec_digest": _sha256(spec.canonical_json().decode())},
+        )
+
+
+def require_success(result: BuildResult) -> BuildResult:
+    """Raise BuildError for a failed build, with the last attempt's failure."""
+    if result.ok:
+        return result
+    last = result.attempts[-1] if result.attempts else None
+    raise BuildError(
+        f"build {result.build_id} failed after {len(result.attempts)} attempt(s): "
+        + (last.summary if last else "no attempt ran"),
+        hint="read the attempts in the build report (--json), refine the task or spec, "
+        "or raise --max-attempts",
+    )

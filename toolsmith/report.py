@@ -1,0 +1,145 @@
+"""TestReport and Provenance: what the sandbox proved, and how a tool came to be.
+
+The report's verdict (``passed``) is computed from its parts, never stored: a report file edited to
+say "passed" while listing a failure still reads as a failure.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, computed_field
+
+
+class Outcome(StrEnum):
+    PASSED = "passed"
+    FAILED = "failed"
+    ERROR = "error"
+    SKIPPED = "skipped"
+
+
+class Verdict(StrEnum):
+    """Resource verdicts: each one fails the report."""
+
+    TIMEOUT = "timeout"
+    OOM = "oom"
+    OUTPUT_TRUNCATED = "output_truncated"
+    CRASHED = "crashed"
+
+
+class TestCase(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    __test__ = False
+
+    nodeid: str
+    outcome: Outcome
+    duration_s: float = 0.0
+    failure: str | None = None
+    falsifying_example: str | None = None
+
+
+class TestReport(BaseModel):
+    """The sandbox's account of one job, produced outside the reach of the code under test."""
+
+    model_config = ConfigDict(extra="forbid")
+    __test__ = False
+
+    tests: list[TestCase] = Field(default_factory=list)
+    expected: int = Field(ge=0, description="number of tests the job was built with")
+    collected: int = Field(ge=0)
+    verdicts: list[Verdict] = Field(default_factory=list)
+    error: str | None = Field(default=None, description="runner-level failure, e.g. no report")
+    duration_s: float = 0.0
+    image_digest: str = ""
+    runtime: str = ""
+
+    def count(self, outcome: Outcome) -> int:
+        return sum(1 for t in self.tests if t.outcome == outcome)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def executed(self) -> int:
+        return sum(1 for t in self.tests if t.outcome != Outcome.SKIPPED)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def passed(self) -> bool:
+        return (
+            self.error is None
+            and not self.verdicts
+            and self.expected > 0
+            and self.collected == self.expected
+            and len(self.tests) == self.expected
+            and all(t.outcome == Outcome.PASSED for t in self.tests)
+        )
+
+    def summary(self) -> str:
+        parts = [f"{self.count(Outcome.PASSED)}/{self.expected} passed"]
+        for o in (Outcome.FAILED, Outcome.ERROR, Outcome.SKIPPED):
+            if n := self.count(o):
+                parts.append(f"{n} {o.value}")
+        if self.collected != self.expected:
+            parts.append(f"collected {self.collected} of {self.expected}")
+        parts.extend(v.value for v in self.verdicts)
+        if self.error:
+            parts.append(f"error: {self.error.splitlines()[0][:120]}")
+        return ", ".join(parts)
+
+    def signature(self) -> str:
+        """What failed, without run-specific noise (paths, timings), to spot a repeated failure."""
+        parts = [f"{t.nodeid}:{t.outcome.value}:{t.falsifying_example}" for t in self.tests]
+        parts += [v.value for v in self.verdicts]
+        parts.append(f"{self.collected}/{self.expected}")
+        if self.error:
+            parts.append(self.error.splitlines()[0])
+        return "\n".join(sorted(parts))
+
+    def failure_text(self, limit: int = 4000) -> str:
+        """What went wrong, for a person or for the fix loop's prompt."""
+        chunks = []
+        if self.error:
+            chunks.append(f"runner error: {self.error}")
+        chunks.extend(f"resource verdict: {v.value}" for v in self.verdicts)
+        if self.collected != self.expected:
+            chunks.append(f"collected {self.collected} tests, expected {self.expected}")
+        for t in self.tests:
+            if t.outcome != Outcome.PASSED:
+                text = f"{t.nodeid}: {t.outcome.value}"
+                if t.falsifying_example:
+                    text += f"\n  falsifying example: {t.falsifying_example}"
+                if t.failure:
+                    text += f"\n{t.failure}"
+                chunks.append(text)
+        text = "\n\n".join(chunks)
+        return text if len(text) <= limit else text[:limit] + "\n... (truncated)"
+
+
+class Attempt(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    number: int
+    verdict: str
+    summary: str = ""
+    duration_s: float = 0.0
+
+
+class Provenance(BaseModel):
+    """How a version was made; signed along with the code, spec and report."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    builder: str = "toolsmith"
+    builder_version: str = ""
+    source: str = Field(description="'llm', 'hand-written', or 'spec+llm'")
+    model: str | None = None
+    endpoint_kind: str | None = None
+    task: str | None = None
+    attempts: list[Attempt] = Field(default_factory=list)
+    tokens: dict[str, int] = Field(default_factory=dict)
+    prompt_digests: list[str] = Field(default_factory=list)
+    spec_revisions: int = 0
+    duration_s: float = 0.0
+    created_at: str = Field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+    extra: dict[str, Any] = Field(default_factory=dict)

@@ -1,0 +1,32 @@
+"""The Docker sandbox: hardened one-job containers, a warm pool, and an unforgeable test report.
+
+Public API::
+
+    ensure_image(...) -> ImageInfo          build (offline) or find the runner image
+    Sandbox(...).run(SandboxJob) -> TestReport
+    WarmPool(size, idle_expiry_s=..., image=...)
+    check_confinement(...) -> list[Probe]   the isolation self-test
+"""
+
+from toolsmith.sandbox._engine import Engine, connect
+from toolsmith.sandbox.check import Probe, check_confinement
+from toolsmith.sandbox.image import ImageInfo, ensure_image, find_image
+from toolsmith.sandbox.job import Limits, SandboxJob
+from toolsmith.sandbox.pool import WarmPool
+from toolsmith.sandbox.sandbox import DockerBackend, Sandbox, SandboxBackend
+
+__all__ = [
+    "DockerBackend",
+    "Engine",
+    "ImageInfo",
+    "Limits",
+    "Probe",
+    "Sandbox",
+    "SandboxBackend",
+    "SandboxJob",
+    "WarmPool",
+    "check_confinement",
+    "connect",
+    "ensure_image",
+    "find_image",
+]

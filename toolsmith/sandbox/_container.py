@@ -1,0 +1,498 @@
+"""One hardened runner container: create, attach, start, one job, discard.
+
+Every isolation setting is explicit here rather than left to the engine's defaults, and every
+container and network carries labels naming its owner process so a crashed owner's leftovers can
+be swept. ``create_attached`` is the one place a tool's ``Grants`` become container settings, for
+sandbox jobs and docker-runtime workers alike.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import select
+import socket
+import struct
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import docker.errors
+import requests.exceptions
+from docker.types import LogConfig, Ulimit
+
+from toolsmith.errors import PolicyError, SandboxError
+from toolsmith.log import get_logger
+from toolsmith.sandbox._engine import Engine, docker_errors
+from toolsmith.sandbox.grants import Endpoint, Grants, check_read_path
+from toolsmith.sandbox.image import SANDBOX_UID, ImageInfo
+from toolsmith.sandbox.job import Limits
+
+log = get_logger("toolsmith.sandbox")
+
+LABEL = "toolsmith.sandbox"
+OWNER_LABEL = "toolsmith.sandbox.owner"
+POOL_LABEL = "toolsmith.sandbox.pool"
+EGRESS_LABEL = "toolsmith.sandbox.egress"
+READY = b"TOOLSMITH-READY\n"
+REPORT_CAP = 16 * 1024 * 1024
+STDERR_CAP = 64 * 1024
+ENVIRONMENT = {
+    "PATH": "/usr/local/bin:/usr/bin:/bin",
+    "HOME": "/tmp",
+    "LANG": "C.UTF-8",
+    "PYTHONPATH": "/opt/toolsmith/runner:/opt/toolsmith/site-packages",
+    "PYTHONDONTWRITEBYTECODE": "1",
+    "HYPOTHESIS_STORAGE_DIRECTORY": "/tmp/.hypothesis",
+}
+# Names of the granted variables; the runner passes exactly these on to the tool's processes.
+PASS_ENV = "TOOLSMITH_PASS_ENV"
+PROXY_PORT = 3128
+PROXY_LIMITS = Limits(memory_mb=64, pids=64, cpus=0.5, tmpfs_mb=1)
+# On an internal network Docker's resolver forwards unknown names from the container's namespace
+# when a server is configured; one there is no route to (TEST-NET-1) means no lookup leaves, on
+# engines older than 26 too (which otherwise forward from the host: CVE-2024-29018). The tool
+# needs no lookups: it names the proxy by address, and the proxy resolves the declared hosts.
+NOWHERE_DNS = "192.0.2.1"
+
+
+def _process_start_time(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rpartition(")")[2].split()[19]
+    except (OSError, IndexError):
+        return "0"
+
+
+def owner_id(pid: int | None = None) -> str:
+    """host:pid:start-time, so a recycled pid is not mistaken for a live owner."""
+    pid = os.getpid() if pid is None else pid
+    return f"{socket.gethostname()}:{pid}:{_process_start_time(pid)}"
+
+
+def host_config(
+    engine: Engine,
+    limits: Limits,
+    *,
+    network: str = "none",
+    mounts: list[dict[str, Any]] | None = None,
+    egress: bool = False,
+) -> dict[str, Any]:
+    """Hardened settings; ``egress``: on an internal network, where name lookups must fail fast."""
+    mb = limits.tmpfs_mb
+    opts = "rw,noexec,nosuid,nodev"
+    return engine.api.create_host_config(
+        network_mode=network,
+        mounts=mounts,
+        dns=[NOWHERE_DNS] if egress else None,
+        dns_opt=["timeout:1", "attempts:1"] if egress else None,
+        read_only=True,
+        tmpfs={
+            "/tmp": f"{opts},size={mb}m,mode=1777",
+            "/work": f"{opts},size={mb}m,uid={SANDBOX_UID},gid={SANDBOX_UID},mode=0700",
+        },
+        cap_drop=["ALL"],
+        security_opt=["no-new-privileges"],
+        pids_limit=limits.pids,
+        mem_limit=f"{limits.memory_mb}m",
+        memswap_limit=f"{limits.memory_mb}m",
+        nano_cpus=int(limits.cpus * 1e9),
+        ulimits=[Ulimit(name="core", soft=0, hard=0), Ulimit(name="nofile", soft=256, hard=256)],
+        ipc_mode="private",
+        log_config=LogConfig(type=LogConfig.types.NONE),
+        runtime=engine.runtime_option,
+        init=False,
+        privileged=False,
+    )
+
+
+@dataclass
+class Outcome:
+    """What came out of the container for one job, before it is judged."""
+
+    stdout: bytes = b""
+    stderr: bytes = b""
+    timed_out: bool = False
+    stdout_capped: bool = False
+    ended: bool = False
+    exit_code: int | None = None
+    oom_killed: bool = False
+    duration_s: float = 0.0
+
+
+class _Demux:
+    """Reads Docker's multiplexed attach stream (8-byte frame headers) with caps and a deadline."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self._buf = bytearray()
+        self.eof = False
+
+    def pump(self, deadline: float, out: Outcome) -> bool:
+        """Read what is available until ``deadline``; False when the deadline passed first."""
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return False
+        ready, _, _ = select.select([self._sock], [], [], left)
+        if not ready:
+            return False
+        chunk = self._sock.recv(1 << 20)
+        if not chunk:
+            self.eof = True
+            return True
+        self._buf += chunk
+        while len(self._buf) >= 8:
+            kind, size = struct.unpack(">BxxxL", self._buf[:8])
+            if len(self._buf) < 8 + size:
+                break
+            payload = bytes(self._buf[8 : 8 + size])
+            del self._buf[: 8 + size]
+            if kind == 2:
+                out.stderr = (out.stderr + payload)[-STDERR_CAP:]
+            elif len(out.stdout) + len(payload) > REPORT_CAP:
+                out.stdout_capped = True
+                out.stdout += payload[: REPORT_CAP - len(out.stdout)]
+            else:
+                out.stdout += payload
+        return True
+
+
+class RunnerContainer:
+    """A started runner waiting for exactly one job; discard it after use."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        image: ImageInfo,
+        limits: Limits,
+        *,
+        pool_id: str = "",
+        grants: Grants | None = None,
+        egress_network: str = "bridge",
+    ) -> None:
+        self.engine = engine
+        self.pool_id = pool_id
+        self.image = image
+        self.limits = limits
+        self.grants = grants or Grants()
+        self.egress_network = egress_network
+        self.egress: Egress | None = None
+        self.id = ""
+        self._sock: socket.socket | None = None
+        self._raw: Any = None
+        self._demux: _Demux | None = None
+        self._pending = Outcome()
+        self.ready_at = 0.0
+
+    def start(self, ready_timeout_s: float = 60.0) -> RunnerContainer:
+        with docker_errors("starting a sandbox container"):
+            self.id, self._raw, self.egress = create_attached(
+                self.engine,
+                self.image,
+                self.limits,
+                command=["python3", "-s", "-m", "toolsmith_runner"],
+                labels={POOL_LABEL: self.pool_id},
+                stdin_once=True,
+                grants=self.grants,
+                egress_network=self.egress_network,
+            )
+            try:
+                self._sock = getattr(self._raw, "_sock", self._raw)
+                self._demux = _Demux(self._sock)
+                self.engine.api.start(self.id)
+            except BaseException:
+                self.discard()
+                raise
+        try:
+            self._wait_ready(time.monotonic() + ready_timeout_s)
+        except BaseException:
+            self.discard()
+            raise
+        self.ready_at = time.monotonic()
+        return self
+
+    def _wait_ready(self, deadline: float) -> None:
+        assert self._demux is not None
+        out = self._pending
+        while not out.stdout.startswith(READY):
+            if self._demux.eof or len(out.stdout) >= len(READY):
+                raise SandboxError(
+                    "the sandbox runner did not start: "
+                    + (out.stderr or out.stdout).decode("utf-8", "replace")[-2000:],
+                    hint="rebuild the image with `toolsmith sandbox build`",
+                )
+            if not self._demux.pump(deadline, out):
+                raise SandboxError("the sandbox runner did not become ready in time")
+        out.stdout = out.stdout[len(READY) :]
+
+    def run(self, payload: bytes, done_marker: bytes, timeout_s: float) -> Outcome:
+        """Send the job, read records until the done record, EOF, the cap or the deadline."""
+        assert self._sock is not None and self._demux is not None
+        out = self._pending
+        started = time.monotonic()
+        deadline = started + timeout_s
+        try:
+            self._sock.sendall(b"%d\n" % len(payload) + payload)
+            self._sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            out.ended = True
+        while not out.ended and not out.stdout_capped:
+            if done_marker in out.stdout and out.stdout.endswith(b"\n"):
+                break
+            if not self._demux.pump(deadline, out):
+                out.timed_out = True
+                break
+            out.ended = self._demux.eof
+        out.duration_s = time.monotonic() - started
+        if out.ended and done_marker not in out.stdout:
+            self._inspect_exit(out)
+        return out
+
+    def _inspect_exit(self, out: Outcome) -> None:
+        api = self.engine.api
+        with docker_errors("inspecting a finished sandbox container"):
+            try:
+                result = api.wait(self.id, timeout=5)
+                out.exit_code = int(result.get("StatusCode", -1))
+                state = api.inspect_container(self.id)["State"]
+                out.oom_killed = bool(state.get("OOMKilled"))
+            except requests.exceptions.ReadTimeout:
+                out.exit_code = None
+
+    def discard(self) -> None:
+        """Kill and remove; idempotent, never raises for a container that is already gone."""
+        remove_container(self.engine, self.id, (self._raw, self._sock))
+        self._raw = self._sock = None
+        egress, self.egress = self.egress, None
+        if egress is not None:
+            egress.close()
+
+
+class Egress:
+    """A tool's only way out: an internal network (no route off it) and a proxy container on it
+    that forwards to the declared endpoints alone. One per tool container; close it after."""
+
+    def __init__(self, engine: Engine, network: str) -> None:
+        self.engine = engine
+        self.network = network
+        self.proxy_id = ""
+        self.proxy_url = ""
+        self.refusals: list[str] = []
+        self._raw: Any = None
+        self._sock: socket.socket | None = None
+        self._demux: _Demux | None = None
+
+    @classmethod
+    def open(
+        cls, engine: Engine, image: ImageInfo, endpoints: tuple[Endpoint, ...], upstream: str
+    ) -> Egress:
+        """Create the network and start the proxy, its upstream side on ``upstream``."""
+        api = engine.api
+        name = f"toolsmith-egress-{secrets.token_hex(6)}"
+        api.create_network(
+            name,
+            driver="bridge",
+            internal=True,
+            # No address on the host's side of the bridge: an internal network still routes to
+            # the host (its gateway), and so to every service the host listens with.
+            options={"com.docker.network.bridge.inhibit_ipv4": "true"},
+            labels={LABEL: "1", OWNER_LABEL: owner_id(), EGRESS_LABEL: "1"},
+        )
+        egress = cls(engine, name)
+        try:
+            egress._start_proxy(image, endpoints, upstream)
+        except BaseException:
+            egress.close()
+            raise
+        return egress
+
+    def _start_proxy(
+        self, image: ImageInfo, endpoints: tuple[Endpoint, ...], upstream: str
+    ) -> None:
+        api = self.engine.api
+        subnet = api.inspect_network(self.network)["IPAM"]["Config"][0]["Subnet"]
+        self.proxy_id, self._raw = _create_and_attach(
+            self.engine,
+            image,
+            PROXY_LIMITS,
+            command=["python3", "-s", "-m", "toolsmith_runner.egress", subnet]
+            + [str(e) for e in endpoints],
+            labels={EGRESS_LABEL: self.network},
+            environment=ENVIRONMENT,
+            network=upstream,
+        )
+        self._sock = getattr(self._raw, "_sock", self._raw)
+        self._demux = _Demux(self._sock)
+        api.connect_container_to_network(self.proxy_id, self.network)
+        api.start(self.proxy_id)
+        out = Outcome()
+        deadline = time.monotonic() + 30.0
+        while not out.stdout.startswith(READY):
+            if self._demux.eof or not self._demux.pump(deadline, out):
+                raise SandboxError(
+                    "the egress proxy did not start: "
+                    + out.stderr.decode("utf-8", "replace")[-2000:],
+                    hint="rebuild the image with `toolsmith sandbox build`",
+                )
+        networks = api.inspect_container(self.proxy_id)["NetworkSettings"]["Networks"]
+        self.proxy_url = f"http://{networks[self.network]['IPAddress']}:{PROXY_PORT}"
+
+    def environment(self) -> dict[str, str]:
+        """What points the tool's HTTP clients at the proxy."""
+        url = self.proxy_url
+        return {"HTTPS_PROXY": url, "HTTP_PROXY": url, "https_proxy": url, "http_proxy": url}
+
+    def close(self) -> None:
+        """Stop the proxy (logging what it refused), remove it and the network; idempotent."""
+        if self.proxy_id and self._demux is not None:
+            with contextlib.suppress(docker.errors.APIError):
+                self.engine.api.kill(self.proxy_id)
+            out = Outcome()
+            deadline = time.monotonic() + 1.0
+            with contextlib.suppress(OSError):
+                while not self._demux.eof and self._demux.pump(deadline, out):
+                    pass
+            for line in out.stderr.decode("utf-8", "replace").splitlines():
+                if line.startswith("egress refused"):
+                    self.refusals.append(line.removeprefix("egress refused ").strip())
+                    log.warning("egress refused", network=self.network, detail=self.refusals[-1])
+        remove_container(self.engine, self.proxy_id, (self._raw, self._sock))
+        self._raw = self._sock = self._demux = None
+        self.proxy_id = ""
+        if self.network:
+            with contextlib.suppress(docker.errors.NotFound):
+                self.engine.api.remove_network(self.network)
+            self.network = ""
+
+
+def read_mounts(grants: Grants) -> list[dict[str, Any]]:
+    """Read-only, non-recursive bind mounts of the granted paths, checked again as resolved on
+    this host (a symlink must not lead somewhere refused); a missing path is refused."""
+    mounts = []
+    for path in grants.read_paths:
+        real = os.path.realpath(path)
+        cap = f"fs:read:{path}"
+        if not os.path.exists(real):
+            raise PolicyError(
+                f"capability {cap!r}: {path} does not exist on this host",
+                hint="create the path or remove the capability",
+            )
+        check_read_path(cap, real)
+        mounts.append(
+            {
+                "Type": "bind",
+                "Source": real,
+                "Target": path,
+                "ReadOnly": True,
+                "BindOptions": {"NonRecursive": True},
+            }
+        )
+    return mounts
+
+
+def create_attached(
+    engine: Engine,
+    image: ImageInfo,
+    limits: Limits,
+    *,
+    command: list[str],
+    labels: dict[str, str],
+    stdin_once: bool = False,
+    grants: Grants | None = None,
+    egress_network: str = "bridge",
+) -> tuple[str, Any, Egress | None]:
+    """Create a hardened container granted exactly ``grants`` and attach to its stdio before it
+    starts, so nothing it says is lost; returns its id, the raw attach socket and its egress
+    (None without network grants: then it has no network at all). The caller starts it, and
+    closes the egress after removing the container."""
+    grants = grants or Grants()
+    mounts = read_mounts(grants)
+    environment = {**ENVIRONMENT, **grants.environment(os.environ)}
+    egress = Egress.open(engine, image, grants.egress, egress_network) if grants.egress else None
+    try:
+        if egress is not None:
+            environment.update(egress.environment())
+        granted = sorted(set(environment) - set(ENVIRONMENT))
+        if granted:
+            environment[PASS_ENV] = ",".join(granted)
+        return (
+            *_create_and_attach(
+                engine,
+                image,
+                limits,
+                command=command,
+                labels=labels,
+                environment=environment,
+                network=egress.network if egress else "none",
+                mounts=mounts or None,
+                egress=egress is not None,
+                stdin_once=stdin_once,
+            ),
+            egress,
+        )
+    except BaseException:
+        if egress is not None:
+            egress.close()
+        raise
+
+
+def _create_and_attach(
+    engine: Engine,
+    image: ImageInfo,
+    limits: Limits,
+    *,
+    command: list[str],
+    labels: dict[str, str],
+    environment: dict[str, str],
+    network: str,
+    mounts: list[dict[str, Any]] | None = None,
+    egress: bool = False,
+    stdin_once: bool = False,
+) -> tuple[str, Any]:
+    api = engine.api
+    config = api.create_container_config(
+        image.tag,
+        command=command,
+        user=f"{SANDBOX_UID}:{SANDBOX_UID}",
+        stdin_open=True,
+        tty=False,
+        environment=environment,
+        working_dir="/work",
+        hostname="sandbox",
+        labels={LABEL: "1", OWNER_LABEL: owner_id(), **labels},
+        network_disabled=network == "none",
+        host_config=host_config(engine, limits, network=network, mounts=mounts, egress=egress),
+    )
+    if stdin_once:
+        config["StdinOnce"] = True
+    container_id = api.create_container_from_config(config)["Id"]
+    try:
+        raw = api.attach_socket(
+            container_id, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1}
+        )
+    except BaseException:
+        remove_container(engine, container_id, ())
+        raise
+    return container_id, raw
+
+
+def remove_container(engine: Engine, container_id: str, streams: tuple[Any, ...]) -> None:
+    """Close our ends, then kill and remove; never raises for a container already gone."""
+    for stream in streams:
+        if stream is not None:
+            with contextlib.suppress(OSError):
+                stream.close()
+    if not container_id:
+        return
+    try:
+        engine.api.remove_container(container_id, force=True)
+    except docker.errors.NotFound:
+        pass
+    except docker.errors.APIError as e:
+        if e.status_code != 409:
+            raise
+
+
+def new_nonce() -> str:
+    return secrets.token_hex(16)

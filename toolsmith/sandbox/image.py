@@ -1,0 +1,306 @@
+"""The sandbox image: built offline, tagged by a digest of its inputs, never rebuilt unchanged.
+
+Two ways to a base, one runner on top:
+
+* a python image already present in the engine (e.g. ``python:3.12-slim``): a plain ``FROM``;
+* otherwise a Debian root filesystem made by ``mmdebstrap`` from ``sandbox_images/rootfs.json`` and
+  ``docker import``-ed, because the engine may have no images and no way to pull (air-gapped).
+
+The test stack (``sandbox_images/requirements.txt``, fully pinned) is installed from wheels on the
+host into a cached directory and copied in, so the image build needs no network either.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import platformdirs
+from pydantic import BaseModel, ConfigDict
+
+from toolsmith.errors import ImageError
+from toolsmith.sandbox._engine import Engine, docker_errors, shared_engine
+
+IMAGE_REPO = "toolsmith-sandbox"
+BASE_REPO = "toolsmith-sandbox-base"
+BASE_CANDIDATES = ("python:3.12-slim", "python:3.11-slim", "python:3.13-slim")
+INPUTS_LABEL = "toolsmith.sandbox.inputs"
+SANDBOX_UID = 10001
+_INPUT_FILES = ("Dockerfile", "requirements.txt", "rootfs.json")
+
+Progress = Callable[[str], None]
+
+
+class ImageInfo(BaseModel):
+    """A runner image present in the engine."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    tag: str
+    image_id: str
+    inputs_digest: str
+    base: str
+    built: bool = False
+
+
+def images_dir() -> Path:
+    """``sandbox_images/`` of this checkout, or ``$TOOLSMITH_SANDBOX_IMAGES``."""
+    override = os.environ.get("TOOLSMITH_SANDBOX_IMAGES")
+    path = Path(override) if override else Path(__file__).resolve().parents[2] / "sandbox_images"
+    if not (path / "Dockerfile").is_file():
+        raise ImageError(
+            f"sandbox image sources not found at {path}",
+            hint="set TOOLSMITH_SANDBOX_IMAGES to the sandbox_images/ directory of toolsmith",
+        )
+    return path
+
+
+def _input_files(src: Path) -> list[Path]:
+    runner = sorted(
+        p for p in (src / "runner").rglob("*.py") if "__pycache__" not in p.parts and p.is_file()
+    )
+    return [src / name for name in _INPUT_FILES] + runner
+
+
+def inputs_digest(base_ref: str, src: Path | None = None) -> str:
+    """sha256 over the base reference and every file that goes into the image."""
+    src = src or images_dir()
+    h = hashlib.sha256(f"base\0{base_ref}\0".encode())
+    for path in _input_files(src):
+        h.update(f"{path.relative_to(src).as_posix()}\0".encode())
+        h.update(hashlib.sha256(path.read_bytes()).digest())
+    return h.hexdigest()
+
+
+class RootfsRecipe(BaseModel):
+    """``sandbox_images/rootfs.json``: what mmdebstrap puts into the base root filesystem."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    suite: str
+    variant: str = "minbase"
+    include: list[str]
+    mirror: str
+    python: str
+    exclude_paths: list[str] = []
+
+
+def _rootfs_recipe(src: Path) -> RootfsRecipe:
+    try:
+        return RootfsRecipe.model_validate_json((src / "rootfs.json").read_text())
+    except ValueError as e:
+        raise ImageError(f"{src / 'rootfs.json'} is not a valid recipe: {e}") from e
+
+
+def _local_base(engine: Engine, base: str | None) -> tuple[str, str] | None:
+    """(name, image id) of the python base image to build FROM, if one is present locally."""
+    candidates = (base,) if base else BASE_CANDIDATES
+    for name in candidates:
+        with docker_errors(f"looking up base image {name}"):
+            found = engine.api.images(name=name, quiet=True)
+        if found:
+            return name, found[0]
+    if base:
+        raise ImageError(
+            f"base image {base!r} is not present in the Docker engine",
+            hint=f"`docker load` or pull {base}, or omit --base to build from Debian packages",
+        )
+    return None
+
+
+def _base_ref(engine: Engine, src: Path, base: str | None) -> tuple[str, str | None]:
+    """(reference for the inputs digest, local base image name or None for mmdebstrap)."""
+    local = _local_base(engine, base)
+    if local:
+        return f"image:{local[0]}@{local[1]}", local[0]
+    recipe = (src / "rootfs.json").read_bytes()
+    return f"mmdebstrap:{hashlib.sha256(recipe).hexdigest()}", None
+
+
+def find_image(engine: Engine | None = None, *, base: str | None = None) -> ImageInfo | None:
+    """The image the current inputs would produce, if it is already built."""
+    engine = engine or shared_engine()
+    src = images_dir()
+    ref, base_name = _base_ref(engine, src, base)
+    digest = inputs_digest(ref, src)
+    tag = f"{IMAGE_REPO}:{digest[:16]}"
+    with docker_errors("looking up the sandbox image"):
+        found = engine.api.images(name=tag, quiet=True)
+    if not found:
+        return None
+    return ImageInfo(tag=tag, image_id=found[0], inputs_digest=digest, base=base_name or ref)
+
+
+def ensure_image(
+    engine: Engine | None = None,
+    *,
+    base: str | None = None,
+    progress: Progress | None = None,
+) -> ImageInfo:
+    """Return the runner image for the current inputs, building it (offline) only if missing."""
+    engine = engine or shared_engine()
+    say = progress or (lambda _msg: None)
+    src = images_dir()
+    ref, base_name = _base_ref(engine, src, base)
+    digest = inputs_digest(ref, src)
+    tag = f"{IMAGE_REPO}:{digest[:16]}"
+    with docker_errors("looking up the sandbox image"):
+        found = engine.api.images(name=tag, quiet=True)
+    if found:
+        return ImageInfo(tag=tag, image_id=found[0], inputs_digest=digest, base=base_name or ref)
+    if base_name is None:
+        base_name = _debian_base(engine, src, say)
+        python = _rootfs_recipe(src).python
+    else:
+        python = _python_version(engine, base_name)
+    site = _site_dir(src / "requirements.txt", python, engine.architecture, say)
+    say(f"building {tag} on {base_name}")
+    image_id = _build(engine, src, site, base_name, tag, digest)
+    return ImageInfo(tag=tag, image_id=image_id, inputs_digest=digest, base=base_name, built=True)
+
+
+def _debian_base(engine: Engine, src: Path, say: Progress) -> str:
+    recipe = _rootfs_recipe(src)
+    digest = hashlib.sha256((src / "rootfs.json").read_bytes()).hexdigest()
+    tag = f"{BASE_REPO}:{digest[:16]}"
+    with docker_errors("looking up the base image"):
+        if engine.api.images(name=tag, quiet=True):
+            return tag
+    mmdebstrap = shutil.which("mmdebstrap")
+    if mmdebstrap is None:
+        raise ImageError(
+            "no python base image in the Docker engine and mmdebstrap is not installed, "
+            "so the sandbox base root filesystem cannot be built",
+            hint="apt-get install mmdebstrap (or `docker load` a python:3.12-slim image)",
+        )
+    mirror = os.environ.get("TOOLSMITH_DEBIAN_MIRROR") or recipe.mirror
+    excludes = [f"--dpkgopt=path-exclude={p}" for p in recipe.exclude_paths]
+    with tempfile.TemporaryDirectory(prefix="toolsmith-rootfs-") as tmp:
+        out = Path(tmp) / "rootfs.tar"
+        cmd = [
+            mmdebstrap,
+            f"--variant={recipe.variant}",
+            f"--include={','.join(recipe.include)}",
+            *excludes,
+            recipe.suite,
+            str(out),
+            mirror,
+        ]
+        say(f"building the base root filesystem with mmdebstrap ({recipe.suite})")
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            raise ImageError(
+                f"mmdebstrap failed with status {proc.returncode}: {proc.stderr[-2000:]}",
+                hint="check that the Debian mirror is reachable (TOOLSMITH_DEBIAN_MIRROR)",
+            )
+        say(f"importing the root filesystem as {tag}")
+        with docker_errors("importing the base root filesystem"):
+            engine.api.import_image_from_file(str(out), repository=BASE_REPO, tag=digest[:16])
+    return tag
+
+
+def _python_version(engine: Engine, base: str) -> str:
+    with docker_errors(f"asking {base} for its python version"):
+        out = engine.client.containers.run(
+            base,
+            ["python3", "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+            network_mode="none",
+            remove=True,
+            stdout=True,
+            stderr=False,
+        )
+    return bytes(out).decode().strip()
+
+
+def _wheel_platforms(architecture: str) -> list[str]:
+    arch = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "aarch64", "arm64": "aarch64"}.get(
+        architecture, platform.machine()
+    )
+    return [f"manylinux_2_{v}_{arch}" for v in (17, 28, 34)]
+
+
+def _site_dir(requirements: Path, python: str, architecture: str, say: Progress) -> Path:
+    """Wheels for the image's python, unpacked into a directory cached by what decides them."""
+    platforms = _wheel_platforms(architecture)
+    key = hashlib.sha256(
+        requirements.read_bytes() + f"\0{python}\0{','.join(platforms)}".encode()
+    ).hexdigest()[:16]
+    cache = Path(platformdirs.user_cache_dir("toolsmith")) / "sandbox"
+    site = cache / f"site-{key}"
+    if site.is_dir():
+        return site
+    cache.mkdir(parents=True, exist_ok=True)
+    say(f"fetching the pinned test stack for python {python} (pip)")
+    tmp = Path(tempfile.mkdtemp(prefix="site-", dir=cache))
+    cmd = [
+        sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+        "--no-deps", "--only-binary=:all:", "--implementation", "cp",
+        "--python-version", python, "--target", str(tmp), "-r", str(requirements),
+    ]  # fmt: skip
+    for plat in platforms:
+        cmd += ["--platform", plat]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise ImageError(
+            f"could not fetch the sandbox's Python packages: {proc.stderr[-2000:]}",
+            hint="make PyPI or a mirror (PIP_INDEX_URL) reachable from this host",
+        )
+    shutil.rmtree(tmp / "bin", ignore_errors=True)
+    os.replace(tmp, site)
+    return site
+
+
+def _context(src: Path, site: Path) -> io.BytesIO:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        tar.add(src / "Dockerfile", arcname="Dockerfile")
+        tar.add(site, arcname="site", filter=_no_cache)
+        tar.add(src / "runner", arcname="runner", filter=_no_cache)
+    buf.seek(0)
+    return buf
+
+
+def _no_cache(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
+    if "__pycache__" in info.name.split("/"):
+        return None
+    info.uid = info.gid = 0
+    info.uname = info.gname = "root"
+    info.mode = 0o755 if info.isdir() else 0o644
+    return info
+
+
+def _build(engine: Engine, src: Path, site: Path, base: str, tag: str, digest: str) -> str:
+    log: list[str] = []
+    with docker_errors(f"building {tag}"):
+        for chunk in engine.api.build(
+            fileobj=_context(src, site),
+            custom_context=True,
+            tag=tag,
+            buildargs={"BASE": base},
+            labels={INPUTS_LABEL: digest},
+            network_mode="none",
+            rm=True,
+            forcerm=True,
+            decode=True,
+        ):
+            if "error" in chunk:
+                raise ImageError(
+                    f"building {tag} failed: {chunk['error']}\n{''.join(log[-20:])}",
+                    hint="see the build log above; the inputs are in sandbox_images/",
+                )
+            if "stream" in chunk:
+                log.append(str(chunk["stream"]))
+        found = engine.api.images(name=tag, quiet=True)
+    if not found:
+        raise ImageError(f"the build of {tag} finished but the image is missing")
+    return str(found[0])

@@ -1,0 +1,194 @@
+"""``Sandbox``: run a job, get a TestReport. The Docker backend is one implementation of it."""
+
+from __future__ import annotations
+
+import json
+import threading
+from abc import ABC, abstractmethod
+from types import TracebackType
+
+from toolsmith.errors import SandboxError, ToolsmithError
+from toolsmith.log import get_logger
+from toolsmith.report import TestReport
+from toolsmith.sandbox import _cleanup
+from toolsmith.sandbox._container import RunnerContainer, new_nonce
+from toolsmith.sandbox._engine import Engine, docker_errors, shared_engine
+from toolsmith.sandbox._protocol import judge, marker
+from toolsmith.sandbox.image import ImageInfo, ensure_image
+from toolsmith.sandbox.job import SandboxJob
+from toolsmith.sandbox.pool import WarmPool
+
+log = get_logger("toolsmith.sandbox")
+
+
+class SandboxBackend(ABC):
+    """What a sandbox backend implements; ``Sandbox`` guarantees which errors escape."""
+
+    @abstractmethod
+    def run(self, job: SandboxJob) -> TestReport: ...
+
+    def close(self) -> None:  # noqa: B027  (optional hook: stateless backends need nothing)
+        """Release containers, pools and connections."""
+
+
+class DockerBackend(SandboxBackend):
+    """Each job in a fresh hardened container: from the warm pool when one fits, else cold.
+
+    A job is granted exactly its capabilities (``toolsmith.sandbox.grants``). Warm containers are
+    made before any job is known, so they are granted nothing; a job whose grants shape the
+    container (egress, read mounts, variables) always gets a fresh one made for it, slower but
+    never more open than declared. Its declared hosts are reached through an egress proxy whose
+    upstream side is on the Docker network ``egress_network``.
+    """
+
+    def __init__(
+        self,
+        *,
+        pool_size: int = 2,
+        idle_expiry_s: float = 300.0,
+        image: ImageInfo | None = None,
+        engine: Engine | None = None,
+        egress_network: str = "bridge",
+    ) -> None:
+        self.engine = engine or shared_engine()
+        self.egress_network = egress_network
+        self.image = image or ensure_image(self.engine)
+        self._pool_size = pool_size
+        self._idle_expiry_s = idle_expiry_s
+        self._pools: dict[tuple[int, int, float, int], WarmPool] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def runtime(self) -> str:
+        return self.engine.runtime
+
+    @property
+    def pool_ids(self) -> list[str]:
+        """Ids of this backend's warm pools (the ``toolsmith.sandbox.pool`` label)."""
+        with self._lock:
+            return [p.id for p in self._pools.values()]
+
+    def pool_for(self, job: SandboxJob) -> WarmPool | None:
+        """The pool for the job's container-level limits, made on first use (None: pool off)."""
+        if self._pool_size == 0:
+            return None
+        key = job.limits.container_key()
+        with self._lock:
+            pool = self._pools.get(key)
+            if pool is None:
+                pool = WarmPool(
+                    self._pool_size,
+                    idle_expiry_s=self._idle_expiry_s,
+                    image=self.image,
+                    limits=job.limits,
+                    engine=self.engine,
+                )
+                self._pools[key] = pool
+            return pool
+
+    def run(self, job: SandboxJob) -> TestReport:
+        grants = job.grants
+        pool = None if grants.shapes_container else self.pool_for(job)
+        container = (
+            pool.acquire()
+            if pool
+            else RunnerContainer(
+                self.engine,
+                self.image,
+                job.limits,
+                grants=grants,
+                egress_network=self.egress_network,
+            ).start()
+        )
+        nonce = new_nonce()
+        payload = json.dumps(
+            {
+                "nonce": nonce,
+                "tool_name": job.tool_name,
+                "code": job.code,
+                "test_files": job.test_files,
+                "expected_tests": job.expected_tests,
+                "call_timeout_s": job.limits.call_timeout_s,
+                "output_bytes": job.limits.output_bytes,
+            }
+        ).encode()
+        try:
+            out = container.run(payload, marker(nonce, "done"), job.limits.timeout_s)
+        finally:
+            if pool:
+                pool.release(container)
+            else:
+                container.discard()
+        report = judge(
+            out.stdout,
+            nonce,
+            expected=job.expected_tests,
+            timed_out=out.timed_out,
+            capped=out.stdout_capped,
+            oom_killed=out.oom_killed,
+            exit_code=out.exit_code,
+            stderr=out.stderr,
+            timeout_s=job.limits.timeout_s,
+            duration_s=out.duration_s,
+            image_digest=self.image.image_id,
+            runtime=self.runtime,
+        )
+        log.info("sandbox job finished", tool=job.tool_name, summary=report.summary())
+        return report
+
+    def close(self) -> None:
+        with self._lock:
+            pools = list(self._pools.values())
+            self._pools.clear()
+        for pool in pools:
+            pool.close()
+
+
+class Sandbox:
+    """Runs jobs; ``run`` returns a TestReport or raises a SandboxError, nothing else.
+
+    With no backend given, jobs run in Docker (``pool_size`` warm containers per limit set;
+    ``egress_network`` is where declared hosts are reached from, see ``DockerBackend``).
+    """
+
+    def __init__(
+        self,
+        backend: SandboxBackend | None = None,
+        *,
+        pool_size: int = 2,
+        idle_expiry_s: float = 300.0,
+        image: ImageInfo | None = None,
+        egress_network: str = "bridge",
+    ) -> None:
+        with docker_errors("opening the sandbox"):
+            self.backend = backend or DockerBackend(
+                pool_size=pool_size,
+                idle_expiry_s=idle_expiry_s,
+                image=image,
+                egress_network=egress_network,
+            )
+        _cleanup.register(self)
+
+    def run(self, job: SandboxJob) -> TestReport:
+        try:
+            with docker_errors(f"running {job.tool_name} in the sandbox"):
+                return self.backend.run(job)
+        except ToolsmithError:
+            raise
+        except Exception as e:
+            raise SandboxError(f"sandbox backend failed: {type(e).__name__}: {e}") from e
+
+    def close(self) -> None:
+        _cleanup.unregister(self)
+        self.backend.close()
+
+    def __enter__(self) -> Sandbox:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

@@ -1,0 +1,276 @@
+"""ToolSpec: the typed contract between every stage.
+
+A spec is data an LLM writes and a person reviews, so validation is strict and its messages say
+which field is wrong and how to fix it. The implementation of a spec is one Python module that
+defines a function named ``spec.name``.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import keyword
+import re
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import referencing.exceptions
+import yaml
+from packaging.requirements import InvalidRequirement, Requirement
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
+
+from toolsmith.errors import SpecError
+
+NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
+IDENT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+CAPABILITY_RE = re.compile(
+    r"^(network:[A-Za-z0-9.\-]+(:\d{1,5})?|fs:(read|write):/[^\0]*|env:[A-Z_][A-Z0-9_]*|subprocess)$"
+)
+_Validator = jsonschema.Draft202012Validator
+
+
+def _check_schema(schema: dict[str, Any], where: str) -> None:
+    try:
+        _Validator.check_schema(schema)
+    except jsonschema.SchemaError as e:
+        path = "/".join(str(p) for p in e.path) or "(root)"
+        raise ValueError(f"{where} is not a valid JSON Schema at {path}: {e.message}") from None
+
+
+def schema_errors(schema: dict[str, Any], instance: Any) -> list[str]:
+    """Every way ``instance`` fails ``schema``, as short readable lines."""
+    try:
+        errors = sorted(_Validator(schema).iter_errors(instance), key=lambda e: list(e.path))
+    except referencing.exceptions.Unresolvable as e:
+        return [f"(schema): unresolvable $ref {e.ref!r}"]
+    return [f"{'/'.join(str(p) for p in e.path) or '(root)'}: {e.message}" for e in errors]
+
+
+class Example(BaseModel):
+    """One call and its expected outcome: ``returns`` a value or ``raises`` an exception name."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    args: dict[str, Any]
+    returns: Any = None
+    raises: str | None = None
+
+    @model_validator(mode="after")
+    def _one_outcome(self) -> Example:
+        has_returns = "returns" in self.model_fields_set
+        if has_returns == (self.raises is not None):
+            raise ValueError("an example needs exactly one of 'returns' or 'raises'")
+        if self.raises is not None and not IDENT_RE.match(self.raises):
+            raise ValueError(f"'raises' must be an exception class name, got {self.raises!r}")
+        return self
+
+    @model_serializer(mode="wrap")
+    def _dump_one_outcome(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        data.pop("raises" if self.raises is None else "returns", None)
+        return data
+
+    @property
+    def expects_error(self) -> bool:
+        return self.raises is not None
+
+
+class Property(BaseModel):
+    """A named hypothesis check: Python source defining ``check(args, result)``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    source: str
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not IDENT_RE.match(v):
+            raise ValueError(f"property name must be an identifier, got {v!r}")
+        return v
+
+    @field_validator("source")
+    @classmethod
+    def _source(cls, v: str) -> str:
+        try:
+            tree = ast.parse(v)
+        except SyntaxError as e:
+            raise ValueError(f"property source does not parse: line {e.lineno}: {e.msg}") from None
+        funcs = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "check"]
+        if not funcs or len(funcs[0].args.args) != 2:
+            raise ValueError("property source must define 'def check(args, result)'")
+        return v
+
+
+class ToolSpec(BaseModel):
+    """What a tool does, what it takes and returns, and how we know it works."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(description="snake_case identifier; also the implementation's function name")
+    description: str = Field(min_length=1)
+    parameters: dict[str, Any] = Field(description="JSON Schema of the keyword arguments (object)")
+    returns: dict[str, Any] = Field(description="JSON Schema of the result")
+    raises: list[str] = Field(default_factory=list, description="exception names on bad input")
+    examples: list[Example] = Field(default_factory=list)
+    properties: list[Property] = Field(default_factory=list)
+    capabilities: list[str] = Field(default_factory=list, description="empty means pure")
+    dependencies: list[str] = Field(default_factory=list, description="empty means stdlib only")
+    tags: list[str] = Field(default_factory=list)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if len(v) > 64:
+            raise ValueError(f"name is {len(v)} characters long; the limit is 64")
+        if not NAME_RE.match(v):
+            raise ValueError(
+                f"name {v!r} must be a snake_case identifier: lowercase letters, digits and "
+                "underscores, starting with a letter (no '/', '.', '-' or spaces)"
+            )
+        if keyword.iskeyword(v) or keyword.issoftkeyword(v):
+            raise ValueError(f"name {v!r} is a Python keyword; choose another")
+        return v
+
+    @field_validator("parameters")
+    @classmethod
+    def _parameters(cls, v: dict[str, Any]) -> dict[str, Any]:
+        _check_schema(v, "parameters")
+        if v.get("type") != "object":
+            raise ValueError('parameters must be a JSON Schema with "type": "object"')
+        for prop in v.get("properties", {}):
+            if not IDENT_RE.match(prop) or keyword.iskeyword(prop):
+                raise ValueError(f"parameter {prop!r} is not usable as a Python keyword argument")
+        return v
+
+    @field_validator("returns")
+    @classmethod
+    def _returns(cls, v: dict[str, Any]) -> dict[str, Any]:
+        _check_schema(v, "returns")
+        return v
+
+    @field_validator("raises")
+    @classmethod
+    def _raises(cls, v: list[str]) -> list[str]:
+        for name in v:
+            if not IDENT_RE.match(name):
+                raise ValueError(f"raises entry {name!r} is not an exception class name")
+        return v
+
+    @field_validator("capabilities")
+    @classmethod
+    def _capabilities(cls, v: list[str]) -> list[str]:
+        for cap in v:
+            if not CAPABILITY_RE.match(cap):
+                raise ValueError(
+                    f"capability {cap!r} is not recognised; use network:<host>, fs:read:<path>, "
+                    "fs:write:<path>, env:<NAME> or subprocess"
+                )
+        return v
+
+    @field_validator("dependencies")
+    @classmethod
+    def _dependencies(cls, v: list[str]) -> list[str]:
+        for dep in v:
+            try:
+                Requirement(dep)
+            except InvalidRequirement as e:
+                raise ValueError(f"dependency {dep!r} is not a PEP 508 requirement: {e}") from None
+        return v
+
+    @model_validator(mode="after")
+    def _examples_match_schemas(self) -> ToolSpec:
+        for i, ex in enumerate(self.examples):
+            problems = schema_errors(self.parameters, ex.args)
+            if problems:
+                raise ValueError(f"examples[{i}].args do not match parameters: {problems[0]}")
+            if ex.raises is None:
+                problems = schema_errors(self.returns, ex.returns)
+                if problems:
+                    raise ValueError(f"examples[{i}].returns does not match returns: {problems[0]}")
+            elif ex.raises not in self.raises:
+                raise ValueError(
+                    f"examples[{i}] raises {ex.raises!r}, which is not declared in 'raises' "
+                    f"({self.raises}); declare it or fix the example"
+                )
+        names = [p.name for p in self.properties]
+        if len(set(names)) != len(names):
+            raise ValueError("property names must be unique")
+        return self
+
+    @property
+    def is_pure(self) -> bool:
+        return not self.capabilities
+
+    def canonical_json(self) -> bytes:
+        """Stable bytes for digests and signatures: sorted keys, no whitespace, UTF-8."""
+        return canonical_json(self.model_dump(mode="json", exclude_unset=False))
+
+    @classmethod
+    def parse(cls, data: Any, *, source: str = "spec") -> ToolSpec:
+        """Validate ``data`` into a ToolSpec, turning pydantic's errors into one SpecError."""
+        try:
+            return cls.model_validate(data)
+        except ValidationError as e:
+            lines = []
+            for err in e.errors():
+                loc = ".".join(str(p) for p in err["loc"]) or "(spec)"
+                msg = err["msg"].removeprefix("Value error, ")
+                lines.append(f"  {loc}: {msg}")
+            raise SpecError(
+                f"{source} is not a valid ToolSpec:\n" + "\n".join(lines),
+                hint="edit the fields named above; `toolsmith spec schema` prints the full schema",
+            ) from None
+
+    @classmethod
+    def from_text(cls, text: str, *, source: str = "spec") -> ToolSpec:
+        """Parse YAML or JSON text (JSON is YAML, but JSON errors read better from json)."""
+        try:
+            data = json.loads(text) if text.lstrip().startswith("{") else yaml.safe_load(text)
+        except (json.JSONDecodeError, yaml.YAMLError) as e:
+            raise SpecError(
+                f"{source} is neither valid YAML nor JSON: {e}", hint="fix the syntax"
+            ) from None
+        if not isinstance(data, dict):
+            raise SpecError(f"{source} must be a mapping of fields, got {type(data).__name__}")
+        return cls.parse(data, source=source)
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> ToolSpec:
+        return cls.from_text(read_text(Path(path), "spec file"), source=str(path))
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
+
+
+def read_text(path: Path, what: str) -> str:
+    """A spec or implementation file's text; unreadable or non-UTF-8 files are SpecErrors."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise SpecError(f"cannot read {what} {path}: {e.strerror}", hint="check the path") from None
+    except UnicodeDecodeError as e:
+        raise SpecError(
+            f"{what} {path} is not UTF-8 text: {e.reason} at byte {e.start}",
+            hint="save the file as UTF-8",
+        ) from None
+
+
+def canonical_json(data: Any) -> bytes:
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def spec_json_schema() -> dict[str, Any]:
+    """The ToolSpec shape as JSON Schema, e.g. for an LLM's structured output."""
+    return ToolSpec.model_json_schema()

@@ -1,0 +1,198 @@
+"""Test helpers that toolsmith ships to its users, like ``structlog.testing``.
+
+``ScriptedLLMServer`` is a real HTTP server on loopback speaking the OpenAI chat completions API and
+answering from a script. It stands in for a paid model in tests and in ``toolsmith demo``: every
+byte goes through the real openai SDK, HTTP and JSON paths; only the model's words are scripted.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from toolsmith.errors import UsageError
+
+
+class Step(BaseModel):
+    """One scripted answer: content (``reply`` text or ``json``), an HTTP error, or a hang."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    label: str = ""
+    when: str | None = Field(default=None, description="substring the last user message must hold")
+    reply: str | None = None
+    json_reply: Any = Field(default=None, alias="json")
+    status: int | None = None
+    retry_after: float | None = None
+    message: str | None = Field(default=None, description="error message for a status step")
+    hang_s: float | None = None
+    times: int = Field(default=1, ge=1)
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Step:
+        kinds = [self.reply is not None, self.json_reply is not None, self.status is not None]
+        if sum(kinds) + (self.hang_s is not None) != 1:
+            raise ValueError("a step needs exactly one of reply, json, status or hang_s")
+        return self
+
+    def content(self) -> str:
+        if self.json_reply is not None:
+            return json.dumps(self.json_reply)
+        return self.reply or ""
+
+
+class Script(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = "scripted"
+    steps: list[Step]
+
+    @classmethod
+    def load(cls, path: str | Path) -> Script:
+        try:
+            return cls.model_validate(yaml.safe_load(Path(path).read_text()))
+        except (OSError, yaml.YAMLError, ValueError) as e:
+            raise UsageError(f"cannot load LLM script {path}: {e}") from None
+
+
+class ScriptedLLMServer:
+    """Serve ``script`` at ``http://127.0.0.1:<port>/v1`` until closed; steps answer in order."""
+
+    def __init__(self, script: Script | dict[str, Any] | str | Path) -> None:
+        if isinstance(script, str | Path):
+            script = Script.load(script)
+        elif isinstance(script, dict):
+            script = Script.model_validate(script)
+        self.script = script
+        self.requests: list[dict[str, Any]] = []
+        self._queue = [s for s in script.steps for _ in range(s.times)]
+        self._lock = threading.Lock()
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._httpd.daemon_threads = True
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        host, port = self._httpd.server_address[:2]
+        return f"http://{host!s}:{port}/v1"
+
+    @property
+    def remaining(self) -> int:
+        return len(self._queue)
+
+    def __enter__(self) -> ScriptedLLMServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def start(self) -> ScriptedLLMServer:
+        return self.__enter__()
+
+    def close(self) -> None:
+        if self._thread.is_alive():
+            self._httpd.shutdown()
+        self._httpd.server_close()
+
+    def _next_step(self, body: dict[str, Any]) -> Step | str:
+        with self._lock:
+            self.requests.append(body)
+            if not self._queue:
+                return f"script exhausted after {len(self.requests) - 1} requests"
+            step = self._queue[0]
+            last_user = next(
+                (
+                    m.get("content", "")
+                    for m in reversed(body.get("messages", []))
+                    if m.get("role") == "user"
+                ),
+                "",
+            )
+            if step.when is not None and step.when not in str(last_user):
+                return f"script step {step.label or '?'} expects a message containing {step.when!r}"
+            self._queue.pop(0)
+            return step
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def _send(self, code: int, payload: dict[str, Any], headers: dict[str, str]) -> None:
+                data = json.dumps(payload).encode()
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                for k, v in headers.items():
+                    self.send_header(k, v)
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self) -> None:
+                if self.path.rstrip("/").endswith("/models"):
+                    model = {"id": server.script.model, "object": "model", "owned_by": "script"}
+                    self._send(200, {"object": "list", "data": [model]}, {})
+                else:
+                    self._send(404, {"error": {"message": "not found"}}, {})
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                try:
+                    body = json.loads(self.rfile.read(length) or b"{}")
+                except json.JSONDecodeError:
+                    self._send(400, {"error": {"message": "request body is not JSON"}}, {})
+                    return
+                if not self.path.rstrip("/").endswith("/chat/completions"):
+                    self._send(404, {"error": {"message": f"no route {self.path}"}}, {})
+                    return
+                step = server._next_step(body)
+                if isinstance(step, str):
+                    self._send(400, {"error": {"message": step, "type": "script_error"}}, {})
+                    return
+                if step.hang_s is not None:
+                    time.sleep(step.hang_s)
+                    self._send(504, {"error": {"message": "scripted hang ended"}}, {})
+                    return
+                if step.status is not None:
+                    headers = {}
+                    if step.retry_after is not None:
+                        headers["Retry-After"] = str(step.retry_after)
+                    err = {"error": {"message": step.message or f"scripted HTTP {step.status}"}}
+                    self._send(step.status, err, headers)
+                    return
+                content = step.content()
+                prompt_chars = sum(len(str(m.get("content", ""))) for m in body["messages"])
+                usage = {
+                    "prompt_tokens": prompt_chars // 4,
+                    "completion_tokens": len(content) // 4,
+                    "total_tokens": prompt_chars // 4 + len(content) // 4,
+                }
+                choice = {
+                    "index": 0,
+                    "finish_reason": "stop",
+                    "message": {"role": "assistant", "content": content},
+                }
+                self._send(
+                    200,
+                    {
+                        "id": f"chatcmpl-scripted-{len(server.requests)}",
+                        "object": "chat.completion",
+                        "created": int(time.time()),
+                        "model": body.get("model", server.script.model),
+                        "choices": [choice],
+                        "usage": usage,
+                    },
+                    {},
+                )
+
+        return Handler
