@@ -352,6 +352,35 @@ def test_infinite_recursion_is_a_clean_execution_error() -> None:
         load_restricted(make_spec(), code)()
 
 
+def test_swallowed_deadline_still_reads_as_timeout() -> None:
+    """A tool that catches the deadline and raises its own exception is still timed out."""
+    code = (
+        "def tool(x=None):\n    try:\n        while True:\n            pass\n"
+        "    except BaseException:\n        raise ValueError('not a timeout')\n"
+    )
+    spec = make_spec(raises=["ValueError"])
+    with pytest.raises(ToolTimeoutError, match="did not finish"):
+        load_restricted(spec, code, timeout_s=0.2)()
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        "def tool(x=None):\n    return tool(x)\n",
+        "def tool(x=None):\n    try:\n        return tool(x)\n"
+        "    except RecursionError:\n        return tool(x)\n",
+    ],
+    ids=["plain", "catching its own overflow"],
+)
+def test_runtime_errors_carry_no_exception_chain(code: str) -> None:
+    """The tool's exceptions (a chain up to ~1000 deep when it catches its own overflow) stay
+    inside the runtime: the caller's error has no context to walk."""
+    with pytest.raises((ToolExecutionError, ToolTimeoutError)) as info:
+        load_restricted(make_spec(), code, timeout_s=0.5)()
+    assert info.value.__context__ is None
+    assert info.value.__cause__ is None
+
+
 def test_huge_output_is_refused() -> None:
     """A result larger than max_output_bytes as JSON is an execution error."""
     code = "def tool(x=None):\n    return ['x' * 1000 for i in range(100)]\n"

@@ -312,25 +312,29 @@ class RestrictedTool:
         clock.expired = False
         clock.deadline = time.monotonic() + self.timeout_s
         name = self.spec.name
+        error: BaseException | None = None
         try:
             result = thunk()
-        except _DeadlineExceeded:
-            result = None
-        except RecursionError:
-            raise ToolExecutionError(
-                f"{name}: {what} recursed too deep", hint="bound the recursion or use a loop"
-            ) from None
         except (KeyboardInterrupt, ToolCallError):
             raise  # a ToolCallError comes from this runtime (result or print checks), not the tool
         except BaseException as e:
-            raise self._map_exception(e, what) from None
+            error = e
         finally:
             clock.deadline = float("inf")
+        # Past the deadline the verdict is a timeout whatever escaped: the tool may have caught
+        # the deadline and raised something else. The errors are raised outside the handler so
+        # they carry no context chain (a tool that catches its own overflow builds one ~1000 deep).
         if clock.expired:
             raise ToolTimeoutError(
                 f"{name}: {what} did not finish within {self.timeout_s:g} s",
                 hint="make the tool faster or raise its timeout",
             )
+        if isinstance(error, RecursionError):
+            raise ToolExecutionError(
+                f"{name}: {what} recursed too deep", hint="bound the recursion or use a loop"
+            )
+        if error is not None:
+            raise self._map_exception(error, what)
         return result
 
     def _map_exception(self, error: BaseException, what: str) -> Exception:
