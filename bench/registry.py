@@ -17,6 +17,7 @@ then grows the registry to ``--big`` versions through the same publish path and 
 from __future__ import annotations
 
 import argparse
+import base64
 import hashlib
 import json
 import os
@@ -166,7 +167,8 @@ def publish_many(reg: Registry, specs: list[ToolSpec], total: int, key: SigningK
 
 def raw_read(reg: Registry, name: str, version: str) -> None:
     """Baseline: the same bytes resolve reads, hashed and the index parsed, nothing verified."""
-    doc = json.loads((reg.path / "index" / f"{name}.json").read_bytes())
+    envelope = json.loads((reg.path / "index" / f"{name}.json").read_bytes())
+    doc = json.loads(base64.b64decode(envelope["payload"]))["predicate"]["index"]
     rec = next(r for r in doc["records"] if r["version"] == version)
     for digest in [rec["envelope"], *rec["parts"].values()]:
         hashlib.sha256((reg.path / "blobs" / "sha256" / digest).read_bytes()).hexdigest()

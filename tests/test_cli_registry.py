@@ -13,6 +13,7 @@ import pytest
 
 from tests.test_registry_support import (
     code_for,
+    edit_record,
     flip_byte,
     make_spec,
     passing_report,
@@ -91,6 +92,26 @@ def test_versions_yank_unyank(reg: Registry, env: dict[str, str]) -> None:
     assert [(r["version"], r["yanked"]) for r in rows] == [("1.0.0", False), ("1.1.0", True)]
     cli_json(env, "registry", "unyank", "add_ints@1.1.0", "--registry", p)
     assert cli_json(env, "registry", "list", "--registry", p)[0]["version"] == "1.1.0"
+
+
+@pytest.mark.parametrize("damage", ["garbage", "unsigned edit"])
+def test_list_shows_the_readable_tools_and_names_the_bad_index(
+    reg: Registry, env: dict[str, str], damage: str
+) -> None:
+    """One damaged index does not hide the other tools: they are listed, the bad one is named
+    on stderr with its fix, and the exit code is non-zero."""
+    if damage == "garbage":
+        (reg.path / "index" / "add_ints.json").write_text("{not json")
+        error = "CorruptRegistryError"
+    else:
+        edit_record(reg, "add_ints", "1.1.0", None, yanked=True)
+        error = "SignatureError"
+    r = cli(env, "registry", "list", "--registry", str(reg.path), "--json")
+    assert r.returncode != 0
+    assert [row["name"] for row in json.loads(r.stdout)] == ["parse_csv"]
+    assert f"add_ints: {error}: index of 'add_ints'" in r.stderr and "fix:" in r.stderr
+    hits = Registry(reg.path).search("add integers csv")
+    assert [h.name for h in hits] == ["parse_csv"]
 
 
 def test_search(reg: Registry, env: dict[str, str]) -> None:

@@ -9,6 +9,7 @@ import pytest
 
 from tests.test_registry_support import (
     code_for,
+    edit_record,
     flip_byte,
     make_spec,
     passing_report,
@@ -61,15 +62,6 @@ def publish(
         signer=signer,
         status=status,
     )
-
-
-def edit_index(reg: Registry, name: str, version: str, **changes: object) -> None:
-    path = reg.path / "index" / f"{name}.json"
-    doc = json.loads(path.read_text())
-    for rec in doc["records"]:
-        if rec["version"] == version:
-            rec.update(changes)
-    path.write_text(json.dumps(doc))
 
 
 def test_pending_version_is_never_resolved(reg: Registry, publisher: SigningKey) -> None:
@@ -180,7 +172,7 @@ def test_publish_as_rejected_is_refused(reg: Registry, publisher: SigningKey) ->
 def test_forged_status_edit_fails_verification(reg: Registry, publisher: SigningKey) -> None:
     """Flipping a pending version to published in the index, with no approval, is a TrustError."""
     publish(reg, publisher, "1.0.0")
-    edit_index(reg, "add_ints", "1.0.0", status="published")
+    edit_record(reg, "add_ints", "1.0.0", publisher, status="published")
     before = snapshot(reg.path)
     with pytest.raises(ApprovalRequiredError, match="no trusted approver approved it"):
         reg.resolve("add_ints")
@@ -197,7 +189,7 @@ def test_rejection_relabelled_published_fails(
     """A rejected version edited to published still carries a signed rejection: refused."""
     publish(reg, publisher, "1.0.0")
     reg.reject("add_ints@1.0.0", approver, "no")
-    edit_index(reg, "add_ints", "1.0.0", status="published")
+    edit_record(reg, "add_ints", "1.0.0", publisher, status="published")
     with pytest.raises(ApprovalRequiredError, match="signed statements make it rejected"):
         reg.resolve("add_ints")
 
@@ -209,7 +201,7 @@ def test_approval_of_another_version_is_refused(
     publish(reg, publisher, "1.0.0")
     good = reg.approve("add_ints@1.0.0", approver)
     publish(reg, publisher, "1.1.0")
-    edit_index(reg, "add_ints", "1.1.0", status="published", approval=good.approval)
+    edit_record(reg, "add_ints", "1.1.0", publisher, status="published", approval=good.approval)
     with pytest.raises(SignatureError, match=r"is about add_ints@1\.0\.0"):
         reg.resolve("add_ints@1.1.0")
     assert reg.resolve("add_ints@1.0.0").version == "1.0.0"

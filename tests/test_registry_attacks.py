@@ -11,12 +11,15 @@ import pytest
 
 from tests.test_registry_support import (
     code_for,
+    edit_record,
     failing_report,
     flip_byte,
     make_spec,
     passing_report,
     provenance,
+    read_index_doc,
     snapshot,
+    write_index_doc,
 )
 from toolsmith.errors import (
     CorruptRegistryError,
@@ -60,12 +63,9 @@ def record(reg: Registry, version: str) -> VersionRecord:
 
 
 def rewrite_record(reg: Registry, version: str, **changes: object) -> None:
-    """What an attacker with write access to the index does."""
-    doc = json.loads(index_path(reg).read_bytes())
-    for rec in doc["records"]:
-        if rec["version"] == version:
-            rec.update(changes)
-    index_path(reg).write_text(json.dumps(doc))
+    """What an attacker holding a trusted key does to the index: the checks behind the index
+    signature must still catch it."""
+    edit_record(reg, "add_ints", version, KeyStore().load(), **changes)
 
 
 def assert_refused(reg: Registry, ref: str, error: type[Exception], match: str) -> None:
@@ -210,6 +210,37 @@ def test_corrupted_index(reg: Registry, garbage: bytes) -> None:
     assert len(results) == 1 and not results[0].ok
     assert "CorruptRegistryError" in (results[0].error or "")
     assert snapshot(reg.path) == before
+
+
+def test_yank_flag_flipped_without_a_key(reg: Registry) -> None:
+    """Un-yanking a pulled version by editing the index (no key) is caught, so ranges cannot be
+    made to pick it again."""
+    reg.yank("add_ints@2.0.0", "returns wrong sums")
+    edit_record(reg, "add_ints", "2.0.0", None, yanked=False, yank_reason=None)
+    assert_refused(reg, "add_ints", SignatureError, r"index of 'add_ints' .* does not verify")
+
+
+def test_record_deleted_without_a_key(reg: Registry) -> None:
+    """Dropping the newest record (to roll resolution back to an older version) is caught."""
+    doc = read_index_doc(reg, "add_ints")
+    doc["records"] = [r for r in doc["records"] if r["version"] != "2.0.0"]
+    write_index_doc(reg, "add_ints", doc, None)
+    assert_refused(reg, "add_ints", SignatureError, "does not verify")
+
+
+def test_index_resigned_by_an_untrusted_key(reg: Registry) -> None:
+    """An edited index signed by a key the registry does not trust is refused."""
+    edit_record(reg, "add_ints", "2.0.0", SigningKey.generate("mallory"), yanked=True)
+    assert_refused(reg, "add_ints@1.0.0", SignatureError, "signed by untrusted key")
+
+
+def test_yank_with_an_untrusted_key_changes_nothing(reg: Registry) -> None:
+    """Only a trusted key may sign an index change; a stranger's yank is refused, unrecorded."""
+    before = snapshot(reg.path)
+    with pytest.raises(SignatureError, match=r"cannot yank add_ints@2\.0\.0: key .* not trusted"):
+        reg.yank("add_ints@2.0.0", "spite", SigningKey.generate("mallory"))
+    assert snapshot(reg.path) == before
+    assert reg.resolve("add_ints").version == "2.0.0"
 
 
 def test_index_of_another_tool(reg: Registry) -> None:

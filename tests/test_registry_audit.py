@@ -26,8 +26,9 @@ from toolsmith.errors import (
     PolicyError,
     ToolNotFoundError,
 )
+from toolsmith.keys import KeyStore
 from toolsmith.registry import Registry, VersionRecord, VersionStatus
-from toolsmith.signing import SigningKey
+from toolsmith.signing import SigningKey, public_pem
 
 NET = ["network:api.example.com"]
 
@@ -99,21 +100,23 @@ def break_tail(reg: Registry) -> None:
 
 
 def test_yank_and_unyank_are_recorded(reg: Registry, publisher: SigningKey, os_user: str) -> None:
-    """yank and unyank each append one entry by the OS user naming the version, reason, digest."""
+    """yank and unyank each append one entry by the OS user and signing key, naming the version,
+    reason and digest."""
     record = publish(reg, publisher, "1.0.0")
-    reg.yank("add_ints@1.0.0", "returns wrong sums for negatives")
-    reg.unyank("add_ints@1.0.0", "false alarm: the test was wrong")
+    actor = f"{os_user} (key {publisher.key_id[:16]})"
+    reg.yank("add_ints@1.0.0", "returns wrong sums for negatives", publisher)
+    reg.unyank("add_ints@1.0.0", "false alarm: the test was wrong", publisher)
     yank, unyank = entries(reg)
     assert (yank.event, yank.actor, yank.subject, yank.reason) == (
         "yank",
-        os_user,
+        actor,
         "add_ints@1.0.0",
         "returns wrong sums for negatives",
     )
     assert yank.data == {"digest": record.digest, "status": "published", "was_yanked": False}
     assert (unyank.event, unyank.actor, unyank.subject, unyank.reason) == (
         "unyank",
-        os_user,
+        actor,
         "add_ints@1.0.0",
         "false alarm: the test was wrong",
     )
@@ -126,22 +129,22 @@ def test_failed_yank_is_not_recorded(reg: Registry, publisher: SigningKey) -> No
     """A yank that changes nothing (no such version) leaves the audit log untouched."""
     publish(reg, publisher, "1.0.0")
     with pytest.raises(ToolNotFoundError, match=r"add_ints has no version 9\.9\.9"):
-        reg.yank("add_ints@9.9.9", "never published")
+        reg.yank("add_ints@9.9.9", "never published", publisher)
     assert not reg.audit.path.exists()
 
 
 def test_yank_refused_by_a_broken_log_changes_nothing(reg: Registry, publisher: SigningKey) -> None:
     """If the log refuses the entry, the yank is undone: the index is byte-identical, still live."""
     publish(reg, publisher, "1.0.0")
-    reg.yank("add_ints@1.0.0", "first pull")
-    reg.unyank("add_ints@1.0.0")
+    reg.yank("add_ints@1.0.0", "first pull", publisher)
+    reg.unyank("add_ints@1.0.0", signer=publisher)
     before = index_bytes(reg)
     break_tail(reg)
     with pytest.raises(
         AuditError,
         match=r"yank of add_ints@1\.0\.0 was not done: the last entry .* is damaged or edited",
     ):
-        reg.yank("add_ints@1.0.0", "second pull")
+        reg.yank("add_ints@1.0.0", "second pull", publisher)
     assert index_bytes(reg) == before
     assert reg.resolve("add_ints").version == "1.0.0"
     assert len(entries(reg)) == 2
@@ -150,12 +153,12 @@ def test_yank_refused_by_a_broken_log_changes_nothing(reg: Registry, publisher: 
 def test_yank_refused_when_the_last_entry_was_deleted(reg: Registry, publisher: SigningKey) -> None:
     """A log cut short of its head anchor refuses the yank, and the version stays unyanked."""
     publish(reg, publisher, "1.0.0")
-    reg.yank("add_ints@1.0.0", "first pull")
-    reg.unyank("add_ints@1.0.0")
+    reg.yank("add_ints@1.0.0", "first pull", publisher)
+    reg.unyank("add_ints@1.0.0", signer=publisher)
     lines = reg.audit.path.read_bytes().splitlines(keepends=True)
     reg.audit.path.write_bytes(b"".join(lines[:-1]))
     with pytest.raises(AuditError, match=r"head anchors seq 2 but the log ends at seq 1"):
-        reg.yank("add_ints@1.0.0", "second pull")
+        reg.yank("add_ints@1.0.0", "second pull", publisher)
     assert reg.find("add_ints@1.0.0").yanked is False
 
 
@@ -204,7 +207,7 @@ def test_approval_refused_by_a_broken_log_leaves_the_version_pending(
     """An approval the log cannot record is undone: index unchanged, version still unloadable."""
     publish(reg, publisher, "1.0.0")
     publish(reg, publisher, "1.1.0", VersionStatus.PENDING, NET)
-    reg.yank("add_ints@1.0.0", "superseded")
+    reg.yank("add_ints@1.0.0", "superseded", publisher)
     before = index_bytes(reg)
     break_tail(reg)
     with pytest.raises(AuditError, match=r"approve of add_ints@1\.1\.0 was not done"):
@@ -243,7 +246,7 @@ def test_allowed_load_is_recorded(reg: Registry, publisher: SigningKey, os_user:
 def test_load_names_the_given_actor_and_a_yanked_pin(reg: Registry, publisher: SigningKey) -> None:
     """An explicit actor is recorded, and loading a yanked version by exact pin says so."""
     publish(reg, publisher, "1.0.0")
-    reg.yank("add_ints@1.0.0", "slow")
+    reg.yank("add_ints@1.0.0", "slow", publisher)
     with reg.load("add_ints@1.0.0", runtime="restricted", actor="mcp client planner") as tool:
         assert tool(a=1, b=1) == 2
     entry = entries(reg)[-1]
@@ -316,7 +319,7 @@ def test_ineligible_restricted_load_is_refused_and_recorded(
 def test_load_the_log_cannot_record_is_not_handed_out(reg: Registry, publisher: SigningKey) -> None:
     """With a broken log, an otherwise allowed load raises AuditError rather than return a tool."""
     publish(reg, publisher, "1.0.0")
-    reg.yank("add_ints@1.0.0", "x")
+    reg.yank("add_ints@1.0.0", "x", publisher)
     break_tail(reg)
     with pytest.raises(AuditError, match=r"last entry of audit log .* is damaged or edited"):
         reg.load("add_ints@1.0.0", runtime="restricted")
@@ -325,7 +328,7 @@ def test_load_the_log_cannot_record_is_not_handed_out(reg: Registry, publisher: 
 def test_refusal_the_log_cannot_record_still_raises(reg: Registry, publisher: SigningKey) -> None:
     """With a broken log, a refused load keeps its own error and notes it went unrecorded."""
     publish(reg, publisher, "1.0.0", VersionStatus.PENDING, NET)
-    reg.yank("add_ints@1.0.0", "x")
+    reg.yank("add_ints@1.0.0", "x", publisher)
     break_tail(reg)
     with pytest.raises(ApprovalRequiredError, match="pending approval") as raised:
         reg.load("add_ints@1.0.0", runtime="restricted")
@@ -346,8 +349,21 @@ def cli(reg: Registry, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_cli_yank_shows_up_in_audit_show(reg: Registry, publisher: SigningKey) -> None:
-    """`registry yank` and `registry unyank --reason` appear in `audit show --json`."""
+@pytest.fixture
+def cli_key(reg: Registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> SigningKey:
+    """The CLI's default key, in a home of the test's own, trusted by ``reg``."""
+    monkeypatch.setenv("TOOLSMITH_HOME", str(tmp_path / "home"))
+    KeyStore().generate()
+    key = KeyStore().load()
+    reg.trust.trust(public_pem(key.public_key), "cli")
+    return key
+
+
+def test_cli_yank_shows_up_in_audit_show(
+    reg: Registry, publisher: SigningKey, cli_key: SigningKey
+) -> None:
+    """`registry yank` and `registry unyank --reason` appear in `audit show --json`, naming the
+    OS user and the key that signed the index change."""
     publish(reg, publisher, "1.0.0")
     assert cli(reg, "registry", "yank", "add_ints@1.0.0", "--reason", "bad").returncode == 0
     assert cli(reg, "registry", "unyank", "add_ints@1.0.0", "--reason", "fixed").returncode == 0
@@ -355,16 +371,18 @@ def test_cli_yank_shows_up_in_audit_show(reg: Registry, publisher: SigningKey) -
     assert shown.returncode == 0, shown.stderr
     rows = json.loads(shown.stdout)
     assert [(r["event"], r["subject"], r["reason"], r["actor"]) for r in rows] == [
-        ("yank", "add_ints@1.0.0", "bad", "carol"),
-        ("unyank", "add_ints@1.0.0", "fixed", "carol"),
+        ("yank", "add_ints@1.0.0", "bad", f"carol (key {cli_key.key_id[:16]})"),
+        ("unyank", "add_ints@1.0.0", "fixed", f"carol (key {cli_key.key_id[:16]})"),
     ]
 
 
-def test_cli_yank_with_a_broken_log_fails_cleanly(reg: Registry, publisher: SigningKey) -> None:
+def test_cli_yank_with_a_broken_log_fails_cleanly(
+    reg: Registry, publisher: SigningKey, cli_key: SigningKey
+) -> None:
     """The CLI reports AuditError with exit code 9, and the version stays unyanked."""
     publish(reg, publisher, "1.0.0")
-    reg.yank("add_ints@1.0.0", "first")
-    reg.unyank("add_ints@1.0.0")
+    reg.yank("add_ints@1.0.0", "first", publisher)
+    reg.unyank("add_ints@1.0.0", signer=publisher)
     break_tail(reg)
     result = cli(reg, "registry", "yank", "add_ints@1.0.0", "--reason", "second")
     assert result.returncode == 9

@@ -5,12 +5,15 @@ A passing TestReport is just data here: the registry signs and stores what the s
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import json
 from pathlib import Path
+from typing import Any
 
 from toolsmith.registry import KeyRole, Registry
 from toolsmith.report import Outcome, Provenance, TestCase, TestReport
-from toolsmith.signing import SigningKey, public_pem
+from toolsmith.signing import SigningKey, build_index, public_pem, sign_envelope
 from toolsmith.spec import ToolSpec
 
 
@@ -74,3 +77,35 @@ def registry_with_roles(path: Path, publisher: SigningKey, approver: SigningKey)
     reg.trust.trust(public_pem(publisher.public_key), "publisher")
     reg.trust.trust(public_pem(approver.public_key), "alice", KeyRole.APPROVER)
     return reg
+
+
+def read_index_doc(reg: Registry, name: str) -> dict[str, Any]:
+    """The index document inside ``name``'s signed index file."""
+    envelope = json.loads((reg.path / "index" / f"{name}.json").read_bytes())
+    return json.loads(base64.b64decode(envelope["payload"]))["predicate"]["index"]
+
+
+def write_index_doc(
+    reg: Registry, name: str, doc: dict[str, Any], signer: SigningKey | None
+) -> None:
+    """Store an edited index document: re-signed by ``signer``, or with ``None`` under the old
+    signatures, which is all an attacker without a trusted key can do."""
+    path = reg.path / "index" / f"{name}.json"
+    statement = build_index(doc["name"], doc)
+    if signer is not None:
+        path.write_bytes(sign_envelope(statement, [signer]))
+        return
+    envelope = json.loads(path.read_bytes())
+    envelope["payload"] = base64.b64encode(statement).decode()
+    path.write_text(json.dumps(envelope))
+
+
+def edit_record(
+    reg: Registry, name: str, version: str, signer: SigningKey | None, **changes: object
+) -> None:
+    """Change fields of one version's record in ``name``'s index (see ``write_index_doc``)."""
+    doc = read_index_doc(reg, name)
+    for rec in doc["records"]:
+        if rec["version"] == version:
+            rec.update(changes)
+    write_index_doc(reg, name, doc, signer)

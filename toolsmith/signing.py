@@ -11,6 +11,10 @@ says so in that signed predicate, so editing the index cannot make it skip the a
 
 A person's decision on such a version is a second Statement (predicate type ``approval/v1``) whose
 one subject is the version's statement digest, signed by the approver.
+
+A tool's index (every version's record: yanked flag, status, approval) is a third Statement
+(predicate type ``index/v1``) carrying the whole index, re-signed by whoever changes it, so that
+editing, deleting or adding a record without a trusted key is caught like a flipped blob byte.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ PAYLOAD_TYPE = "application/vnd.in-toto+json"
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 PREDICATE_TYPE = "https://toolsmith.dev/tool-build/v1"
 APPROVAL_PREDICATE_TYPE = "https://toolsmith.dev/approval/v1"
+INDEX_PREDICATE_TYPE = "https://toolsmith.dev/index/v1"
 PARTS = ("code", "spec", "report", "provenance")
 _TRUST_HINT = "trust the signer with `toolsmith keys trust PUBKEY_FILE` if you mean to"
 
@@ -131,6 +136,15 @@ class VerifiedDecision:
     signers: tuple[str, ...]
 
 
+@dataclass(frozen=True)
+class VerifiedIndex:
+    """A tool's index as a trusted key signed it; ``document`` is the index's JSON data."""
+
+    name: str
+    document: Mapping[str, Any]
+    signers: tuple[str, ...]
+
+
 def pae(payload_type: str, payload: bytes) -> bytes:
     """DSSE v1 pre-authentication encoding: what is actually signed."""
     t = payload_type.encode()
@@ -180,6 +194,23 @@ def build_decision(
     return canonical_json(statement)
 
 
+def build_index(name: str, document: Mapping[str, Any]) -> bytes:
+    """The canonical bytes of the Statement carrying ``name``'s whole index; its subjects are the
+    versions' statement digests, so the index names exactly what it lists."""
+    records = document.get("records")
+    if document.get("name") != name or not isinstance(records, list):
+        raise ValueError(f"not an index of {name!r}")
+    statement = {
+        "_type": STATEMENT_TYPE,
+        "subject": [
+            {"name": f"{name}@{r['version']}", "digest": {"sha256": r["digest"]}} for r in records
+        ],
+        "predicateType": INDEX_PREDICATE_TYPE,
+        "predicate": {"index": document},
+    }
+    return canonical_json(statement)
+
+
 def sign_envelope(statement: bytes, signers: Sequence[SigningKey]) -> bytes:
     """A DSSE envelope (JSON bytes) carrying ``statement`` signed by every key in ``signers``."""
     if not signers:
@@ -220,6 +251,37 @@ def verify_decision(envelope: bytes, policy: TrustPolicy) -> VerifiedDecision:
     hint = "trust the approver with `toolsmith keys trust PUBKEY_FILE --role approver`"
     payload, signers = _verified_payload(envelope, policy, hint)
     return _parse_decision(payload, signers)
+
+
+def is_envelope(data: bytes) -> bool:
+    """Whether ``data`` has the shape of a DSSE envelope at all (else it is not signed data)."""
+    try:
+        env = json.loads(data)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return False
+    return isinstance(env, dict) and "payload" in env and "signatures" in env
+
+
+def verify_index(envelope: bytes, policy: TrustPolicy) -> VerifiedIndex:
+    """Check a signed index against ``policy`` (any one maintaining key) and return it."""
+    hint = (
+        "the index was changed without a trusted key; restore it from a copy, or trust the key "
+        "that signed it with `toolsmith keys trust PUBKEY_FILE`"
+    )
+    payload, signers = _verified_payload(envelope, policy, hint)
+    try:
+        st = json.loads(payload)
+        if st["_type"] != STATEMENT_TYPE or st["predicateType"] != INDEX_PREDICATE_TYPE:
+            raise ValueError("unexpected _type or predicateType")
+        document = st["predicate"]["index"]
+        name = document["name"]
+        listed = {(s["name"], s["digest"]["sha256"]) for s in st["subject"]}
+        recorded = {(f"{name}@{r['version']}", r["digest"]) for r in document["records"]}
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        raise SignatureError(f"signed payload is not a toolsmith index: {e}") from None
+    if not isinstance(name, str) or listed != recorded:
+        raise SignatureError("signed index subjects differ from the records it carries")
+    return VerifiedIndex(name, document, signers)
 
 
 def _verified_payload(

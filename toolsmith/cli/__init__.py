@@ -18,7 +18,7 @@ from toolsmith.cli import registry as registry_cli
 from toolsmith.cli import run as run_cli
 from toolsmith.cli import sandbox as sandbox_cli
 from toolsmith.cli import spec as spec_cli
-from toolsmith.cli._common import err_console
+from toolsmith.cli._common import err_console, print_error
 from toolsmith.errors import ToolsmithError
 
 app = typer.Typer(
@@ -66,11 +66,7 @@ def main() -> None:
     try:
         app()
     except ToolsmithError as e:
-        err_console.print(
-            f"[bold red]{type(e).__name__}[/bold red]: {e.message}", highlight=False, soft_wrap=True
-        )
-        if e.hint:
-            err_console.print(f"[yellow]fix[/yellow]: {e.hint}", highlight=False, soft_wrap=True)
+        print_error(e)
         sys.exit(e.exit_code)
     except KeyboardInterrupt:
         err_console.print("interrupted")

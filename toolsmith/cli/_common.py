@@ -12,6 +12,8 @@ import typer
 from pydantic import BaseModel
 from rich.console import Console
 
+from toolsmith.errors import ToolsmithError
+
 console = Console()
 err_console = Console(stderr=True)
 
@@ -35,6 +37,25 @@ def to_jsonable(data: Any) -> Any:
     if isinstance(data, dict):
         return {k: to_jsonable(v) for k, v in data.items()}
     return data
+
+
+def print_error(e: ToolsmithError, prefix: str = "") -> None:
+    """One line naming the error, and one with the fix when there is one."""
+    err_console.print(
+        f"{prefix}[bold red]{type(e).__name__}[/bold red]: {e.message}",
+        highlight=False,
+        soft_wrap=True,
+    )
+    if e.hint:
+        err_console.print(f"[yellow]fix[/yellow]: {e.hint}", highlight=False, soft_wrap=True)
+
+
+def exit_for_problems(problems: dict[str, ToolsmithError]) -> None:
+    """After printing what could be read: name each tool that could not, and exit non-zero."""
+    for name, e in problems.items():
+        print_error(e, prefix=f"{name}: ")
+    if problems:
+        raise typer.Exit(next(iter(problems.values())).exit_code)
 
 
 def emit(data: Any, as_json: bool, render: Callable[[], None]) -> None:

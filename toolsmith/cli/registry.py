@@ -8,15 +8,19 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from toolsmith.cli._common import JsonOpt, RegistryOpt, console, emit
-from toolsmith.errors import CorruptRegistryError, TrustError
+from toolsmith.cli._common import JsonOpt, RegistryOpt, console, emit, exit_for_problems
+from toolsmith.errors import CorruptRegistryError, ToolsmithError, TrustError
 from toolsmith.export import ExportFormat, export_spec
+from toolsmith.keys import DEFAULT_KEY, KeyStore
 from toolsmith.registry import Registry, VersionRecord, VersionStatus
 
 app = typer.Typer(help="Browse, verify, yank and export registry tools.", no_args_is_help=True)
 
 RefArg = Annotated[str, typer.Argument(help="NAME, NAME@1.2.3 or NAME@<range> (^1.2, >=1,<2).")]
 PinArg = Annotated[str, typer.Argument(help="NAME@VERSION (an exact version).")]
+KeyOpt = Annotated[
+    str, typer.Option("--key", help="Local signing key that signs the index change; trusted.")
+]
 
 
 def _row(r: VersionRecord) -> dict[str, Any]:
@@ -55,15 +59,17 @@ def list_(
 ) -> None:
     """List tools with the version a bare name resolves to (or, with --pending, the queue)."""
     reg = Registry(registry)
+    problems: dict[str, ToolsmithError] = {}
     if not pending:
-        records = reg.list()
+        records = reg.list(on_error=problems.__setitem__)
         emit(
             [_row(r) for r in records],
             as_json,
             lambda: console.print(_table(records, f"{len(records)} tools in {reg.path}")),
         )
+        exit_for_problems(problems)
         return
-    queue = reg.pending()
+    queue = reg.pending(on_error=problems.__setitem__)
 
     def render() -> None:
         table = Table(title=f"{len(queue)} version(s) awaiting approval in {reg.path}")
@@ -77,6 +83,7 @@ def list_(
             console.print("decide with `toolsmith approve NAME@VER` or `toolsmith reject ...`")
 
     emit([_row(r) for r in queue], as_json, render)
+    exit_for_problems(problems)
 
 
 @app.command("versions")
@@ -213,11 +220,12 @@ def verify(
 def yank(
     ref: PinArg,
     reason: Annotated[str, typer.Option("--reason", help="Why it was pulled.")],
+    key: KeyOpt = DEFAULT_KEY,
     registry: RegistryOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Hide a version from ranges and bare names; exact pins still resolve it."""
-    r = Registry(registry).yank(ref, reason)
+    r = Registry(registry).yank(ref, reason, KeyStore().load(key))
     emit(_row(r), as_json, lambda: console.print(f"yanked {r.name}@{r.version}: {reason}"))
 
 
@@ -227,11 +235,12 @@ def unyank(
     reason: Annotated[
         str | None, typer.Option("--reason", help="Why it is back (kept in the audit log).")
     ] = None,
+    key: KeyOpt = DEFAULT_KEY,
     registry: RegistryOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Make a yanked version resolvable by ranges again."""
-    r = Registry(registry).unyank(ref, reason)
+    r = Registry(registry).unyank(ref, reason, KeyStore().load(key))
     emit(_row(r), as_json, lambda: console.print(f"unyanked {r.name}@{r.version}"))
 
 

@@ -47,9 +47,11 @@ class VersionRecord(BaseModel):
 
 
 class ToolIndex(BaseModel):
-    """The document stored per tool: every version ever published, in publish order."""
+    """The document stored per tool, signed whole: every version ever published, in publish
+    order; ``serial`` counts the index's signed revisions."""
 
     name: str
+    serial: int = 0
     records: list[VersionRecord] = Field(default_factory=list)
 
 

@@ -16,7 +16,13 @@ the index is written back as it was and ``AuditError`` is raised: a decision eit
 recorded, or does not happen. Two gaps remain: a process killed between the index write and the
 append leaves an unrecorded change, and an approval's signed envelope blob stays behind
 (unreferenced) when its index change is undone. Approvers are named by their signing key, which the
-registry has verified; yank, unyank and load name the OS user, which is self-reported.
+registry has verified; yank and unyank name the OS user (self-reported) and the signing key, load
+the OS user.
+
+Index: each tool's index is a signed document (``signing.build_index``), re-signed by the trusted
+key that makes each change and verified on every read, so a record edited, added or deleted
+without a trusted key is a ``SignatureError``. Browsing passes such a tool to ``on_error`` (the
+CLI names it and exits non-zero); search skips it with a warning.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ import builtins
 import functools
 import getpass
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -71,6 +77,7 @@ if TYPE_CHECKING:
 
 _log = get_logger(__name__)
 Bump = Literal["patch", "minor", "major"]
+OnError = Callable[[str, ToolsmithError], None]
 
 
 def parse_ref(ref: str) -> tuple[str, Version | SimpleSpec | None]:
@@ -126,15 +133,25 @@ class Registry:
         data = self._storage.read_index(name)
         if data is None:
             return ToolIndex(name=name)
+        where = f"index of {name!r} in {self.path}"
+        restore = f"restore index/{name}.json from a copy; the blobs it names are intact"
+        if not signing.is_envelope(data):
+            raise CorruptRegistryError(f"{where} is unreadable: not a signed index", hint=restore)
         try:
-            index = ToolIndex.model_validate_json(data)
+            signed = signing.verify_index(data, self.trust.policies().maintainers)
+        except SignatureError as e:
+            raise SignatureError(
+                f"{where} does not verify: {e.message}",
+                hint=e.hint or f"it was edited without a trusted key; {restore}",
+            ) from None
+        try:
+            index = ToolIndex.model_validate(signed.document)
         except ValidationError as e:
             raise CorruptRegistryError(
-                f"index of {name!r} in {self.path} is unreadable: {e.errors()[0]['msg']}",
-                hint=f"restore index/{name}.json from a copy; the blobs it names are intact",
+                f"{where} is unreadable: {e.errors()[0]['msg']}", hint=restore
             ) from None
         if index.name != name or any(r.name != name for r in index.records):
-            raise CorruptRegistryError(f"index of {name!r} holds records of another tool")
+            raise CorruptRegistryError(f"{where} holds records of another tool", hint=restore)
         return index
 
     def _select(self, ref: str) -> VersionRecord:
@@ -185,31 +202,44 @@ class Registry:
         """Every version of ``name``, yanked included, lowest first."""
         if parse_ref(name)[1] is not None:
             raise UsageError(f"versions takes a tool name, got {name!r}", hint="drop the @...")
-        return sorted(self._index(name).records, key=lambda r: Version(r.version))
+        return _by_version(self._index(name).records)
 
-    def list(self) -> builtins.list[VersionRecord]:
+    def list(self, *, on_error: OnError | None = None) -> builtins.list[VersionRecord]:
         """One record per tool: the version a bare name resolves to, else its newest (yanked,
-        pending or rejected; see its ``status``)."""
+        pending or rejected; see its ``status``). A tool whose index does not read or verify is
+        passed to ``on_error`` and left out; without ``on_error`` it raises."""
         out = []
-        for name in self._storage.index_names():
-            records = self.versions(name)
+        for index in self._each_index(on_error):
+            records = _by_version(index.records)
             if not records:
                 continue
             live = [r for r in records if not r.yanked and r.status == VersionStatus.PUBLISHED]
             out.append((live or records)[-1])
         return out
 
-    def pending(self) -> builtins.list[VersionRecord]:
+    def pending(self, *, on_error: OnError | None = None) -> builtins.list[VersionRecord]:
         """The approval queue: every pending version of every tool, by name then version."""
         return [
             r
-            for name in self._storage.index_names()
-            for r in self.versions(name)
+            for index in self._each_index(on_error)
+            for r in _by_version(index.records)
             if r.status == VersionStatus.PENDING
         ]
 
+    def _each_index(self, on_error: OnError | None) -> Iterator[ToolIndex]:
+        for name in self._storage.index_names():
+            try:
+                yield self._index(name)
+            except (TrustError, CorruptRegistryError) as e:
+                if on_error is None:
+                    raise
+                on_error(name, e)
+
     def _all_records(self) -> builtins.list[VersionRecord]:
-        return [r for name in self._storage.index_names() for r in self._index(name).records]
+        def skip(name: str, e: ToolsmithError) -> None:
+            _log.warning("search skips a tool whose index does not verify", tool=name, error=str(e))
+
+        return [r for index in self._each_index(skip) for r in index.records]
 
     def search(self, query: str, limit: int = 10) -> builtins.list[SearchHit]:
         """bm25-ranked hits over published, unyanked versions; the index is rebuilt on change."""
@@ -386,7 +416,11 @@ class Registry:
         """
         policy = self.trust.policies()
         if ref is not None:
-            records = self._matching(ref)
+            try:
+                records = self._matching(ref)
+            except (TrustError, CorruptRegistryError) as e:
+                name = parse_ref(ref)[0]
+                return [VerifyResult(name=name, version="", ok=False, error=_describe(e))]
             if not records:
                 self._select(ref)
                 raise ToolNotFoundError(f"no version matches {ref!r}")
@@ -498,7 +532,7 @@ class Registry:
                 capabilities=spec.capabilities,
             )
             index.records.append(record)
-            self._write_index(index)
+            self._write_index(index, signers)
         _log.info(
             "published",
             tool=record.name,
@@ -529,8 +563,11 @@ class Registry:
                 hint="sign with more trusted keys, or lower the threshold",
             )
 
-    def _write_index(self, index: ToolIndex) -> None:
-        self._storage.write_index(index.name, canonical_json(index.model_dump(mode="json")))
+    def _write_index(self, index: ToolIndex, signers: Sequence[SigningKey]) -> None:
+        """Sign and store the index whole, one revision up."""
+        index.serial += 1
+        statement = signing.build_index(index.name, index.model_dump(mode="json"))
+        self._storage.write_index(index.name, signing.sign_envelope(statement, signers))
 
     def record(
         self,
@@ -556,6 +593,7 @@ class Registry:
         updated: VersionRecord,
         event: str,
         *,
+        signer: SigningKey,
         actor: str,
         reason: str | None,
         data: dict[str, Any],
@@ -566,7 +604,7 @@ class Registry:
         """
         before = self._storage.read_index(index.name)
         index.records = [updated if r.version == updated.version else r for r in index.records]
-        self._write_index(index)
+        self._write_index(index, [signer])
         subject = f"{updated.name}@{updated.version}"
         try:
             self.record(event, actor=actor, subject=subject, reason=reason, data=data)
@@ -579,14 +617,25 @@ class Registry:
                 hint=e.hint,
             ) from e
 
-    def _set_yanked(self, ref: str, yanked: bool, reason: str | None) -> VersionRecord:
+    def _set_yanked(
+        self, ref: str, yanked: bool, reason: str | None, signer: SigningKey | None
+    ) -> VersionRecord:
+        verb = "yank" if yanked else "unyank"
         name, constraint = parse_ref(ref)
         if not isinstance(constraint, Version):
             raise UsageError(
-                f"{'yank' if yanked else 'unyank'} needs an exact version, got {ref!r}",
+                f"{verb} needs an exact version, got {ref!r}",
                 hint=f"name one version, e.g. {name}@1.2.3",
             )
+        key = signer if signer is not None else default_signing_key()
         with self._storage.lock():
+            if key.key_id not in self.trust.policies().maintainers.keys:
+                raise SignatureError(
+                    f"cannot {verb} {ref}: key {key.key_id[:16]} ({key.name}) is not trusted by "
+                    f"{self.path}, and the index must be signed by a trusted key",
+                    hint="sign with a trusted key (--key NAME), or trust this one with "
+                    "`toolsmith keys trust PUBKEY_FILE`",
+                )
             index = self._index(name)
             record = self._select(ref)
             updated = record.model_copy(
@@ -595,8 +644,9 @@ class Registry:
             self._replace_recorded(
                 index,
                 updated,
-                "yank" if yanked else "unyank",
-                actor=_whoami(),
+                verb,
+                signer=key,
+                actor=f"{_whoami()} (key {key.key_id[:16]})",
                 reason=reason,
                 data={
                     "digest": record.digest,
@@ -606,15 +656,18 @@ class Registry:
             )
         return updated
 
-    def yank(self, ref: str, reason: str) -> VersionRecord:
-        """Hide a version from ranges and bare names; exact pins still resolve it (PEP 592)."""
+    def yank(self, ref: str, reason: str, signer: SigningKey | None = None) -> VersionRecord:
+        """Hide a version from ranges and bare names; exact pins still resolve it (PEP 592).
+        The index change is signed by ``signer`` (default: the local default key)."""
         if not reason.strip():
             raise UsageError("yanking needs a reason", hint="pass --reason 'why it was pulled'")
-        return self._set_yanked(ref, True, reason)
+        return self._set_yanked(ref, True, reason, signer)
 
-    def unyank(self, ref: str, reason: str | None = None) -> VersionRecord:
+    def unyank(
+        self, ref: str, reason: str | None = None, signer: SigningKey | None = None
+    ) -> VersionRecord:
         """Let ranges and bare names choose a yanked version again."""
-        return self._set_yanked(ref, False, reason)
+        return self._set_yanked(ref, False, reason, signer)
 
     def approve(self, ref: str, approver: SigningKey, reason: str | None = None) -> VersionRecord:
         """A trusted approver's signed approval of a pending version: it becomes published."""
@@ -677,6 +730,7 @@ class Registry:
                 index,
                 updated,
                 verb,
+                signer=approver,
                 actor=f"{self._approver_name(approver)} (key {approver.key_id[:16]})",
                 reason=note,
                 data={
@@ -695,6 +749,10 @@ class Registry:
             (k for k in self.trust.trusted_keys() if k.key_id == approver.key_id and k.name), None
         )
         return trusted.name if trusted is not None else approver.name
+
+
+def _by_version(records: Sequence[VersionRecord]) -> builtins.list[VersionRecord]:
+    return sorted(records, key=lambda r: Version(r.version))
 
 
 @functools.lru_cache(maxsize=1024)

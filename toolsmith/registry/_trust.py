@@ -3,7 +3,8 @@ publishers must sign.
 
 A key is trusted as a ``publisher`` (signs versions), an ``approver`` (signs a person's decision on
 a pending version), or both. Stores written before roles existed have no ``roles`` field; their
-keys read as publishers.
+keys read as publishers. Any one trusted key, in either role, may sign a tool's index (yank, unyank
+and the index changes of publishing and deciding).
 """
 
 from __future__ import annotations
@@ -41,13 +42,17 @@ class _TrustDoc(BaseModel):
         }
         return TrustPolicy(keys, self.threshold if role == KeyRole.PUBLISHER else 1)
 
+    def maintainers(self) -> TrustPolicy:
+        return TrustPolicy({k.key_id: load_public_key(k.public_pem.encode()) for k in self.keys})
+
 
 @dataclass(frozen=True)
 class Policies:
-    """Both roles' policies from one read of the trust store."""
+    """Every policy from one read of the trust store."""
 
     publishers: TrustPolicy
     approvers: TrustPolicy
+    maintainers: TrustPolicy
 
 
 class TrustStore:
@@ -84,7 +89,9 @@ class TrustStore:
 
     def policies(self) -> Policies:
         doc = self._load()
-        return Policies(doc.policy(KeyRole.PUBLISHER), doc.policy(KeyRole.APPROVER))
+        return Policies(
+            doc.policy(KeyRole.PUBLISHER), doc.policy(KeyRole.APPROVER), doc.maintainers()
+        )
 
     def trust(self, pem: bytes, name: str = "", role: KeyRole = KeyRole.PUBLISHER) -> str:
         """Trust a public key in ``role`` (idempotent; adds the role to a known key) and return
