@@ -32,7 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from toolsmith.errors import AuditError
 from toolsmith.spec import canonical_json
 
-AuditEvent = Literal["build", "publish", "approve", "reject", "yank", "unyank", "load"]
+AuditEvent = Literal["build", "publish", "approve", "reject", "yank", "unyank", "load", "gc"]
 AUDIT_EVENTS: tuple[str, ...] = get_args(AuditEvent)
 AUDIT_FILE = "audit.jsonl"
 GENESIS = "0" * 64

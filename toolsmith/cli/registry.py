@@ -244,6 +244,28 @@ def unyank(
     emit(_row(r), as_json, lambda: console.print(f"unyanked {r.name}@{r.version}"))
 
 
+@app.command("gc")
+def gc(
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Only report what would be removed.")
+    ] = False,
+    registry: RegistryOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Remove blobs no version names and leftovers of killed writes."""
+    report = Registry(registry).gc(dry_run=dry_run)
+
+    def render() -> None:
+        verb = "would remove" if dry_run else "removed"
+        console.print(
+            f"{verb} {len(report.unreferenced)} unreferenced blob(s), "
+            f"{report.freed_bytes:,} bytes; {report.kept} blob(s) in use"
+            + (f"; {report.leftovers} leftover temporary file(s)" if report.leftovers else "")
+        )
+
+    emit(report, as_json, render)
+
+
 @app.command("export")
 def export(
     ref: RefArg,

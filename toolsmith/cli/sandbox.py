@@ -9,7 +9,7 @@ from rich.table import Table
 
 from toolsmith.cli._common import JsonOpt, console, emit, err_console
 from toolsmith.errors import ConfinementError, SandboxError
-from toolsmith.sandbox import check_confinement, connect, ensure_image, find_image
+from toolsmith.sandbox import check_confinement, connect, ensure_image, find_image, prune_images
 
 app = typer.Typer(help="Build, inspect and self-test the Docker sandbox.", no_args_is_help=True)
 
@@ -86,3 +86,34 @@ def check(as_json: JsonOpt = False) -> None:
             f"isolation properties missing: {', '.join(missing)}",
             hint="do not run untrusted code here; check the engine's runtime and security options",
         )
+
+
+@app.command("prune")
+def prune(
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Only list what would be removed.")
+    ] = False,
+    base: BaseOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Remove sandbox images older builds left behind, and containers of dead processes."""
+    report = prune_images(base=base, dry_run=dry_run)
+
+    def render() -> None:
+        verb = "would remove" if dry_run else "removed"
+        for tag in report.removed:
+            console.print(f"{verb} {tag}", highlight=False)
+        for tag in report.in_use:
+            console.print(f"kept {tag}: a container still uses it", highlight=False)
+        console.print(
+            f"current image: {report.current or 'not built'}; {len(report.removed)} image(s) "
+            f"{verb}"
+            + (
+                f"; {report.stale_containers} stale container(s) removed"
+                if report.stale_containers
+                else ""
+            ),
+            highlight=False,
+        )
+
+    emit(report, as_json, render)

@@ -1,6 +1,7 @@
 """The signed, versioned tool registry (local files by default; storage is pluggable)."""
 
 from toolsmith.registry._models import (
+    GarbageReport,
     SearchHit,
     ToolIndex,
     VerifiedTool,
@@ -14,6 +15,7 @@ from toolsmith.registry._trust import KeyRole, TrustedKey, TrustStore
 
 __all__ = [
     "FileStorage",
+    "GarbageReport",
     "KeyRole",
     "Registry",
     "SearchHit",

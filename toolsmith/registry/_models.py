@@ -91,3 +91,13 @@ class SearchHit(BaseModel):
     description: str
     tags: list[str]
     score: float
+
+
+class GarbageReport(BaseModel):
+    """What ``Registry.gc`` removed (or, on a dry run, would remove)."""
+
+    dry_run: bool
+    unreferenced: list[str] = Field(description="sha256 of every blob no index names")
+    freed_bytes: int
+    kept: int = Field(description="blobs still named by some version")
+    leftovers: int = Field(description="temporary files of killed writes")

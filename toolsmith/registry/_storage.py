@@ -2,7 +2,8 @@
 
 The registry logic only needs write-once blobs by sha256, one small index document per tool, a few
 metadata documents (the trust store), an exclusive lock for writers and a generation token that
-changes whenever an index does. An OCI or S3 backend implements the same six operations.
+changes whenever an index does; garbage collection adds listing and deleting blobs and clearing
+the leftovers of killed writes. An OCI or S3 backend implements the same operations.
 
 Crash safety of the file backend: every write goes to a temporary file that is fsynced and then
 renamed over its target, so a reader sees the old bytes or the new ones, never a torn file. A
@@ -59,6 +60,19 @@ class Storage(ABC):
     @abstractmethod
     def generation(self) -> str:
         """A token that differs after every index write, for caches built from the indexes."""
+
+    @abstractmethod
+    def blob_sizes(self) -> dict[str, int]:
+        """Every stored blob's digest and size in bytes."""
+
+    @abstractmethod
+    def delete_blob(self, digest: str) -> None:
+        """Remove a blob; only garbage collection, holding the lock, calls this."""
+
+    @abstractmethod
+    def clear_leftovers(self) -> int:
+        """Remove the temporary files of writes that were killed; the caller holds the lock, so
+        no write is in flight. Returns how many were removed."""
 
 
 _HEX64 = re.compile(r"[0-9a-f]{64}")
@@ -166,6 +180,29 @@ class FileStorage(Storage):
     def generation(self) -> str:
         data = self._read(self.root / "generation")
         return data.decode(errors="replace") if data is not None else ""
+
+    def blob_sizes(self) -> dict[str, int]:
+        if not self._blobs.is_dir():
+            return {}
+        return {p.name: p.stat().st_size for p in self._blobs.iterdir() if _is_hex_digest(p.name)}
+
+    def delete_blob(self, digest: str) -> None:
+        if not _is_hex_digest(digest):
+            raise RegistryError(f"refusing to delete malformed blob digest {digest!r}")
+        try:
+            (self._blobs / digest).unlink(missing_ok=True)
+        except OSError as e:
+            raise RegistryError(
+                f"cannot delete blob {digest}: {e.strerror}", hint="check the registry directory"
+            ) from None
+
+    def clear_leftovers(self) -> int:
+        if not self._tmp.is_dir():
+            return 0
+        leftovers = [p for p in self._tmp.iterdir() if p.is_file()]
+        for p in leftovers:
+            p.unlink(missing_ok=True)
+        return len(leftovers)
 
     def _write(self, target: Path, data: bytes) -> None:
         try:

@@ -6,6 +6,7 @@ Public API::
     Sandbox(...).run(SandboxJob) -> TestReport
     WarmPool(size, idle_expiry_s=..., image=...)
     check_confinement(...) -> list[Probe]   the isolation self-test
+    prune_images(...) -> PrunedImages       drop images older builds left behind
 """
 
 from toolsmith.sandbox._engine import Engine, connect
@@ -13,6 +14,7 @@ from toolsmith.sandbox.check import Probe, check_confinement
 from toolsmith.sandbox.image import ImageInfo, ensure_image, find_image
 from toolsmith.sandbox.job import Limits, SandboxJob
 from toolsmith.sandbox.pool import WarmPool
+from toolsmith.sandbox.prune import PrunedImages, prune_images
 from toolsmith.sandbox.sandbox import DockerBackend, Sandbox, SandboxBackend
 
 __all__ = [
@@ -21,6 +23,7 @@ __all__ = [
     "ImageInfo",
     "Limits",
     "Probe",
+    "PrunedImages",
     "Sandbox",
     "SandboxBackend",
     "SandboxJob",
@@ -29,4 +32,5 @@ __all__ = [
     "connect",
     "ensure_image",
     "find_image",
+    "prune_images",
 ]

@@ -126,6 +126,15 @@ def _base_ref(engine: Engine, src: Path, base: str | None) -> tuple[str, str | N
     return f"mmdebstrap:{hashlib.sha256(recipe).hexdigest()}", None
 
 
+def current_tags(engine: Engine | None = None, *, base: str | None = None) -> set[str]:
+    """The tags the current inputs use: the runner image, and the Debian base of the recipe."""
+    engine = engine or shared_engine()
+    src = images_dir()
+    ref, _ = _base_ref(engine, src, base)
+    recipe = hashlib.sha256((src / "rootfs.json").read_bytes()).hexdigest()
+    return {f"{IMAGE_REPO}:{inputs_digest(ref, src)[:16]}", f"{BASE_REPO}:{recipe[:16]}"}
+
+
 def find_image(engine: Engine | None = None, *, base: str | None = None) -> ImageInfo | None:
     """The image the current inputs would produce, if it is already built."""
     engine = engine or shared_engine()
