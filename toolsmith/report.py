@@ -6,11 +6,35 @@ say "passed" while listing a failure still reads as a failure.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, computed_field
+
+# Run-specific noise in a failure line: object addresses, job directories, long hex ids.
+_NOISE = (
+    (re.compile(r"0x[0-9a-fA-F]+"), "0x?"),
+    (re.compile(r"/work/job-[0-9a-fA-F]+"), "/work/job-?"),
+    (re.compile(r"\b(?=[0-9a-fA-F]*[a-fA-F])[0-9a-fA-F]{12,}\b"), "?"),
+)
+
+
+def failure_line(failure: str | None) -> str:
+    """The first line naming what was raised (pytest's ``E`` lines), with run-specific ids masked.
+
+    Two attempts that fail the same tests for different reasons (a NameError, then a wrong type)
+    differ here, so the fix loop does not mistake progress for a repeated failure.
+    """
+    if not failure:
+        return ""
+    lines = [ln.strip() for ln in failure.splitlines() if ln.strip()]
+    raised = [ln[1:].strip() for ln in lines if ln.startswith("E ")]
+    line = (raised or lines or [""])[0]
+    for pattern, replacement in _NOISE:
+        line = pattern.sub(replacement, line)
+    return line[:300]
 
 
 class Outcome(StrEnum):
@@ -88,8 +112,12 @@ class TestReport(BaseModel):
         return ", ".join(parts)
 
     def signature(self) -> str:
-        """What failed, without run-specific noise (paths, timings), to spot a repeated failure."""
-        parts = [f"{t.nodeid}:{t.outcome.value}:{t.falsifying_example}" for t in self.tests]
+        """What failed and why, without run-specific noise (paths, timings, addresses), to spot
+        a repeated failure."""
+        parts = [
+            f"{t.nodeid}:{t.outcome.value}:{t.falsifying_example}:{failure_line(t.failure)}"
+            for t in self.tests
+        ]
         parts += [v.value for v in self.verdicts]
         parts.append(f"{self.collected}/{self.expected}")
         if self.error:
