@@ -316,7 +316,9 @@ class Toolsmith:
         decision: PolicyDecision | None = None
         feedback: str | None = None
         last_signature = ""
-        suites: dict[bytes, TestSuite] = {}  # by spec: generated once, not per attempt
+        # By spec: generated once, not per attempt; the first before any model call, so a spec
+        # whose tests cannot run is refused up front.
+        suites: dict[bytes, TestSuite] = {spec.canonical_json(): self._suite(spec, opts)}
         prompt_digests: list[str] = []
         max_attempts = 1 if impl is not None else opts.max_attempts
         with bound(build_id=build_id, tool=spec.name):

@@ -149,9 +149,18 @@ class ToolSpec(BaseModel):
         _check_schema(v, "parameters")
         if v.get("type") != "object":
             raise ValueError('parameters must be a JSON Schema with "type": "object"')
-        for prop in v.get("properties", {}):
+        props = v.get("properties", {})
+        for prop in [*props, *v.get("required", [])]:
             if not IDENT_RE.match(prop) or keyword.iskeyword(prop):
                 raise ValueError(f"parameter {prop!r} is not usable as a Python keyword argument")
+        closed = v.get("additionalProperties") is False
+        for name in v.get("required", []):
+            if closed and name not in props:
+                raise ValueError(
+                    f"parameter {name!r} is required but missing from properties while "
+                    "additionalProperties is false, so no call could pass it; describe it "
+                    "under properties"
+                )
         return v
 
     @field_validator("returns")

@@ -4,7 +4,8 @@ Three kinds of checks come out of one spec, the third needing no LLM at all:
 
 - example tests: each example's expected value or expected exception, one test each;
 - property checks: each spec property, on inputs drawn by hypothesis from the parameter JSON
-  Schema (hypothesis-jsonschema) with the examples always among them;
+  Schema (hypothesis-jsonschema, which reads drafts 4 to 7: a drawn input is kept only if it is
+  valid under Draft 2020-12, the specs' draft) with the examples always among them;
 - generic checks: on schema-valid input the tool raises only declared exceptions, returns output
   valid against ``returns``, leaves its arguments unmutated, and is deterministic.
 
@@ -17,11 +18,13 @@ the suite, so a run that collected fewer reads as a failure.
 
 from __future__ import annotations
 
+import inspect
 import json
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from toolsmith.errors import SpecError
 from toolsmith.spec import ToolSpec
 
 PRELUDE = '''\
@@ -30,15 +33,14 @@ import copy
 import json
 import math
 
+from typing import Any
+
 import jsonschema
 from hypothesis import HealthCheck, example, given, settings
-from hypothesis import strategies as st
-from hypothesis_jsonschema import from_schema
 from toolsmith_harness import invoke
 
 SPEC = json.loads({spec_json!r})
-PARAMETERS = dict(SPEC["parameters"])
-PARAMETERS.setdefault("additionalProperties", False)
+PARAMETERS = json.loads({parameters_json!r})
 HYPOTHESIS = settings(
     max_examples={max_examples},
     deadline=None,
@@ -46,21 +48,7 @@ HYPOTHESIS = settings(
     derandomize=True,
     suppress_health_check=list(HealthCheck),
 )
-PLAIN_OBJECT = {{"type", "properties", "required", "additionalProperties", "title", "description"}}
-
-
-def args_strategy(schema):
-    """Plain objects as fixed dictionaries of per-property strategies: they draw several times
-    faster than hypothesis-jsonschema's general object strategy. The rest go to it whole."""
-    if schema.get("additionalProperties") is not False or not set(schema) <= PLAIN_OBJECT:
-        return from_schema(schema)
-    props = schema.get("properties", {{}})
-    required = set(schema.get("required", []))
-    return st.fixed_dictionaries(
-        {{k: from_schema(v) for k, v in props.items() if k in required}},
-        optional={{k: from_schema(v) for k, v in props.items() if k not in required}},
-    )
-
+{strategies}
 
 ARGS = args_strategy(PARAMETERS)
 
@@ -82,6 +70,129 @@ def outcome(inv):
         return f"returned {{short(inv.value)}}"
     return f"raised {{inv.error_type}}: {{inv.error_message}}"
 '''
+
+# Keywords whose value is a schema, a list of schemas, or a map of names to schemas.
+_SCHEMA_KEYWORDS = (
+    "items",
+    "additionalItems",
+    "contains",
+    "not",
+    "if",
+    "then",
+    "else",
+    "additionalProperties",
+    "propertyNames",
+    "unevaluatedItems",
+    "unevaluatedProperties",
+)
+_SCHEMA_LISTS = ("allOf", "anyOf", "oneOf", "prefixItems")
+_SCHEMA_MAPS = ("properties", "patternProperties", "$defs", "definitions", "dependentSchemas")
+
+
+def draft7(schema: Any) -> Any:
+    """``schema`` with the Draft 2020-12 keywords hypothesis-jsonschema ignores (it reads drafts
+    4 to 7) rewritten into their draft-7 spelling. For drawing only: validity stays 2020-12."""
+    if not isinstance(schema, dict):
+        return schema
+    out = dict(schema)
+    for key in _SCHEMA_KEYWORDS:
+        if key in out:
+            out[key] = draft7(out[key])
+    for key in _SCHEMA_LISTS:
+        if isinstance(out.get(key), list):
+            out[key] = [draft7(s) for s in out[key]]
+    for key in _SCHEMA_MAPS:
+        if isinstance(out.get(key), dict):
+            out[key] = {k: draft7(s) for k, s in out[key].items()}
+    if "prefixItems" in out:
+        if "items" in out:
+            out["additionalItems"] = out.pop("items")
+        out["items"] = out.pop("prefixItems")
+    dependencies = {**out.pop("dependentSchemas", {}), **out.pop("dependentRequired", {})}
+    if dependencies and isinstance(out.get("dependencies", {}), dict):
+        out["dependencies"] = {**out.get("dependencies", {}), **dependencies}
+    return out
+
+
+def args_strategy(schema: dict[str, Any]) -> Any:
+    """Arguments drawn from ``schema`` and kept only if valid against it under Draft 2020-12.
+
+    Plain objects are fixed dictionaries of per-property strategies, several times faster than
+    hypothesis-jsonschema's general object strategy; the rest go to it whole.
+    """
+    import jsonschema
+    from hypothesis import strategies as st
+    from hypothesis_jsonschema import from_schema
+
+    plain = {"type", "properties", "required", "additionalProperties", "title", "description"}
+    valid = jsonschema.Draft202012Validator(schema).is_valid
+    drawable = draft7(schema)
+    if drawable.get("additionalProperties") is not False or not set(drawable) <= plain:
+        return from_schema(drawable).filter(valid)
+    props = drawable.get("properties", {})
+    required = drawable.get("required", [])
+    return st.fixed_dictionaries(
+        {k: from_schema(props.get(k, {})) for k in required},
+        optional={k: from_schema(v) for k, v in props.items() if k not in required},
+    ).filter(valid)
+
+
+STRATEGIES = "\n".join(
+    [
+        f"_SCHEMA_KEYWORDS = {_SCHEMA_KEYWORDS!r}",
+        f"_SCHEMA_LISTS = {_SCHEMA_LISTS!r}",
+        f"_SCHEMA_MAPS = {_SCHEMA_MAPS!r}",
+        "",
+        "",
+        inspect.getsource(draft7),
+        "",
+        inspect.getsource(args_strategy),
+    ]
+)
+
+
+def drawing_schema(parameters: dict[str, Any]) -> dict[str, Any]:
+    """The schema tests draw keyword arguments from: the spec's, closed to undeclared names
+    unless it says otherwise, with required names it gives no schema accepting any value."""
+    schema = dict(parameters)
+    if "additionalProperties" not in schema:
+        schema["additionalProperties"] = False
+        props = dict(schema.get("properties", {}))
+        for name in schema.get("required", []):
+            props.setdefault(name, {})
+        if props:
+            schema["properties"] = props
+    return schema
+
+
+def check_drawable(spec: ToolSpec) -> None:
+    """Refuse a spec whose parameters admit no arguments hypothesis can draw: its generated
+    tests could never run, whatever the implementation."""
+    from hypothesis import HealthCheck, Phase, Verbosity, find, settings
+    from hypothesis.errors import NoSuchExample, Unsatisfiable
+
+    probe = settings(
+        max_examples=50,
+        database=None,
+        derandomize=True,
+        phases=[Phase.generate],
+        suppress_health_check=list(HealthCheck),
+        verbosity=Verbosity.quiet,
+    )
+    try:
+        find(args_strategy(drawing_schema(spec.parameters)), lambda _: True, settings=probe)
+    except (NoSuchExample, Unsatisfiable):
+        problem = "no drawn argument object was valid against it"
+    except Exception as e:  # hypothesis-jsonschema refusing the schema, a bad $ref...
+        problem = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+    else:
+        return
+    raise SpecError(
+        f"spec {spec.name}: cannot draw test arguments from its parameters schema: {problem}",
+        hint="make the parameters satisfiable by plain JSON objects (check required, "
+        "additionalProperties and combinators such as not/allOf/dependentRequired)",
+    )
+
 
 HELPERS = """
 
@@ -181,8 +292,14 @@ def test_generated_inputs(args):
 def prelude(spec: ToolSpec, *, title: str, max_examples: int) -> str:
     """The common head of every generated test file: the spec, settings and strategies."""
     spec_json = json.dumps(spec.model_dump(mode="json"), sort_keys=True)
+    parameters_json = json.dumps(drawing_schema(spec.parameters), sort_keys=True)
     return PRELUDE.format(
-        title=title, name=spec.name, spec_json=spec_json, max_examples=max_examples
+        title=title,
+        name=spec.name,
+        spec_json=spec_json,
+        parameters_json=parameters_json,
+        strategies=STRATEGIES,
+        max_examples=max_examples,
     )
 
 
@@ -216,8 +333,11 @@ def generate_tests(
     """One pytest file for ``spec``: examples, properties and (optionally) generic checks.
 
     One hypothesis test draws the inputs once and checks everything on them, so a suite costs
-    one generated run however many properties the spec has.
+    one generated run however many properties the spec has. The spec under build (``generic``)
+    is first checked to admit drawable inputs: a SpecError, not a suite that cannot run.
     """
+    if generic:
+        check_drawable(spec)
     parts = [prelude(spec, title="tests", max_examples=max_examples), HELPERS]
     expected = 0
     for i, ex in enumerate(spec.examples):
