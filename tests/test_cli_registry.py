@@ -114,6 +114,35 @@ def test_list_shows_the_readable_tools_and_names_the_bad_index(
     assert [h.name for h in hits] == ["parse_csv"]
 
 
+def test_data_is_printed_literally_not_as_markup(tmp_path: Path, env: dict[str, str]) -> None:
+    """Square brackets in descriptions, reasons and refs are text: `[/]` does not crash a command
+    and `[conceal]` does not hide what follows it."""
+    r = Registry(tmp_path / "marked")
+    r.publish(
+        make_spec(description="Adds ints [conceal]secretly[/conceal] fast [/] really."),
+        code_for("add_ints"),
+        passing_report(),
+        provenance(),
+    )
+    p = str(r.path)
+    yank = cli(
+        env, "registry", "yank", "add_ints@0.1.0", "--reason", "why [/red] [/]", "--registry", p
+    )
+    assert yank.returncode == 0, yank.stderr
+    assert "why [/red] [/]" in yank.stdout
+    for args in (("registry", "list"), ("registry", "versions", "add_ints"), ("audit", "show")):
+        shown = cli({**env, "COLUMNS": "400"}, *args, "--registry", p)
+        assert shown.returncode == 0, shown.stderr
+        assert "[/red] [/]" in shown.stdout, args
+    unyank = cli(env, "registry", "unyank", "add_ints@0.1.0", "--registry", p)
+    assert unyank.returncode == 0, unyank.stderr
+    found = cli({**env, "COLUMNS": "400"}, "registry", "search", "ints", "--registry", p)
+    assert found.returncode == 0, found.stderr
+    assert "[conceal]secretly[/conceal] fast [/] really." in found.stdout
+    missing = cli(env, "registry", "show", "add_ints@[/]", "--registry", p)
+    assert missing.returncode == 2 and "add_ints@[/]" in missing.stderr
+
+
 def test_search(reg: Registry, env: dict[str, str]) -> None:
     """search ranks the matching tool first."""
     rows = cli_json(env, "registry", "search", "csv rows", "--registry", str(reg.path))

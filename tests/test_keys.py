@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import stat
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -97,3 +102,39 @@ def test_trusting_a_non_key_file(tmp_path: Path) -> None:
     """A file that is not a PEM public key is refused with a hint."""
     with pytest.raises(SignatureError, match="not a PEM public key"):
         Registry(tmp_path / "reg").trust.trust(b"hello")
+
+
+def test_processes_racing_to_create_the_default_key_agree(home: Path) -> None:
+    """Processes that all find no default key each get the one key exactly one of them wrote,
+    never an error or half a PEM file."""
+    script = (
+        "import sys, time\n"
+        "from toolsmith.keys import default_signing_key\n"
+        "time.sleep(max(0.0, float(sys.argv[1]) - time.time()))\n"
+        "print(default_signing_key().key_id)\n"
+    )
+    for _round in range(5):
+        shutil.rmtree(home, ignore_errors=True)
+        start = str(time.time() + 1.5)
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-c", script, start],
+                env={**os.environ, "TOOLSMITH_HOME": str(home)},
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for _ in range(4)
+        ]
+        results = [p.communicate(timeout=60) for p in procs]
+        assert all(p.returncode == 0 for p in procs), [err for _, err in results]
+        ids = {out.strip() for out, _ in results}
+        assert ids == {KeyStore().load().key_id}
+        assert not list((home / "keys").glob("*.tmp"))
+
+
+def test_an_unreadable_public_key_does_not_hide_the_others(home: Path) -> None:
+    """`keys list` skips a garbled .pub file (with a warning) and lists the rest."""
+    KeyStore().generate("good")
+    (KeyStore().path / "broken.pub").write_text("not a key")
+    assert [k.name for k in KeyStore().list()] == ["good"]

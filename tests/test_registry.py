@@ -239,3 +239,24 @@ def test_threshold_two_needs_two_signers(reg: Registry) -> None:
         publish(reg, signer=keys[0])
     publish(reg, signer=keys)
     assert set(reg.resolve("add_ints").signers) == {alice.key_id, bob.key_id}
+
+
+def test_prereleases_are_chosen_only_when_asked_for(reg: Registry) -> None:
+    """A release candidate never becomes the default: bare names and ranges skip it, an exact pin
+    or a range naming a prerelease picks it."""
+    publish(reg, version="1.0.0")
+    publish(reg, version="1.1.0-rc.1")
+    assert reg.resolve("add_ints").version == "1.0.0"
+    assert reg.resolve("add_ints@^1").version == "1.0.0"
+    assert reg.list()[0].version == "1.0.0"
+    assert reg.resolve("add_ints@1.1.0-rc.1").version == "1.1.0-rc.1"
+    assert reg.resolve("add_ints@>=1.1.0-rc.0").version == "1.1.0-rc.1"
+
+
+def test_build_metadata_versions_are_refused(reg: Registry) -> None:
+    """1.0.0+evil would sort as 1.0.0 with other code; publishing it is refused, nothing written."""
+    publish(reg, version="1.0.0")
+    before = snapshot(reg.path)
+    with pytest.raises(UsageError, match=r"build metadata"):
+        publish(reg, version="1.0.0+evil", code=code_for("add_ints", "a - b"))
+    assert snapshot(reg.path) == before

@@ -243,6 +243,27 @@ def test_yank_with_an_untrusted_key_changes_nothing(reg: Registry) -> None:
     assert reg.resolve("add_ints").version == "2.0.0"
 
 
+def test_deeply_nested_index_is_unreadable_not_a_crash(reg: Registry) -> None:
+    """An index of 200,000 nested brackets is reported like any unreadable index, and listing
+    still shows the other tools."""
+    reg.publish(make_spec("mul_ints"), code_for("mul_ints"), passing_report(), provenance())
+    index_path(reg).write_text("[" * 200_000)
+    with pytest.raises(CorruptRegistryError, match=r"index of 'add_ints' .* is unreadable"):
+        reg.resolve("add_ints")
+    problems: dict[str, Exception] = {}
+    assert [r.name for r in reg.list(on_error=problems.__setitem__)] == ["mul_ints"]
+    assert isinstance(problems["add_ints"], CorruptRegistryError)
+
+
+@pytest.mark.parametrize("stray", ["Add-Ints.json", ".json", "add_ints\n.json", "notes.txt.json"])
+def test_stray_file_in_the_index_directory_is_skipped(reg: Registry, stray: str) -> None:
+    """A file that is not ``<tool name>.json`` is not a tool: listing, search and gc go on."""
+    (reg.path / "index" / stray).write_bytes(index_path(reg).read_bytes())
+    assert [r.name for r in reg.list()] == ["add_ints"]
+    assert [h.name for h in reg.search("add")] == ["add_ints"]
+    assert reg.gc().unreferenced == []
+
+
 def test_index_of_another_tool(reg: Registry) -> None:
     """An index file copied over another tool's name is refused."""
     doc = json.loads(index_path(reg).read_bytes())

@@ -24,10 +24,11 @@ from toolsmith.errors import (
     AuditError,
     DigestMismatchError,
     PolicyError,
+    RegistryError,
     ToolNotFoundError,
 )
 from toolsmith.keys import KeyStore
-from toolsmith.registry import Registry, VersionRecord, VersionStatus
+from toolsmith.registry import FileStorage, Registry, VersionRecord, VersionStatus
 from toolsmith.signing import SigningKey, public_pem
 
 NET = ["network:api.example.com"]
@@ -148,6 +149,31 @@ def test_yank_refused_by_a_broken_log_changes_nothing(reg: Registry, publisher: 
     assert index_bytes(reg) == before
     assert reg.resolve("add_ints").version == "1.0.0"
     assert len(entries(reg)) == 2
+
+
+def test_yank_whose_undo_fails_says_it_is_in_effect_and_unrecorded(
+    reg: Registry, publisher: SigningKey
+) -> None:
+    """A full disk can refuse both the audit entry and the undo; the error must then say the
+    yank stands unrecorded, not that it was not done."""
+
+    class FullAfterOneWrite(FileStorage):
+        writes = 0
+
+        def write_index(self, name: str, data: bytes) -> None:
+            self.writes += 1
+            if self.writes > 1:
+                raise RegistryError(f"cannot write index/{name}.json: No space left on device")
+            super().write_index(name, data)
+
+    publish(reg, publisher, "1.0.0")
+    reg.yank("add_ints@1.0.0", "first pull", publisher)
+    reg.unyank("add_ints@1.0.0", signer=publisher)
+    break_tail(reg)
+    full = Registry(reg.path, storage=FullAfterOneWrite(reg.path))
+    with pytest.raises(AuditError, match=r"yank of add_ints@1\.0\.0 is in effect but not in the"):
+        full.yank("add_ints@1.0.0", "second pull", publisher)
+    assert reg.find("add_ints@1.0.0").yanked is True
 
 
 def test_yank_refused_when_the_last_entry_was_deleted(reg: Registry, publisher: SigningKey) -> None:

@@ -32,7 +32,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from toolsmith.errors import AuditError
 from toolsmith.spec import canonical_json
 
-AuditEvent = Literal["build", "publish", "approve", "reject", "yank", "unyank", "load", "gc"]
+AuditEvent = Literal[
+    "build", "publish", "approve", "reject", "yank", "unyank", "load", "gc", "resign"
+]
 AUDIT_EVENTS: tuple[str, ...] = get_args(AuditEvent)
 AUDIT_FILE = "audit.jsonl"
 GENESIS = "0" * 64

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import stat
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +19,7 @@ import platformdirs
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from toolsmith.errors import KeyStoreError
+from toolsmith.errors import KeyStoreError, SignatureError
 from toolsmith.log import get_logger
 from toolsmith.signing import SigningKey, key_id, load_public_key, public_pem
 
@@ -49,7 +50,7 @@ class KeyStore:
         self.path = path if path is not None else key_dir()
 
     def _paths(self, name: str) -> tuple[Path, Path]:
-        if not KEY_NAME_RE.match(name):
+        if not KEY_NAME_RE.fullmatch(name):
             raise KeyStoreError(
                 f"key name {name!r} is not allowed",
                 hint="use letters, digits, '_', '.', '-' (no '/'), at most 64 characters",
@@ -57,7 +58,12 @@ class KeyStore:
         return self.path / f"{name}.key", self.path / f"{name}.pub"
 
     def generate(self, name: str = DEFAULT_KEY) -> KeyInfo:
-        """Create a new key; never overwrites an existing one."""
+        """Create a new key; never overwrites an existing one.
+
+        The private key is written whole to a temporary file and then hard-linked into place,
+        which fails if the name exists: a concurrent reader never sees half a key, and of two
+        processes generating the same name exactly one wins.
+        """
         priv_path, pub_path = self._paths(name)
         key = SigningKey.generate(name)
         pem = key.private_key.private_bytes(
@@ -66,18 +72,25 @@ class KeyStore:
             serialization.NoEncryption(),
         )
         self.path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd, tmp = tempfile.mkstemp(dir=self.path, prefix=f".{name}.", suffix=".tmp")
         try:
-            fd = os.open(priv_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                f.write(pem)
+                f.flush()
+                os.fsync(f.fileno())
+            os.link(tmp, priv_path)
         except FileExistsError:
             raise KeyStoreError(
                 f"key {name!r} already exists at {priv_path}",
-                hint="choose another --name, or delete the old key if you really mean to",
+                hint="choose another --name; `toolsmith keys list` shows the existing keys",
             ) from None
+        finally:
+            os.unlink(tmp)
+        fd, tmp = tempfile.mkstemp(dir=self.path, prefix=f".{name}.", suffix=".tmp")
         with os.fdopen(fd, "wb") as f:
-            f.write(pem)
-            f.flush()
-            os.fsync(f.fileno())
-        pub_path.write_bytes(public_pem(key.public_key))
+            f.write(public_pem(key.public_key))
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, pub_path)
         return KeyInfo(name, key.key_id, priv_path, pub_path)
 
     def load(self, name: str = DEFAULT_KEY) -> SigningKey:
@@ -109,7 +122,11 @@ class KeyStore:
         infos = []
         for pub_path in sorted(self.path.glob("*.pub")):
             name = pub_path.stem
-            kid = key_id(load_public_key(pub_path.read_bytes()))
+            try:
+                kid = key_id(load_public_key(pub_path.read_bytes()))
+            except (SignatureError, OSError) as e:
+                _log.warning("unreadable public key skipped", file=str(pub_path), error=str(e))
+                continue
             infos.append(KeyInfo(name, kid, self.path / f"{name}.key", pub_path))
         return infos
 
@@ -122,6 +139,11 @@ def default_signing_key(store: KeyStore | None = None) -> SigningKey:
     store = store or KeyStore()
     priv_path, _ = store._paths(DEFAULT_KEY)
     if not priv_path.exists():
-        info = store.generate(DEFAULT_KEY)
-        _log.warning("generated signing key", key_id=info.key_id, path=str(info.private_path))
+        try:
+            info = store.generate(DEFAULT_KEY)
+        except KeyStoreError:
+            if not priv_path.exists():
+                raise
+        else:
+            _log.warning("generated signing key", key_id=info.key_id, path=str(info.private_path))
     return store.load(DEFAULT_KEY)

@@ -257,9 +257,21 @@ def is_envelope(data: bytes) -> bool:
     """Whether ``data`` has the shape of a DSSE envelope at all (else it is not signed data)."""
     try:
         env = json.loads(data)
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
         return False
     return isinstance(env, dict) and "payload" in env and "signatures" in env
+
+
+def unverified_index(data: bytes) -> Any:
+    """The index document in ``data`` (a signed index, or a plain one from before indexes were
+    signed) WITHOUT checking any signature: only for a person re-signing it after review."""
+    try:
+        doc = json.loads(data)
+        if isinstance(doc, dict) and "payload" in doc:
+            return json.loads(_b64(doc["payload"], "payload"))["predicate"]["index"]
+    except (ValueError, KeyError, TypeError, RecursionError) as e:
+        raise SignatureError(f"not an index: {e}") from None
+    return doc
 
 
 def verify_index(envelope: bytes, policy: TrustPolicy) -> VerifiedIndex:
@@ -277,7 +289,7 @@ def verify_index(envelope: bytes, policy: TrustPolicy) -> VerifiedIndex:
         name = document["name"]
         listed = {(s["name"], s["digest"]["sha256"]) for s in st["subject"]}
         recorded = {(f"{name}@{r['version']}", r["digest"]) for r in document["records"]}
-    except (ValueError, KeyError, TypeError, AttributeError) as e:
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as e:
         raise SignatureError(f"signed payload is not a toolsmith index: {e}") from None
     if not isinstance(name, str) or listed != recorded:
         raise SignatureError("signed index subjects differ from the records it carries")
@@ -289,7 +301,7 @@ def _verified_payload(
 ) -> tuple[bytes, tuple[str, ...]]:
     try:
         env = json.loads(envelope)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
         raise SignatureError(f"malformed envelope: not JSON ({e})") from None
     if not isinstance(env, dict) or env.get("payloadType") != PAYLOAD_TYPE:
         raise SignatureError(f"malformed envelope: payloadType must be {PAYLOAD_TYPE!r}")
@@ -336,7 +348,7 @@ def _parse_statement(payload: bytes, signers: tuple[str, ...]) -> VerifiedStatem
         subjects = {s["name"]: s["digest"]["sha256"] for s in st["subject"]}
         name, version = st["predicate"]["name"], st["predicate"]["version"]
         approval = st["predicate"].get("approval")
-    except (ValueError, KeyError, TypeError, AttributeError) as e:
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as e:
         raise SignatureError(f"signed payload is not a toolsmith statement: {e}") from None
     if set(subjects) != set(PARTS) or not all(isinstance(v, str) for v in subjects.values()):
         raise SignatureError(f"statement subjects must be {PARTS}, got {sorted(subjects)}")
@@ -360,7 +372,7 @@ def _parse_decision(payload: bytes, signers: tuple[str, ...]) -> VerifiedDecisio
         pred = st["predicate"]
         decision = Decision(pred["decision"])
         reason, approver, time = pred["reason"], pred["approver"], pred["time"]
-    except (ValueError, KeyError, TypeError, AttributeError) as e:
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as e:
         raise SignatureError(f"signed payload is not a toolsmith approval: {e}") from None
     if not sep or not all(isinstance(v, str) for v in (digest, approver, time)):
         raise SignatureError("approval must name NAME@VERSION, a digest, approver and time")

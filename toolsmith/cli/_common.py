@@ -11,6 +11,7 @@ from typing import Annotated, Any
 import typer
 from pydantic import BaseModel
 from rich.console import Console
+from rich.text import Text
 
 from toolsmith.errors import ToolsmithError
 
@@ -39,15 +40,23 @@ def to_jsonable(data: Any) -> Any:
     return data
 
 
+def plain(value: object) -> Text:
+    """Data (names, descriptions, reasons, messages) as literal text: a ``[`` in it is not rich
+    markup, so it can neither crash the output nor hide the text after it."""
+    return Text(str(value))
+
+
 def print_error(e: ToolsmithError, prefix: str = "") -> None:
     """One line naming the error, and one with the fix when there is one."""
     err_console.print(
-        f"{prefix}[bold red]{type(e).__name__}[/bold red]: {e.message}",
+        Text.assemble(prefix, (type(e).__name__, "bold red"), ": ", e.message),
         highlight=False,
         soft_wrap=True,
     )
     if e.hint:
-        err_console.print(f"[yellow]fix[/yellow]: {e.hint}", highlight=False, soft_wrap=True)
+        err_console.print(
+            Text.assemble(("fix", "yellow"), ": ", e.hint), highlight=False, soft_wrap=True
+        )
 
 
 def exit_for_problems(problems: dict[str, ToolsmithError]) -> None:

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from toolsmith.cli._common import JsonOpt, RegistryOpt, console, emit
+from toolsmith.cli._common import JsonOpt, RegistryOpt, console, emit, plain
 from toolsmith.keys import DEFAULT_KEY, KeyStore
 from toolsmith.registry import Registry, VersionRecord
 
@@ -39,7 +39,7 @@ def approve(
         _row(r),
         as_json,
         lambda: console.print(
-            f"approved {r.name}@{r.version} (signed with key {key!r})", highlight=False
+            plain(f"approved {r.name}@{r.version} (signed with key {key!r})"), highlight=False
         ),
     )
 
@@ -56,5 +56,5 @@ def reject(
     emit(
         _row(r),
         as_json,
-        lambda: console.print(f"rejected {r.name}@{r.version}: {reason}", highlight=False),
+        lambda: console.print(plain(f"rejected {r.name}@{r.version}: {reason}"), highlight=False),
     )

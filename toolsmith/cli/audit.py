@@ -6,10 +6,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from toolsmith.audit import AuditLog
-from toolsmith.cli._common import JsonOpt, RegistryOpt, console, emit
+from toolsmith.cli._common import JsonOpt, RegistryOpt, console, emit, plain
 from toolsmith.errors import AuditError
 from toolsmith.registry import Registry
 
@@ -34,11 +35,12 @@ def show(registry: RegistryOpt = None, as_json: JsonOpt = False, limit: LimitOpt
         entries = entries[-limit:]
 
     def render() -> None:
-        table = Table(title=f"{len(entries)} audit entries in {log.path}")
+        table = Table(title=escape(f"{len(entries)} audit entries in {log.path}"))
         for col in ("seq", "time", "event", "actor", "subject", "reason"):
             table.add_column(col)
         for e in entries:
-            table.add_row(str(e.seq), e.timestamp[:19], e.event, e.actor, e.subject, e.reason or "")
+            cells = (e.seq, e.timestamp[:19], e.event, e.actor, e.subject, e.reason or "")
+            table.add_row(*map(plain, cells))
         console.print(table)
 
     emit(entries, as_json, render)
@@ -62,6 +64,6 @@ def verify(registry: RegistryOpt = None, as_json: JsonOpt = False) -> None:
         result,
         as_json,
         lambda: console.print(
-            f"audit log {log.path}: {result.entries} entries, chain intact", soft_wrap=True
+            plain(f"audit log {log.path}: {result.entries} entries, chain intact"), soft_wrap=True
         ),
     )

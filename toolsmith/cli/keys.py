@@ -6,9 +6,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
-from toolsmith.cli._common import JsonOpt, RegistryOpt, console, emit
+from toolsmith.cli._common import JsonOpt, RegistryOpt, console, emit, plain
 from toolsmith.errors import UsageError
 from toolsmith.keys import DEFAULT_KEY, KeyStore
 from toolsmith.registry import KeyRole, Registry
@@ -27,8 +28,8 @@ def generate(
         {"name": info.name, "key_id": info.key_id, "public_key": str(info.public_path)},
         as_json,
         lambda: console.print(
-            f"generated key [bold]{info.name}[/bold] {info.key_id}\n"
-            f"private {info.private_path}\npublic  {info.public_path}",
+            f"generated key [bold]{escape(info.name)}[/bold] {info.key_id}\n"
+            + escape(f"private {info.private_path}\npublic  {info.public_path}"),
             highlight=False,
         ),
     )
@@ -57,12 +58,12 @@ def list_(registry: RegistryOpt = None, as_json: JsonOpt = False) -> None:
         for col in ("name", "key id", "trusted by registry"):
             mine.add_column(col)
         for k in local:
-            mine.add_row(k.name, k.key_id, "yes" if k.key_id in trusted_ids else "no")
+            mine.add_row(plain(k.name), k.key_id, "yes" if k.key_id in trusted_ids else "no")
         theirs = Table(title=f"registry trust store (threshold {data['threshold']})")
         for col in ("name", "key id", "roles"):
             theirs.add_column(col)
         for t in trusted:
-            theirs.add_row(t.name, t.key_id, ", ".join(t.roles))
+            theirs.add_row(plain(t.name), t.key_id, ", ".join(t.roles))
         console.print(mine, theirs)
 
     emit(data, as_json, render)

@@ -6,9 +6,10 @@ import json
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
-from toolsmith.cli._common import JsonOpt, RegistryOpt, console, emit, exit_for_problems
+from toolsmith.cli._common import JsonOpt, RegistryOpt, console, emit, exit_for_problems, plain
 from toolsmith.errors import CorruptRegistryError, ToolsmithError, TrustError
 from toolsmith.export import ExportFormat, export_spec
 from toolsmith.keys import DEFAULT_KEY, KeyStore
@@ -40,12 +41,12 @@ def _row(r: VersionRecord) -> dict[str, Any]:
 
 
 def _table(records: list[VersionRecord], title: str) -> Table:
-    table = Table(title=title)
+    table = Table(title=escape(title))
     for col in ("name", "version", "status", "digest", "description"):
         table.add_column(col)
     for r in records:
         status = f"yanked: {r.yank_reason}" if r.yanked else r.status.value
-        table.add_row(r.name, r.version, status, r.digest[:12], r.description)
+        table.add_row(*map(plain, (r.name, r.version, status, r.digest[:12], r.description)))
     return table
 
 
@@ -72,12 +73,12 @@ def list_(
     queue = reg.pending(on_error=problems.__setitem__)
 
     def render() -> None:
-        table = Table(title=f"{len(queue)} version(s) awaiting approval in {reg.path}")
+        table = Table(title=escape(f"{len(queue)} version(s) awaiting approval in {reg.path}"))
         for col in ("name", "version", "capabilities", "published", "digest"):
             table.add_column(col)
         for r in queue:
             caps = ", ".join(r.capabilities) or "(pure)"
-            table.add_row(r.name, r.version, caps, r.published_at, r.digest[:12])
+            table.add_row(*map(plain, (r.name, r.version, caps, r.published_at, r.digest[:12])))
         console.print(table)
         if queue:
             console.print("decide with `toolsmith approve NAME@VER` or `toolsmith reject ...`")
@@ -108,11 +109,12 @@ def search(
     hits = Registry(registry).search(query, limit)
 
     def render() -> None:
-        table = Table(title=f"{len(hits)} hits for {query!r}")
+        table = Table(title=escape(f"{len(hits)} hits for {query!r}"))
         for col in ("name", "version", "score", "digest", "description"):
             table.add_column(col)
         for h in hits:
-            table.add_row(h.name, h.version, f"{h.score:.2f}", h.digest[:12], h.description)
+            cells = (h.name, h.version, f"{h.score:.2f}", h.digest[:12], h.description)
+            table.add_row(*map(plain, cells))
         console.print(table)
 
     rows = [h.model_dump() | {"status": "published", "yanked": False} for h in hits]
@@ -135,8 +137,8 @@ def show(ref: RefArg, registry: RegistryOpt = None, as_json: JsonOpt = False) ->
             _row(record) | {"verified": False, "error": problem},
             as_json,
             lambda: console.print(
-                f"[bold]{record.name}@{record.version}[/bold]  digest {record.digest}\n"
-                f"signature: [bold red]FAILED[/bold red] {problem}",
+                f"[bold]{escape(record.name)}@{escape(record.version)}[/bold]  "
+                f"digest {record.digest}\nsignature: [bold red]FAILED[/bold red] {escape(problem)}",
                 highlight=False,
             ),
         )
@@ -150,15 +152,18 @@ def show(ref: RefArg, registry: RegistryOpt = None, as_json: JsonOpt = False) ->
     }
 
     def render() -> None:
-        yanked = f"  [yellow]yanked: {record.yank_reason}[/yellow]" if record.yanked else ""
+        reason = escape(record.yank_reason or "")
+        yanked = f"  [yellow]yanked: {reason}[/yellow]" if record.yanked else ""
         p = tool.provenance
         console.print(
-            f"[bold]{tool.name}@{tool.version}[/bold]{yanked}\n"
+            f"[bold]{escape(tool.name)}@{escape(tool.version)}[/bold]{yanked}\n"
             f"digest     {tool.digest}\n"
             f"signature  [green]verified[/green] by {', '.join(tool.signers)}\n"
-            f"tests      {tool.report.summary()}\n"
-            f"provenance {p.source} via {p.builder} {p.builder_version}, model {p.model or '-'}, "
-            f"{len(p.attempts)} attempt(s), created {p.created_at}\n",
+            f"tests      {escape(tool.report.summary())}\n"
+            + escape(
+                f"provenance {p.source} via {p.builder} {p.builder_version}, "
+                f"model {p.model or '-'}, {len(p.attempts)} attempt(s), created {p.created_at}\n"
+            ),
             highlight=False,
         )
         console.print(tool.spec.to_yaml(), highlight=False, markup=False)
@@ -177,13 +182,15 @@ def _show_unpublished(reg: Registry, record: VersionRecord, as_json: bool) -> No
     )
 
     def render() -> None:
-        verdict = "[green]verified[/green]" if result.ok else f"[red]FAILED[/red] {result.error}"
+        error = escape(result.error or "")
+        verdict = "[green]verified[/green]" if result.ok else f"[red]FAILED[/red] {error}"
+        capabilities = escape(", ".join(record.capabilities) or "(pure)")
         console.print(
-            f"[bold]{pin}[/bold]  [yellow]{record.status.value}[/yellow]\n"
+            f"[bold]{escape(pin)}[/bold]  [yellow]{record.status.value}[/yellow]\n"
             f"digest       {record.digest}\n"
             f"signature    {verdict}\n"
-            f"capabilities {', '.join(record.capabilities) or '(pure)'}\n"
-            f"{next_step}",
+            f"capabilities {capabilities}\n"
+            f"{escape(next_step)}",
             highlight=False,
         )
 
@@ -206,8 +213,8 @@ def verify(
         for col in ("name", "version", "status", "result", "digest"):
             table.add_column(col)
         for r in results:
-            verdict = "[green]ok[/green]" if r.ok else f"[red]FAILED[/red] {r.error}"
-            table.add_row(r.name, r.version, r.status.value, verdict, r.digest[:12])
+            verdict = "[green]ok[/green]" if r.ok else f"[red]FAILED[/red] {escape(r.error or '')}"
+            table.add_row(plain(r.name), plain(r.version), r.status.value, verdict, r.digest[:12])
         console.print(table)
 
     rows = [r.model_dump(mode="json") for r in results]
@@ -226,7 +233,7 @@ def yank(
 ) -> None:
     """Hide a version from ranges and bare names; exact pins still resolve it."""
     r = Registry(registry).yank(ref, reason, KeyStore().load(key))
-    emit(_row(r), as_json, lambda: console.print(f"yanked {r.name}@{r.version}: {reason}"))
+    emit(_row(r), as_json, lambda: console.print(plain(f"yanked {r.name}@{r.version}: {reason}")))
 
 
 @app.command("unyank")
@@ -241,7 +248,24 @@ def unyank(
 ) -> None:
     """Make a yanked version resolvable by ranges again."""
     r = Registry(registry).unyank(ref, reason, KeyStore().load(key))
-    emit(_row(r), as_json, lambda: console.print(f"unyanked {r.name}@{r.version}"))
+    emit(_row(r), as_json, lambda: console.print(plain(f"unyanked {r.name}@{r.version}")))
+
+
+@app.command("resign")
+def resign(
+    name: Annotated[str, typer.Argument(help="Tool name.")],
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show what would be vouched for; sign nothing.")
+    ] = False,
+    key: KeyOpt = DEFAULT_KEY,
+    registry: RegistryOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Re-sign an index that no longer verifies (signer untrusted, or written before indexes were
+    signed), after checking each version's own signatures. Review the list first."""
+    records = Registry(registry).resign(name, KeyStore().load(key), dry_run=dry_run)
+    title = f"{'would re-sign' if dry_run else 're-signed'} the index of {name}"
+    emit([_row(r) for r in records], as_json, lambda: console.print(_table(records, title)))
 
 
 @app.command("gc")

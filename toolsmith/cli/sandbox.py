@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from toolsmith.cli._common import JsonOpt, console, emit, err_console
@@ -53,7 +54,9 @@ def status(as_json: JsonOpt = False) -> None:
 
     def render() -> None:
         if not data["engine"]:
-            console.print(f"[red]engine unreachable[/red]: {data['error']}", highlight=False)
+            console.print(
+                f"[red]engine unreachable[/red]: {escape(data['error'])}", highlight=False
+            )
             return
         console.print(f"engine   Docker {data['server_version']}, runtime {data['runtime']}")
         image = data["image"]
@@ -75,7 +78,7 @@ def check(as_json: JsonOpt = False) -> None:
     def render() -> None:
         table = Table("probe", "property", "result")
         for p in probes:
-            result = "[green]ok[/green]" if p.ok else f"[red]MISSING[/red] {p.detail}"
+            result = "[green]ok[/green]" if p.ok else f"[red]MISSING[/red] {escape(p.detail)}"
             table.add_row(p.name, p.description, result)
         console.print(table)
 

@@ -48,6 +48,7 @@ from toolsmith.errors import (
     CorruptRegistryError,
     DigestMismatchError,
     PublishRefusedError,
+    RegistryError,
     SignatureError,
     ToolNotFoundError,
     ToolsmithError,
@@ -84,7 +85,7 @@ OnError = Callable[[str, ToolsmithError], None]
 def parse_ref(ref: str) -> tuple[str, Version | SimpleSpec | None]:
     """``name``, ``name@1.2.3`` (exact pin) or ``name@<range>`` (``^1.2``, ``~1.2``, ``>=1,<2``)."""
     name, sep, constraint = ref.partition("@")
-    if not NAME_RE.match(name) or len(name) > 64:
+    if not NAME_RE.fullmatch(name) or len(name) > 64:
         raise UsageError(
             f"invalid tool reference {ref!r}: {name!r} is not a tool name",
             hint="tool names are snake_case identifiers, e.g. parse_date or parse_date@^1.2",
@@ -135,7 +136,11 @@ class Registry:
         if data is None:
             return ToolIndex(name=name)
         where = f"index of {name!r} in {self.path}"
-        restore = f"restore index/{name}.json from a copy; the blobs it names are intact"
+        restore = (
+            f"restore index/{name}.json from a copy, or review it with `toolsmith registry "
+            f"resign {name} --dry-run` and re-sign it with a trusted key (`toolsmith registry "
+            f"resign {name}`)"
+        )
         if maintainers is None:
             maintainers = self.trust.policies().maintainers
         try:
@@ -147,7 +152,8 @@ class Registry:
                 ) from None
             raise SignatureError(
                 f"{where} does not verify: {e.message}",
-                hint=e.hint or f"it was edited without a trusted key; {restore}",
+                hint=f"it was edited without a trusted key, or its signer is no longer trusted; "
+                f"{restore}",
             ) from None
         try:
             index = ToolIndex.model_validate(signed.document)
@@ -177,11 +183,7 @@ class Registry:
                 f"{name} has no version {constraint}",
                 hint=f"`toolsmith registry versions {name}` lists its versions",
             )
-        live = {
-            _version(r.version): r
-            for r in records
-            if not r.yanked and r.status == VersionStatus.PUBLISHED
-        }
+        live = {_version(r.version): r for r in _resolvable(records, ref)}
         chosen = (constraint or SimpleSpec(">=0.0.0")).select(live)
         if chosen is None:
             yanked = [r.version for r in records if r.yanked]
@@ -218,8 +220,7 @@ class Registry:
             records = _by_version(index.records)
             if not records:
                 continue
-            live = [r for r in records if not r.yanked and r.status == VersionStatus.PUBLISHED]
-            out.append((live or records)[-1])
+            out.append((_resolvable(records, index.name) or records)[-1])
         return out
 
     def pending(self, *, on_error: OnError | None = None) -> builtins.list[VersionRecord]:
@@ -616,7 +617,16 @@ class Registry:
             self.record(event, actor=actor, subject=subject, reason=reason, data=data)
         except AuditError as e:
             if before is not None:
-                self._storage.write_index(index.name, before)
+                try:
+                    self._storage.write_index(index.name, before)
+                except RegistryError as undo:
+                    _log.error("registry change NOT undone", change=event, tool=subject)
+                    raise AuditError(
+                        f"{event} of {subject} is in effect but not in the audit log: "
+                        f"{e.message}; undoing it failed too: {undo.message}",
+                        hint="free the disk, then check `toolsmith registry versions "
+                        f"{updated.name}` and record the change by hand",
+                    ) from e
             _log.error("registry change undone: audit log refused it", change=event, tool=subject)
             raise AuditError(
                 f"{event} of {subject} was not done: {e.message}",
@@ -749,6 +759,71 @@ class Registry:
         _log.info(decision.value, tool=name, version=updated.version, approver=approver.key_id)
         return updated
 
+    def resign(
+        self, name: str, signer: SigningKey | None = None, *, dry_run: bool = False
+    ) -> builtins.list[VersionRecord]:
+        """Vouch for an index that no longer verifies (its signer was untrusted, or it predates
+        signed indexes) by signing it with a trusted key; returns its records for review.
+
+        Every version's own signed statement, parts and approval must still verify, so this
+        cannot bless a forged version; what it cannot check is the index's own say (which
+        versions are listed, which are yanked), which is why a person reviews it first.
+        """
+        key = signer if signer is not None else default_signing_key()
+        if parse_ref(name)[1] is not None:
+            raise UsageError(f"resign takes a tool name, got {name!r}", hint="drop the @...")
+        with bound(tool=name), self._storage.lock():
+            trust = self.trust.policies()
+            if key.key_id not in trust.maintainers.keys:
+                raise SignatureError(
+                    f"cannot re-sign {name}: key {key.key_id[:16]} ({key.name}) is not trusted by "
+                    f"{self.path}",
+                    hint="sign with a trusted key (--key NAME)",
+                )
+            data = self._storage.read_index(name)
+            if data is None:
+                raise ToolNotFoundError(f"no tool named {name!r} in {self.path}")
+            try:
+                index = ToolIndex.model_validate(signing.unverified_index(data))
+            except (SignatureError, ValidationError) as e:
+                raise CorruptRegistryError(
+                    f"index of {name!r} in {self.path} cannot be read to re-sign: {e}",
+                    hint=f"restore index/{name}.json from a copy",
+                ) from None
+            if index.name != name or any(r.name != name for r in index.records):
+                raise CorruptRegistryError(f"index of {name!r} holds records of another tool")
+            for record in index.records:
+                try:
+                    self._verify(record, trust)
+                except ToolsmithError as e:
+                    raise type(e)(
+                        f"will not re-sign the index of {name}: {record.version} does not verify: "
+                        f"{e.message}",
+                        hint=f"restore index/{name}.json (or the version's blobs) from a copy",
+                    ) from None
+            records = _by_version(index.records)
+            if dry_run:
+                return records
+            before = data
+            self._write_index(index, [key])
+            try:
+                self.record(
+                    "resign",
+                    actor=f"{_whoami()} (key {key.key_id[:16]})",
+                    subject=name,
+                    reason=None,
+                    data={
+                        "versions": [r.version for r in records],
+                        "yanked": [r.version for r in records if r.yanked],
+                        "serial": index.serial,
+                    },
+                )
+            except AuditError:
+                self._storage.write_index(name, before)
+                raise
+        _log.info("index re-signed", tool=name, key=key.key_id)
+        return records
+
     def gc(self, *, dry_run: bool = False) -> GarbageReport:
         """Remove blobs no version names (left by killed publishes and undone approvals) and the
         temporary files of killed writes. Refuses to run while any index fails to read or verify,
@@ -800,6 +875,19 @@ def _version(text: str) -> Version:
     return Version(text)
 
 
+def _resolvable(records: Sequence[VersionRecord], ref: str) -> builtins.list[VersionRecord]:
+    """What a bare name or a range may pick: published, not yanked, and no prerelease unless
+    the ref names one (a release candidate never becomes every agent's default)."""
+    prereleases = "-" in ref.partition("@")[2]
+    return [
+        r
+        for r in records
+        if not r.yanked
+        and r.status == VersionStatus.PUBLISHED
+        and (prereleases or not _version(r.version).prerelease)
+    ]
+
+
 def _by_version(records: Sequence[VersionRecord]) -> builtins.list[VersionRecord]:
     return sorted(records, key=lambda r: _version(r.version))
 
@@ -840,12 +928,19 @@ def _describe(e: ToolsmithError) -> str:
 
 def _parse_version(version: str) -> Version:
     try:
-        return Version(version)
+        parsed = Version(version)
     except ValueError:
         raise UsageError(
             f"version {version!r} is not a semantic version",
             hint="use MAJOR.MINOR.PATCH, e.g. 1.2.3",
         ) from None
+    if parsed.build:
+        raise UsageError(
+            f"version {version!r} carries build metadata, which semver ignores when ordering, "
+            "so it could shadow the same version with other code",
+            hint=f"publish as {parsed.truncate('prerelease')} or a new version",
+        )
+    return parsed
 
 
 def _next_version(existing: Sequence[Version], bump: Bump) -> Version:

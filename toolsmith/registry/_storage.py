@@ -25,7 +25,10 @@ from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 from toolsmith.errors import CorruptRegistryError, RegistryError
+from toolsmith.log import get_logger
 from toolsmith.spec import NAME_RE
+
+_log = get_logger(__name__)
 
 
 class Storage(ABC):
@@ -121,7 +124,7 @@ class FileStorage(Storage):
             raise CorruptRegistryError(f"cannot read {path}: {e.strerror}") from None
 
     def _index_path(self, name: str) -> Path:
-        if not NAME_RE.match(name):
+        if not NAME_RE.fullmatch(name):
             raise RegistryError(f"refusing index path for tool name {name!r}")
         return self._index / f"{name}.json"
 
@@ -155,9 +158,17 @@ class FileStorage(Storage):
         self._write(self.root / "generation", uuid.uuid4().hex.encode())
 
     def index_names(self) -> list[str]:
+        """Tool names with an index file; a stray file (not ``<tool name>.json``) is skipped, so
+        it cannot hide every tool from listings."""
         if not self._index.is_dir():
             return []
-        return sorted(p.stem for p in self._index.glob("*.json"))
+        names = []
+        for p in self._index.glob("*.json"):
+            if NAME_RE.fullmatch(p.stem) and len(p.stem) <= 64:
+                names.append(p.stem)
+            else:
+                _log.warning("not a tool index, skipped", file=str(p))
+        return sorted(names)
 
     def read_meta(self, key: str) -> bytes | None:
         return self._read(self.root / f"{key}.json")
