@@ -6,7 +6,13 @@ timeouts are all real.
 
 from __future__ import annotations
 
+import json
 import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -171,3 +177,107 @@ def test_usage_since_is_one_builds_share() -> None:
         before = llm.usage.as_dict()
         ask(llm)
     assert llm.usage.since(before)["calls"] == 1 and llm.usage.calls == 2
+
+
+def completion(message: Any, **extra: Any) -> str:
+    choice = {"index": 0, "message": message, "finish_reason": "stop"}
+    body = {"id": "x", "object": "chat.completion", "created": 1, "model": "m"}
+    return json.dumps({**body, "choices": [choice], **extra})
+
+
+HI = {"role": "assistant", "content": "hi"}
+MALFORMED = {
+    "html page": ("text/html", "<html>proxy login</html>", "not a chat completion"),
+    "plain text": ("text/plain", "hello", "not a chat completion"),
+    "json string": ("application/json", json.dumps("hello"), "not a chat completion"),
+    "choices object": ("application/json", json.dumps({"choices": {"a": 1}}), "choices is dict"),
+    "message null": ("application/json", completion(None), "no message"),
+    "content number": ("application/json", completion({"content": 3}), "of type int"),
+}
+
+
+@pytest.fixture
+def raw_server() -> Iterator[tuple[str, dict[str, tuple[str, str]]]]:
+    """A loopback server answering every POST 200 with whatever body the test puts in ``answer``."""
+    answer: dict[str, tuple[str, str]] = {}
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            content_type, body = answer["body"]
+            data = body.encode()
+            self.send_response(200)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}/v1", answer
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+@pytest.mark.parametrize("case", list(MALFORMED))
+def test_malformed_200_answer_is_a_response_error_naming_the_endpoint(
+    raw_server: tuple[str, dict[str, tuple[str, str]]], case: str
+) -> None:
+    """An HTML page, a null message or non-text content is an LLMResponseError, not a crash."""
+    base_url, answer = raw_server
+    content_type, body, fragment = MALFORMED[case]
+    answer["body"] = (content_type, body)
+    llm = OpenAILLM(LLMConfig(base_url=base_url, model="m", max_retries=0))
+    with pytest.raises(LLMResponseError, match=fragment) as exc:
+        llm.complete([{"role": "user", "content": "x"}])
+    assert base_url in exc.value.message
+
+
+@pytest.mark.parametrize(
+    ("body", "tokens"),
+    [
+        (completion(HI, usage={}), 0),
+        (completion(HI, usage={"prompt_tokens": None, "completion_tokens": None}), 0),
+        (completion({"role": "assistant", "content": [{"type": "text", "text": "hi"}]}), 0),
+        (completion(HI, usage={"prompt_tokens": 5, "completion_tokens": 2}), 5),
+    ],
+    ids=["usage-empty", "usage-null", "content-parts", "usage-counted"],
+)
+def test_odd_but_usable_answers_are_read(
+    raw_server: tuple[str, dict[str, tuple[str, str]]], body: str, tokens: int
+) -> None:
+    """Missing token counts count as 0; content given as text parts is joined."""
+    base_url, answer = raw_server
+    answer["body"] = ("application/json", body)
+    llm = OpenAILLM(LLMConfig(base_url=base_url, model="m", max_retries=0))
+    result = llm.complete([{"role": "user", "content": "x"}])
+    assert (result.text, result.prompt_tokens) == ("hi", tokens)
+
+
+@pytest.mark.parametrize("url", ["http://[::1", "http://h:99999/v1", "ftp://h/v1", "localhost"])
+def test_unusable_base_url_is_not_configured_error(url: str) -> None:
+    """A base URL that is not an http(s) URL is refused when configured, naming it."""
+    with pytest.raises(LLMNotConfiguredError, match="base_url"):
+        LLMConfig.resolve(base_url=url, model="m")
+
+
+CLI = "from toolsmith.cli import main; main()"
+
+
+def test_cli_unusable_base_url_is_one_clear_line(tmp_path: Path) -> None:
+    """`toolsmith build --base-url 'http://[::1'` prints the problem, not an httpx traceback."""
+    proc = subprocess.run(
+        [sys.executable, "-c", CLI, "build", "a task", "--base-url", "http://[::1"],
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "TOOLSMITH_MODEL": "m"},
+        timeout=60,
+    )
+    assert proc.returncode == LLMNotConfiguredError.exit_code, proc.stderr
+    assert "Traceback" not in proc.stderr and "http://[::1" in proc.stderr

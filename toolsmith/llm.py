@@ -23,7 +23,7 @@ from urllib.parse import urlparse
 
 import openai
 import platformdirs
-from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError, field_validator
 
 from toolsmith.errors import (
     LLMNotConfiguredError,
@@ -57,6 +57,20 @@ class LLMConfig(BaseModel):
     timeout_s: float = 120.0
     max_retries: int = 3
     structured_output: bool = True
+
+    @field_validator("base_url")
+    @classmethod
+    def _base_url(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        try:
+            parsed = urlparse(v)
+            parsed.port  # noqa: B018 - parsing the port is what raises for a bad one
+        except ValueError as e:
+            raise ValueError(f"base_url {v!r} is not a URL: {e}") from None
+        if parsed.scheme not in ("http", "https") or not parsed.hostname:
+            raise ValueError(f"base_url {v!r} must be an http:// or https:// URL with a host")
+        return v
 
     @property
     def endpoint_kind(self) -> str:
@@ -114,8 +128,9 @@ class LLMConfig(BaseModel):
             return cls(**merged, **extra, **overrides)
         except ValidationError as e:
             err = e.errors()[0]
+            msg = err["msg"].removeprefix("Value error, ")
             raise LLMNotConfiguredError(
-                f"LLM setting {'.'.join(str(p) for p in err['loc'])}: {err['msg']}",
+                f"LLM setting {'.'.join(str(p) for p in err['loc'])}: {msg}",
                 hint=f"fix it in {path}, the environment or the flags",
             ) from None
 
@@ -177,12 +192,19 @@ class OpenAILLM:
 
     def __post_init__(self) -> None:
         key = self.config.api_key.get_secret_value() if self.config.api_key else "not-needed"
-        self._client = openai.OpenAI(
-            base_url=self.config.base_url,
-            api_key=key,
-            timeout=self.config.timeout_s,
-            max_retries=self.config.max_retries,
-        )
+        try:
+            self._client = openai.OpenAI(
+                base_url=self.config.base_url,
+                api_key=key,
+                timeout=self.config.timeout_s,
+                max_retries=self.config.max_retries,
+            )
+        except Exception as e:  # the SDK's HTTP layer refusing the URL, whatever its type
+            raise LLMNotConfiguredError(
+                f"cannot use the LLM endpoint {self.config.base_url!r}: {e}",
+                hint="set OPENAI_BASE_URL or --base-url to an http(s) URL such as "
+                "http://localhost:8000/v1",
+            ) from None
         self._structured = self.config.structured_output
 
     @property
@@ -240,13 +262,74 @@ class OpenAILLM:
             ) from None
         except openai.OpenAIError as e:
             raise LLMUnavailableError(f"LLM call failed: {e}") from None
-        if not resp.choices:
-            raise LLMResponseError("the endpoint answered with no choices")
-        text = resp.choices[0].message.content or ""
-        prompt = resp.usage.prompt_tokens if resp.usage else 0
-        completion = resp.usage.completion_tokens if resp.usage else 0
+        return self._completion(resp)
+
+    def _completion(self, resp: Any) -> Completion:
+        """The answer's text and token counts; any other shape is an LLMResponseError.
+
+        The SDK does not validate a 200 body, so a proxy's HTML page, a null message or token
+        counts that are not numbers arrive here as they are.
+        """
+        where = self.config.base_url or "api.openai.com"
+        choices = _part(resp, "choices")
+        if not isinstance(choices, list):
+            seen = (
+                f"body {resp[:120]!r}"
+                if isinstance(resp, str)
+                else f"choices is {type(choices).__name__}"
+            )
+            raise LLMResponseError(
+                f"the endpoint {where} answered with something that is not a chat completion "
+                f"({seen})",
+                hint="check that the base URL points at an OpenAI-compatible /v1 API, "
+                "not a proxy or web page",
+            )
+        if not choices:
+            raise LLMResponseError(f"the endpoint {where} answered with no choices")
+        message = _part(choices[0], "message")
+        if message is None:
+            raise LLMResponseError(
+                f"the endpoint {where} answered with a choice that has no message",
+                hint="check the endpoint's chat completions API",
+            )
+        content = _part(message, "content")
+        text = _text(content)
+        if text is None:
+            raise LLMResponseError(
+                f"the endpoint {where} answered with message content of type "
+                f"{type(content).__name__}, not text",
+                hint="check the endpoint's chat completions API",
+            )
+        usage = _part(resp, "usage")
+        prompt = _count(_part(usage, "prompt_tokens"))
+        completion = _count(_part(usage, "completion_tokens"))
         self.usage.add(prompt, completion)
         return Completion(text=text, prompt_tokens=prompt, completion_tokens=completion)
+
+
+def _part(obj: Any, name: str) -> Any:
+    """A field of a response object the SDK built, or of a dict it left unparsed."""
+    if isinstance(obj, dict):
+        return obj.get(name)
+    return getattr(obj, name, None)
+
+
+def _text(content: Any) -> str | None:
+    """Message content as text: a string, nothing, or a list of text parts."""
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        texts = [_part(p, "text") for p in content if _part(p, "type") in ("text", None)]
+        if texts and all(isinstance(t, str) for t in texts):
+            return "".join(texts)
+    return None
+
+
+def _count(value: Any) -> int:
+    """A token count, or 0 for a server that reports none (or nonsense)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
 
 
 _FENCE = re.compile(r"```(?:[A-Za-z0-9_+-]*)\n(.*?)```", re.DOTALL)
