@@ -125,3 +125,16 @@ def test_build_refuses_a_reuse_that_was_never_offered(tmp_path: Path) -> None:
         with pytest.raises(LLMResponseError, match=r"rogue@9\.9\.9"):
             ts.build("anything", BuildOptions(force=True))
     assert "not one of the offered tools" in srv.requests[1]["messages"][-1]["content"]
+
+
+def test_self_referencing_design_is_reasked_not_a_recursion_error() -> None:
+    """A designed spec whose parameters $ref themselves goes back to the model like any error."""
+    looping = copy.deepcopy(BASE)
+    looping["parameters"] = {"type": "object", "$ref": "#"}
+    deep = "[" * 100_000 + "]" * 100_000
+    script = {"steps": [{"json": {"spec": looping}}, {"reply": deep}, {"json": {"spec": BASE}}]}
+    with ScriptedLLMServer(script) as srv:
+        answer = design("make slugs", llm(srv))
+    assert answer.spec is not None and answer.spec.name == "slugify"
+    assert "$ref cycle" in srv.requests[1]["messages"][-1]["content"]
+    assert "nested too deeply" in srv.requests[2]["messages"][-1]["content"]

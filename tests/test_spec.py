@@ -112,3 +112,48 @@ def test_unparseable_text_is_a_spec_error() -> None:
         ToolSpec.from_text("name: [unclosed")
     with pytest.raises(SpecError, match="mapping"):
         ToolSpec.from_text("- a list")
+
+
+@pytest.mark.parametrize(
+    ("field", "schema"),
+    [
+        ("parameters", {"type": "object", "$ref": "#"}),
+        ("returns", {"$ref": "#"}),
+        (
+            "returns",
+            {
+                "$defs": {"a": {"$ref": "#/$defs/b"}, "b": {"allOf": [{"$ref": "#/$defs/a"}]}},
+                "$ref": "#/$defs/a",
+            },
+        ),
+    ],
+    ids=["self", "returns-self", "mutual-through-allOf"],
+)
+def test_self_referencing_schema_is_a_spec_error(field: str, schema: dict[str, Any]) -> None:
+    """A $ref loop that never descends into the value is refused, with or without examples."""
+    for examples in ([], BASE["examples"]):
+        with pytest.raises(SpecError, match=r"\$ref cycle"):
+            ToolSpec.parse(spec_with(**{field: schema, "examples": examples}))
+
+
+def test_recursive_schema_that_descends_is_valid() -> None:
+    """A tree type refers to itself through items: that terminates, and is allowed."""
+    tree = {"$defs": {"tree": {"type": "array", "items": {"$ref": "#/$defs/tree"}}}}
+    ToolSpec.parse(spec_with(returns={**tree, "$ref": "#/$defs/tree"}, examples=[]))
+
+
+def test_deep_nesting_is_a_spec_error_not_a_recursion_error() -> None:
+    """Text, schemas and example values nested past Python's stack are refused clearly."""
+    deep_text = "[" * 100_000 + "]" * 100_000
+    with pytest.raises(SpecError, match="nested too deeply"):
+        ToolSpec.from_text('{"name": "x", "deep": ' + deep_text + "}")
+    with pytest.raises(SpecError, match="nested too deeply"):
+        ToolSpec.from_text("name: x\ndeep: " + deep_text)
+    schema: dict[str, Any] = {}
+    value: Any = "a"
+    for _ in range(5000):
+        schema, value = {"items": schema}, [value]
+    with pytest.raises(SpecError, match="nested too deeply"):
+        ToolSpec.parse(spec_with(returns=schema, examples=[]))
+    with pytest.raises(SpecError, match="nested too deeply"):
+        ToolSpec.parse(spec_with(examples=[{"args": {"text": "a"}, "returns": value}]))

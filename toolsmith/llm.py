@@ -338,19 +338,22 @@ _FENCE = re.compile(r"```(?:[A-Za-z0-9_+-]*)\n(.*?)```", re.DOTALL)
 def extract_json(text: str) -> Any:
     """The first JSON value in ``text``: the whole text, a fenced block, or a balanced {...}."""
     candidates = [text.strip(), *(m.group(1).strip() for m in _FENCE.finditer(text))]
-    for c in candidates:
-        try:
-            return json.loads(c)
-        except json.JSONDecodeError:
-            pass
-    decoder = json.JSONDecoder()
-    for i, ch in enumerate(text):
-        if ch in "{[":
+    try:
+        for c in candidates:
             try:
-                value, _ = decoder.raw_decode(text, i)
-                return value
+                return json.loads(c)
             except json.JSONDecodeError:
-                continue
+                pass
+        decoder = json.JSONDecoder()
+        for i, ch in enumerate(text):
+            if ch in "{[":
+                try:
+                    value, _ = decoder.raw_decode(text, i)
+                    return value
+                except json.JSONDecodeError:
+                    continue
+    except RecursionError:
+        raise ValueError("the answer's JSON is nested too deeply to read") from None
     raise ValueError("no JSON value found in the answer")
 
 
@@ -373,6 +376,8 @@ def ask_structured(
             return model_cls.model_validate(extract_json(answer))
         except ValueError as e:
             problem = _describe(e)
+        except RecursionError:  # a validator walking nesting deeper than Python's stack
+            problem = "the answer is nested too deeply (or refers to itself) to be checked"
         log.info("llm.invalid_answer", model=model_cls.__name__, problem=problem[:300])
         convo += [
             {"role": "assistant", "content": answer},

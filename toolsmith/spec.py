@@ -13,6 +13,7 @@ import keyword
 import re
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import jsonschema
 import referencing.exceptions
@@ -39,12 +40,86 @@ CAPABILITY_RE = re.compile(
 _Validator = jsonschema.Draft202012Validator
 
 
+TOO_DEEP = "is nested too deeply (or refers to itself) to be checked"
+
+
 def _check_schema(schema: dict[str, Any], where: str) -> None:
     try:
         _Validator.check_schema(schema)
     except jsonschema.SchemaError as e:
         path = "/".join(str(p) for p in e.path) or "(root)"
         raise ValueError(f"{where} is not a valid JSON Schema at {path}: {e.message}") from None
+    except RecursionError:
+        raise ValueError(f"{where} {TOO_DEEP}") from None
+    cycle = _ref_cycle(schema)
+    if cycle is not None:
+        raise ValueError(
+            f"{where} has a $ref cycle through {cycle!r} that never descends into a property or "
+            "item, so no value could ever be checked against it"
+        )
+
+
+def _pointer(root: Any, ref: str) -> Any:
+    """The subschema a local ``$ref`` (``#`` or ``#/json/pointer``) names, or None."""
+    if not ref.startswith("#") or (len(ref) > 1 and ref[1] != "/"):
+        return None
+    node = root
+    for token in ref[2:].split("/") if len(ref) > 1 else []:
+        token = unquote(token).replace("~1", "/").replace("~0", "~")
+        if isinstance(node, dict) and token in node:
+            node = node[token]
+        elif isinstance(node, list) and token.isdigit() and int(token) < len(node):
+            node = node[int(token)]
+        else:
+            return None
+    return node
+
+
+def _in_place(root: Any, node: dict[str, Any]) -> list[dict[str, Any]]:
+    """The subschemas that apply to the same value as ``node`` (not to a part of it)."""
+    out: list[Any] = []
+    if isinstance(node.get("$ref"), str):
+        out.append(_pointer(root, node["$ref"]))
+    for key in ("allOf", "anyOf", "oneOf"):
+        if isinstance(node.get(key), list):
+            out += node[key]
+    out += [node[key] for key in ("not", "if", "then", "else") if key in node]
+    if isinstance(node.get("dependentSchemas"), dict):
+        out += node["dependentSchemas"].values()
+    return [s for s in out if isinstance(s, dict)]
+
+
+def _ref_cycle(root: Any) -> str | None:
+    """A ``$ref`` that leads back to itself without descending into the value: validation of
+    anything against it recurses forever. Iterative, so deep schemas cannot overflow here."""
+    starts, todo = [], [root]
+    while todo:
+        node = todo.pop()
+        if isinstance(node, dict):
+            if isinstance(node.get("$ref"), str):
+                starts.append(node)
+            todo.extend(node.values())
+        elif isinstance(node, list):
+            todo.extend(node)
+    done: set[int] = set()
+    for start in starts:
+        if id(start) in done:
+            continue
+        path = {id(start)}
+        stack = [(start, iter(_in_place(root, start)))]
+        while stack:
+            node, successors = stack[-1]
+            nxt = next(successors, None)
+            if nxt is None:
+                stack.pop()
+                path.discard(id(node))
+                done.add(id(node))
+            elif id(nxt) in path:
+                return str(start["$ref"])
+            elif id(nxt) not in done:
+                path.add(id(nxt))
+                stack.append((nxt, iter(_in_place(root, nxt))))
+    return None
 
 
 def schema_errors(schema: dict[str, Any], instance: Any) -> list[str]:
@@ -53,6 +128,8 @@ def schema_errors(schema: dict[str, Any], instance: Any) -> list[str]:
         errors = sorted(_Validator(schema).iter_errors(instance), key=lambda e: list(e.path))
     except referencing.exceptions.Unresolvable as e:
         return [f"(schema): unresolvable $ref {e.ref!r}"]
+    except RecursionError:
+        return [f"(root): the value or its schema {TOO_DEEP}"]
     return [f"{'/'.join(str(p) for p in e.path) or '(root)'}: {e.message}" for e in errors]
 
 
@@ -231,6 +308,10 @@ class ToolSpec(BaseModel):
         """Validate ``data`` into a ToolSpec, turning pydantic's errors into one SpecError."""
         try:
             return cls.model_validate(data)
+        except RecursionError:
+            raise SpecError(
+                f"{source} {TOO_DEEP}", hint="flatten the nesting or remove the self-reference"
+            ) from None
         except ValidationError as e:
             lines = []
             for err in e.errors():
@@ -250,6 +331,10 @@ class ToolSpec(BaseModel):
         except (json.JSONDecodeError, yaml.YAMLError) as e:
             raise SpecError(
                 f"{source} is neither valid YAML nor JSON: {e}", hint="fix the syntax"
+            ) from None
+        except RecursionError:
+            raise SpecError(
+                f"{source} is nested too deeply to read", hint="flatten the nesting"
             ) from None
         if not isinstance(data, dict):
             raise SpecError(f"{source} must be a mapping of fields, got {type(data).__name__}")
