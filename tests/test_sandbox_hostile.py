@@ -132,3 +132,111 @@ def test_after_the_corpus_an_ordinary_job_passes_and_nothing_leaks(
     hostile_sandbox.close()
     assert _pool_containers(pools) == []
     assert os.environ.get(ENV_CANARY_NAME) is None
+
+
+# Planted wherever a lazy import in the runner (PID 1) could look: the working directory and the
+# test directory pytest put on sys.path during collection (recreated, since it was deleted then).
+# hypothesis's pytest plugin imports libcst after every failing @given test; if the runner ever
+# imports this, it forges an all-passed report and leaks the tests' source.
+_FORGER = r"""
+import gc, linecache, os, sys
+from toolsmith_runner.plugin import Recorder
+rec = next(o for o in gc.get_objects() if isinstance(o, Recorder))
+src = "".join("".join(v[2]) for k, v in linecache.cache.items() if "/job-" in k)
+for nodeid in rec.collected:
+    rec._emit("test", {"nodeid": nodeid, "outcome": "passed", "duration_s": 0.0,
+                       "failure": "FORGED " + src[:200], "falsifying_example": None})
+rec._emit("done", {"exit_code": 0, "collected": len(rec.collected), "output_bytes": 0,
+                   "output_truncated": False, "oom_kills": 0, "duration_s": 0.0})
+os._exit(0)
+"""
+
+_PLANTER = (
+    f"FORGER = {_FORGER!r}\n"
+    + """
+import os, sys
+
+def plant(directory):
+    os.makedirs(directory, exist_ok=True)
+    for name in ("libcst.py", "black.py", "traceback.py", "linecache.py"):
+        with open(os.path.join(directory, name), "w") as f:
+            f.write(FORGER)
+
+def add(a, b):
+    places = ["/work", "/tmp", os.getcwd()] + [p for p in sys.path if p.startswith("/work")]
+    places += [os.path.join("/work", d) for d in os.listdir("/work")]
+    for place in places:
+        try:
+            plant(place)
+        except OSError:
+            pass
+    return "definitely wrong"
+"""
+)
+
+_FORGER_TESTS = """
+from hypothesis import given, strategies as st
+from toolsmith_harness import call
+
+@given(st.integers(), st.integers())
+def test_property(a, b):
+    assert call(a=a, b=b) == a + b
+
+def test_example():
+    assert call(a=1, b=2) == 3
+
+def test_zero():
+    assert call(a=0, b=0) == 0
+"""
+
+
+def test_modules_a_tool_writes_are_never_imported_by_the_runner(
+    hostile_sandbox: Sandbox,
+) -> None:
+    """A wrong tool that plants modules where the runner might import from still fails 3/3."""
+    job = SandboxJob(
+        tool_name="add",
+        code=_PLANTER,
+        test_files={"test_add.py": _FORGER_TESTS},
+        expected_tests=3,
+    )
+    report = hostile_sandbox.run(job)
+    assert not report.passed
+    assert report.error is None, report.error
+    assert [t.outcome for t in report.tests] == [Outcome.FAILED] * 3, report.failure_text()
+    assert "FORGED" not in report.failure_text(20000)
+
+
+_GUARD_PROBE = """
+import os, sys
+from toolsmith_runner.imports import lock
+guard = lock()
+assert "" not in sys.path and not any(p.startswith("/tmp") for p in sys.path), sys.path
+os.makedirs("/tmp/nspkg", exist_ok=True)
+open("/tmp/planted.py", "w").write("raise SystemExit('planted module ran')")
+open("/tmp/nspkg/inner.py", "w").write("raise SystemExit('planted module ran')")
+sys.path.insert(0, "/tmp")
+for name in ("planted", "nspkg.inner"):
+    try:
+        __import__(name)
+    except ModuleNotFoundError as e:
+        assert "refused" in str(e), e
+    else:
+        raise SystemExit(name + " was imported")
+import email.mime.text  # stdlib still imports
+print("GUARDED")
+"""
+
+
+def test_the_import_guard_refuses_modules_from_writable_places(sandbox_image: Any) -> None:
+    """In the image, a module or namespace package on a writable path is refused, stdlib is not."""
+    out = docker.from_env().containers.run(
+        sandbox_image.tag,
+        command=["python3", "-P", "-s", "-c", _GUARD_PROBE],
+        read_only=True,
+        tmpfs={"/tmp": "rw,noexec,nosuid,size=8m,mode=1777"},
+        network_disabled=True,
+        remove=True,
+        stderr=True,
+    )
+    assert out.strip() == b"GUARDED"

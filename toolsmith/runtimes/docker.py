@@ -109,7 +109,7 @@ class _Worker:
                 self.engine,
                 self.image,
                 self.limits,
-                command=["python3", "-s", "-m", "toolsmith_runner.serve"],
+                command=["python3", "-P", "-s", "-m", "toolsmith_runner.serve"],
                 labels={TOOL_LABEL: self.tool},
                 grants=self.grants,
                 egress_network=self.egress_network,

@@ -191,7 +191,7 @@ class RunnerContainer:
                 self.engine,
                 self.image,
                 self.limits,
-                command=["python3", "-s", "-m", "toolsmith_runner"],
+                command=["python3", "-P", "-s", "-m", "toolsmith_runner"],
                 labels={POOL_LABEL: self.pool_id},
                 stdin_once=True,
                 grants=self.grants,
@@ -316,7 +316,7 @@ class Egress:
             self.engine,
             image,
             PROXY_LIMITS,
-            command=["python3", "-s", "-m", "toolsmith_runner.egress", subnet]
+            command=["python3", "-P", "-s", "-m", "toolsmith_runner.egress", subnet]
             + [str(e) for e in endpoints],
             labels={EGRESS_LABEL: self.network},
             environment=ENVIRONMENT,
@@ -458,7 +458,7 @@ def _create_and_attach(
         stdin_open=True,
         tty=False,
         environment=environment,
-        working_dir="/work",
+        working_dir="/",
         hostname="sandbox",
         labels={LABEL: "1", OWNER_LABEL: owner_id(), **labels},
         network_disabled=network == "none",

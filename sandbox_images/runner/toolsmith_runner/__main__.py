@@ -1,4 +1,4 @@
-"""Entry point: ``python3 -s -m toolsmith_runner`` (the image's CMD).
+"""Entry point: ``python3 -P -s -m toolsmith_runner`` (the image's CMD).
 
 Start-up does the slow part before any job exists: import pytest and hypothesis, pre-spawn the
 worker, then announce readiness and block for exactly one job on stdin. The job is
@@ -27,6 +27,7 @@ import toolsmith_harness
 
 from toolsmith_runner import FRAME, READY
 from toolsmith_runner.client import WorkerClient
+from toolsmith_runner.imports import ImportGuard, lock
 from toolsmith_runner.plugin import Recorder
 
 PR_SET_DUMPABLE = 4
@@ -140,12 +141,14 @@ def _pytest_args(testdir: Path) -> list[str]:
     ]
 
 
-def _warm_up() -> None:
+def _warm_up(guard: ImportGuard) -> None:
     """One throwaway session, so the job's session finds pytest's plugins and paths loaded."""
     testdir = WORKDIR / "warmup"
     testdir.mkdir()
     (testdir / "test_toolsmith_warmup.py").write_text(WARMUP_TEST)
+    guard.open(str(testdir))
     pytest.main(_pytest_args(testdir))
+    guard.close()
     shutil.rmtree(testdir)
     sys.modules.pop("test_toolsmith_warmup", None)
     gc.collect()
@@ -153,6 +156,7 @@ def _warm_up() -> None:
 
 
 def main() -> int:
+    guard = lock()
     _non_dumpable()
     sys.dont_write_bytecode = True
     report_fd = os.dup(1)
@@ -163,7 +167,7 @@ def main() -> int:
     )
     hypothesis.settings.load_profile("toolsmith")
     _load_test_stack()
-    _warm_up()
+    _warm_up(guard)
     client = WorkerClient(output_cap=1 << 20)
     client.prespawn()
     toolsmith_harness.install(client)
@@ -184,9 +188,11 @@ def main() -> int:
     testdir = _write_tests(job["test_files"])
 
     def open_calls() -> None:
+        guard.close()  # the tool may write modules from now on: import none from its places
         client.calls_open = True
 
     recorder = Recorder(emit, testdir, open_calls)
+    guard.open(str(testdir))
     exit_code = pytest.main(_pytest_args(testdir), plugins=[recorder])
     client.close()
     emit(

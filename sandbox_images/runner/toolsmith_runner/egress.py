@@ -1,4 +1,4 @@
-"""The egress proxy: ``python3 -s -m toolsmith_runner.egress SUBNET HOST:PORT ...``.
+"""The egress proxy: ``python3 -P -s -m toolsmith_runner.egress SUBNET HOST:PORT ...``.
 
 Runs in its own hardened container, attached to the tool's internal network (no route out) and to
 one upstream network. It is the only way off the internal network, and it forwards only to the
@@ -16,6 +16,7 @@ import sys
 from urllib.parse import urlsplit
 
 from toolsmith_runner import READY
+from toolsmith_runner.imports import lock
 
 PORT = 3128
 HEAD_LIMIT = 64 * 1024
@@ -165,4 +166,5 @@ async def main(args: list[str]) -> None:
 
 
 if __name__ == "__main__":
+    lock()
     asyncio.run(main(sys.argv[1:]))

@@ -1,4 +1,4 @@
-"""The warm tool worker: ``python3 -s -m toolsmith_runner.serve`` as PID 1 of a hardened container.
+"""The warm tool worker: ``python3 -P -s -m toolsmith_runner.serve``, PID 1 of a hardened container.
 
 Process layout (one container per loaded tool, many calls)::
 
@@ -30,6 +30,7 @@ from pathlib import Path
 
 from toolsmith_runner import FRAME, READY
 from toolsmith_runner.grants import passed_env
+from toolsmith_runner.imports import lock
 
 PR_SET_DUMPABLE = 4
 IPC_RMID = 0
@@ -400,6 +401,7 @@ def oom_kills() -> int:
 
 
 def main() -> int:
+    lock()
     if libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0:
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_DUMPABLE, 0) failed")
     channel = os.dup(1)
