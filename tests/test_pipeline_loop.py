@@ -5,13 +5,22 @@ A scripted model on loopback stands in for a paid one; the sandbox is the real D
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from toolsmith.errors import BuildError
 from toolsmith.llm import LLMConfig, OpenAILLM
-from toolsmith.pipeline import AttemptVerdict, BuildOptions, BuildStatus, Toolsmith
+from toolsmith.pipeline import (
+    AttemptVerdict,
+    BuildOptions,
+    BuildStatus,
+    Toolsmith,
+    require_success,
+)
 from toolsmith.registry import Registry
 from toolsmith.report import Outcome, TestCase, TestReport
 from toolsmith.sandbox import Sandbox
@@ -33,6 +42,18 @@ SPEC = ToolSpec.parse(
     }
 )
 FAST = BuildOptions(max_attempts=4, max_examples=10)
+DESIGN = {"json": {"spec": SPEC.model_dump(mode="json")}}
+CONFLICT = {"reply": "SPEC_CONFLICT: example 0 says 1 + 2 is 3 but property p says 4"}
+
+
+class NoSandbox:
+    """Stands where the sandbox would be in builds that must end before any code is tested."""
+
+    def run(self, job: object) -> None:
+        raise AssertionError("no code should reach the sandbox")
+
+    def close(self) -> None:
+        pass
 
 
 @pytest.fixture
@@ -83,3 +104,75 @@ def test_progress_through_different_failures_is_not_stopped_early(
         AttemptVerdict.PASSED,
     ]
     assert result.status == BuildStatus.PUBLISHED
+
+
+def user_prompt(srv: ScriptedLLMServer, i: int) -> str:
+    return str(srv.requests[i]["messages"][-1]["content"])
+
+
+def test_conflict_in_a_given_spec_fails_at_once(registry: Registry) -> None:
+    """With --spec nobody can revise the spec: the first conflict ends the build, saying so."""
+    srv = ScriptedLLMServer({"steps": [{**CONFLICT, "times": 4}]}).start()
+    llm = OpenAILLM(LLMConfig(base_url=srv.base_url, model="scripted", max_retries=0))
+    try:
+        result = Toolsmith(registry, llm, NoSandbox()).build_from_spec(SPEC, None, FAST)  # type: ignore[arg-type]
+    finally:
+        srv.close()
+    assert [a.verdict for a in result.attempts] == [AttemptVerdict.SPEC_CONFLICT]
+    assert result.status == BuildStatus.FAILED and len(srv.requests) == 1
+    with pytest.raises(BuildError, match="spec conflict: example 0 says") as exc:
+        require_success(result)
+    assert exc.value.hint and "fix the parts it names" in exc.value.hint
+
+
+def test_repeated_conflict_is_fed_back_once_then_stops(registry: Registry) -> None:
+    """Revisions used up: the model hears its conflict and the spec stands; a repeat ends it."""
+    srv = ScriptedLLMServer({"steps": [DESIGN, {**CONFLICT, "times": 4}]}).start()
+    llm = OpenAILLM(LLMConfig(base_url=srv.base_url, model="scripted", max_retries=0))
+    options = BuildOptions(max_attempts=4, max_spec_revisions=0, force=True)
+    try:
+        result = Toolsmith(registry, llm, NoSandbox()).build("add two ints", options)  # type: ignore[arg-type]
+    finally:
+        srv.close()
+    assert [a.verdict for a in result.attempts] == [AttemptVerdict.SPEC_CONFLICT] * 2
+    assert result.status == BuildStatus.FAILED and len(srv.requests) == 3
+    assert "property p says 4" in user_prompt(srv, 2)
+    assert "cannot be revised any further" in user_prompt(srv, 2)
+
+
+@pytest.mark.docker
+def test_conflict_feedback_without_earlier_code_reaches_the_model(
+    registry: Registry, sandbox: Sandbox
+) -> None:
+    """A conflict on the first attempt (no code yet) is still told to the model, which then
+    implements the spec as written."""
+    steps = [DESIGN, CONFLICT, code("a + b")]
+    srv = ScriptedLLMServer({"steps": steps}).start()
+    options = BuildOptions(max_attempts=4, max_examples=10, max_spec_revisions=0, force=True)
+    try:
+        result = engine(srv, registry, sandbox).build("add two ints", options)
+    finally:
+        srv.close()
+    assert [a.verdict for a in result.attempts] == [
+        AttemptVerdict.SPEC_CONFLICT,
+        AttemptVerdict.PASSED,
+    ]
+    assert "property p says 4" in user_prompt(srv, 2)
+
+
+@pytest.mark.docker
+def test_provenance_digests_every_prompt_of_every_stage(
+    registry: Registry, sandbox: Sandbox
+) -> None:
+    """Design, code, revision and code again: four prompts, each digested as sent."""
+    steps = [DESIGN, CONFLICT, DESIGN, code("a + b")]
+    srv = ScriptedLLMServer({"steps": steps}).start()
+    try:
+        result = engine(srv, registry, sandbox).build("add two ints", FAST)
+    finally:
+        srv.close()
+    assert result.status == BuildStatus.PUBLISHED and result.spec_revisions == 1
+    sent = [json.dumps(r["messages"], sort_keys=True, separators=(",", ":")) for r in srv.requests]
+    expected = ["sha256:" + hashlib.sha256(m.encode()).hexdigest() for m in sent]
+    assert registry.resolve("add_ints").provenance.prompt_digests == expected
+    assert len(expected) == 4

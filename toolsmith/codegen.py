@@ -89,6 +89,8 @@ def build_messages(
             + feedback
             + "\n\nFix the implementation so every test passes."
         )
+    elif feedback:  # about an answer that was not code, e.g. a reported conflict
+        user += "\n\n" + feedback
     return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 
 

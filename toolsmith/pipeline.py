@@ -9,18 +9,19 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from semantic_version import Version
 
 from toolsmith import __version__
-from toolsmith.codegen import code_problems, generate_code
+from toolsmith.codegen import SPEC_CONFLICT, code_problems, generate_code
 from toolsmith.constitution import (
     Constitution,
     constitution_tests,
@@ -38,7 +39,7 @@ from toolsmith.errors import (
     UsageError,
     VersionConflictError,
 )
-from toolsmith.llm import HOW_TO_CONFIGURE, LLM
+from toolsmith.llm import HOW_TO_CONFIGURE, LLM, Completion, Message
 from toolsmith.loader import RuntimeName, Tool
 from toolsmith.log import bound, get_logger
 from toolsmith.policy import CapabilityPolicy, PolicyDecision, analyze, evaluate_policy, load_policy
@@ -161,6 +162,31 @@ def _sha256(text: str) -> str:
     return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
 
 
+class PromptLog:
+    """An LLM that records a digest of every prompt it is sent (design, re-asks, revisions and
+    code alike) for the build's provenance: the canonical JSON of the messages, hashed."""
+
+    def __init__(self, llm: LLM) -> None:
+        self._llm = llm
+        self.usage = llm.usage
+        self.digests: list[str] = []
+
+    @property
+    def model(self) -> str:
+        return self._llm.model
+
+    @property
+    def endpoint_kind(self) -> str:
+        return self._llm.endpoint_kind
+
+    def complete(
+        self, messages: Sequence[Message], *, json_schema: dict[str, Any] | None = None
+    ) -> Completion:
+        prompt = json.dumps(list(messages), sort_keys=True, separators=(",", ":"))
+        self.digests.append(_sha256(prompt))
+        return self._llm.complete(messages, json_schema=json_schema)
+
+
 class Toolsmith:
     """The engine: build tools from tasks or specs, prove them, publish them."""
 
@@ -210,7 +236,7 @@ class Toolsmith:
         opts = options or BuildOptions()
         build_id = uuid.uuid4().hex[:12]
         started = time.monotonic()
-        llm = self._need_llm()
+        llm = PromptLog(self._need_llm())
         spent = llm.usage.as_dict()
         with bound(build_id=build_id):
             self._progress(Progress("design", detail=task))
@@ -234,7 +260,9 @@ class Toolsmith:
                 self._audit(result, task)
                 return result
             assert answer.spec is not None
-            return self._prove(build_id, started, answer.spec, None, opts, task=task, spent=spent)
+            return self._prove(
+                build_id, started, answer.spec, None, opts, task=task, spent=spent, llm=llm
+            )
 
     def get_or_build(
         self, task: str, options: BuildOptions | None = None, *, runtime: RuntimeName = "auto"
@@ -262,9 +290,17 @@ class Toolsmith:
         opts = options or BuildOptions()
         if impl is None:
             self._need_llm()
+        llm = PromptLog(self.llm) if self.llm else None
         spent = self.llm.usage.as_dict() if self.llm else {}
         return self._prove(
-            uuid.uuid4().hex[:12], time.monotonic(), spec, impl, opts, task=None, spent=spent
+            uuid.uuid4().hex[:12],
+            time.monotonic(),
+            spec,
+            impl,
+            opts,
+            task=None,
+            spent=spent,
+            llm=llm,
         )
 
     def _candidates(self, task: str) -> list[Candidate]:
@@ -300,6 +336,7 @@ class Toolsmith:
         *,
         task: str | None,
         spent: dict[str, int],
+        llm: PromptLog | None,
     ) -> BuildResult:
         if opts.version and not opts.dry_run:
             taken = {r.version for r in self.registry.versions(spec.name)}
@@ -315,38 +352,47 @@ class Toolsmith:
         report: TestReport | None = None
         decision: PolicyDecision | None = None
         feedback: str | None = None
+        feedback_code: str | None = None  # the code ``feedback`` is about, if any
+        insisted = False  # the model was told to implement a spec it called contradictory
         last_signature = ""
         # By spec: generated once, not per attempt; the first before any model call, so a spec
         # whose tests cannot run is refused up front.
         suites: dict[bytes, TestSuite] = {spec.canonical_json(): self._suite(spec, opts)}
-        prompt_digests: list[str] = []
         max_attempts = 1 if impl is not None else opts.max_attempts
         with bound(build_id=build_id, tool=spec.name):
             for number in range(1, max_attempts + 1):
                 t0 = time.monotonic()
                 self._progress(Progress("generate", number, max_attempts))
                 if number > 1 or impl is None:
-                    gen = generate_code(
-                        spec, self._need_llm(), previous_code=code or None, feedback=feedback
-                    )
-                    prompt_digests.append(_sha256(gen.raw))
+                    if llm is None:
+                        llm = PromptLog(self._need_llm())
+                    gen = generate_code(spec, llm, previous_code=feedback_code, feedback=feedback)
                     if gen.conflict is not None:
-                        if task is not None and revisions < opts.max_spec_revisions:
-                            self._progress(Progress("revise spec", number, max_attempts))
-                            revised = design(task, self._need_llm(), revision=(spec, gen.conflict))
-                            if revised.spec is not None:
-                                spec, revisions = revised.spec, revisions + 1
-                        feedback = f"You reported a spec conflict: {gen.conflict}"
+                        conflict = gen.conflict
                         attempts.append(
                             AttemptRecord(
                                 number=number,
                                 verdict=AttemptVerdict.SPEC_CONFLICT,
-                                summary=gen.conflict[:200],
+                                summary=f"spec conflict: {conflict}"[:200],
+                                failure=conflict,
                                 duration_s=time.monotonic() - t0,
                             )
                         )
+                        if task is None or insisted:
+                            # Nobody can revise a spec the caller wrote; a conflict the model
+                            # repeats after being told to implement the spec as written stands.
+                            log.info("build.stopped", reason="spec conflict", conflict=conflict)
+                            break
+                        if revisions < opts.max_spec_revisions:
+                            self._progress(Progress("revise spec", number, max_attempts))
+                            revised = design(task, llm, revision=(spec, conflict))
+                            if revised.spec is not None:
+                                spec, revisions = revised.spec, revisions + 1
+                                feedback = feedback_code = None
+                                continue
+                        feedback, feedback_code, insisted = _conflict_feedback(conflict), None, True
                         continue
-                    code = gen.code
+                    code, insisted = gen.code, False
                 checked = self._check(spec, code, opts, suites, number, max_attempts)
                 report, decision = checked.report, checked.decision
                 attempts.append(
@@ -369,6 +415,7 @@ class Toolsmith:
                     log.info("build.stopped_early", reason="identical repeated failure")
                     break
                 feedback, last_signature = checked.failure, checked.signature
+                feedback_code = code
             result = BuildResult(
                 build_id=build_id,
                 status=BuildStatus.FAILED,
@@ -385,7 +432,8 @@ class Toolsmith:
             elif passed:
                 assert report is not None and decision is not None
                 self._progress(Progress("publish"))
-                provenance = self._provenance(task, impl, attempts, revisions, prompt_digests, spec)
+                digests = llm.digests if llm is not None else []
+                provenance = self._provenance(task, impl, attempts, revisions, digests, spec)
                 provenance.tokens = result.tokens
                 provenance.duration_s = time.monotonic() - started
                 pending = decision.decision == "needs_approval"
@@ -558,14 +606,31 @@ class Toolsmith:
         )
 
 
+def _conflict_feedback(conflict: str) -> str:
+    """What the code model hears after a conflict the spec can no longer be revised for."""
+    return (
+        f"You answered that the specification contradicts itself: {conflict}\n"
+        "It cannot be revised any further. Implement it as written so that every example and "
+        f"property holds; answer {SPEC_CONFLICT} again only if no implementation can."
+    )
+
+
 def require_success(result: BuildResult) -> BuildResult:
     """Raise BuildError for a failed build, with the last attempt's failure."""
     if result.ok:
         return result
     last = result.attempts[-1] if result.attempts else None
+    hint = (
+        "read the attempts in the build report (--json), refine the task or spec, "
+        "or raise --max-attempts"
+    )
+    if last is not None and last.verdict == AttemptVerdict.SPEC_CONFLICT:
+        hint = (
+            "the model found the spec contradicting itself: fix the parts it names (examples, "
+            "properties, schemas), or build from a task so the designer can revise the spec"
+        )
     raise BuildError(
         f"build {result.build_id} failed after {len(result.attempts)} attempt(s): "
         + (last.summary if last else "no attempt ran"),
-        hint="read the attempts in the build report (--json), refine the task or spec, "
-        "or raise --max-attempts",
+        hint=hint,
     )

@@ -166,7 +166,11 @@ class Provenance(BaseModel):
     task: str | None = None
     attempts: list[Attempt] = Field(default_factory=list)
     tokens: dict[str, int] = Field(default_factory=dict)
-    prompt_digests: list[str] = Field(default_factory=list)
+    prompt_digests: list[str] = Field(
+        default_factory=list,
+        description="sha256 of each prompt sent to the model (the canonical JSON of its "
+        "messages), design, re-asks and code alike, in the order sent",
+    )
     spec_revisions: int = 0
     duration_s: float = 0.0
     created_at: str = Field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
