@@ -24,7 +24,14 @@ from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.shared.exceptions import MCPError
 from typer.testing import CliRunner
 
-from tests.test_registry_support import code_for, flip_byte, make_spec, passing_report, provenance
+from tests.test_registry_support import (
+    code_for,
+    edit_record,
+    flip_byte,
+    make_spec,
+    passing_report,
+    provenance,
+)
 from toolsmith.cli.mcp import app
 from toolsmith.errors import UsageError
 from toolsmith.mcp import ToolServer, build_server
@@ -284,24 +291,30 @@ def test_publish_and_yank_show_without_restart(
     assert with_client(r, body) == ("6", "4", [])
 
 
-def test_corrupt_index_fails_the_listing_with_its_cause(
+def test_damaged_index_withholds_that_tool_only(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """An unreadable index is a protocol error naming it and the fix, not "Internal error"."""
+    """An index edited without a trusted key, or unreadable, hides that tool, logged with its
+    cause; the other tools are still listed and callable."""
     monkeypatch.setenv("TOOLSMITH_HOME", str(tmp_path / "home"))
     r = Registry(tmp_path / "reg")
-    r.publish(make_spec(), code_for("add_ints"), passing_report(), provenance())
-    (r.path / "index" / "add_ints.json").write_text("{not json")
+    for name in ("add_ints", "edited_tool", "unreadable_tool"):
+        r.publish(make_spec(name), code_for(name), passing_report(), provenance())
+    edit_record(r, "edited_tool", "0.1.0", None, yanked=True)
+    (r.path / "index" / "unreadable_tool.json").write_text("{not json")
+    errlog = tmp_path / "stderr.log"
 
-    async def body(client: Client) -> MCPError:
-        with pytest.raises(MCPError) as e:
-            await client.list_tools()
-        return e.value
+    async def body(client: Client) -> tuple[list[str], str]:
+        listed = await client.list_tools()
+        result = await client.call_tool("add_ints", {"a": 2, "b": 3})
+        return [t.name for t in listed.tools], text(result)
 
-    error = with_client(r, body)
-    assert error.code == mcp_types.INTERNAL_ERROR
-    assert str(error).startswith("CorruptRegistryError: index of 'add_ints' in ")
-    assert "fix: restore index/add_ints.json from a copy" in str(error)
+    assert with_client(r, body, errlog=errlog) == (["add_ints"], "5")
+    logged = [json.loads(line) for line in errlog.read_text().splitlines()]
+    withheld = {e["tool"]: e["error"] for e in logged if e["event"] == "mcp.tool_withheld"}
+    assert withheld.keys() == {"edited_tool", "unreadable_tool"}
+    assert withheld["edited_tool"].startswith("SignatureError")
+    assert withheld["unreadable_tool"].startswith("CorruptRegistryError")
 
 
 def test_streamable_http_transport(reg: Registry) -> None:

@@ -58,9 +58,14 @@ class ToolServer:
         self._closed = False
 
     def _live(self) -> list[VersionRecord]:
-        return [
-            r for r in self.registry.list() if not r.yanked and r.status == VersionStatus.PUBLISHED
-        ]
+        """Published, unyanked records; a tool whose index does not read or verify is left out
+        and logged, so one damaged index cannot empty the listing."""
+
+        def withhold(name: str, error: ToolsmithError) -> None:
+            log.warning("mcp.tool_withheld", tool=name, error=f"{type(error).__name__}: {error}")
+
+        records = self.registry.list(on_error=withhold)
+        return [r for r in records if not r.yanked and r.status == VersionStatus.PUBLISHED]
 
     def _refusal(self, tool: VerifiedTool) -> str | None:
         """Why this server's runtime cannot run ``tool``, or None if it can."""
