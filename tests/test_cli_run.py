@@ -8,8 +8,13 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+from toolsmith.cli.run import parse_args
+from toolsmith.errors import UsageError
+from toolsmith.spec import ToolSpec
 
 CURATED = Path(__file__).resolve().parent.parent / "registry"
 
@@ -101,3 +106,47 @@ def test_default_runtime_is_docker(registry: Path) -> None:
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     assert out["runtime"] == "docker" and out["result"] == "hello-world"
+
+
+def spec_with_params(properties: dict[str, Any]) -> ToolSpec:
+    return ToolSpec.parse(
+        {
+            "name": "tool",
+            "description": "d",
+            "parameters": {
+                "type": "object",
+                "properties": properties,
+                "$defs": {"mode": {"enum": ["fast", "slow"]}},
+            },
+            "returns": {},
+        }
+    )
+
+
+@pytest.mark.parametrize(
+    ("schema", "raw", "value"),
+    [
+        (True, "3", 3),
+        (True, "hello", "hello"),
+        ({}, "[1, 2]", [1, 2]),
+        ({"type": ["string", "null"]}, "hello", "hello"),
+        ({"type": ["string", "null"]}, "null", None),
+        ({"enum": ["fast", "slow"]}, "fast", "fast"),
+        ({"$ref": "#/$defs/mode"}, "slow", "slow"),
+        ({"anyOf": [{"type": "integer"}, {"type": "string"}]}, "7", 7),
+        ({"anyOf": [{"type": "integer"}, {"type": "string"}]}, "seven", "seven"),
+        ({"type": "string"}, "123", "123"),
+        ({"type": "integer"}, "12", 12),
+        ({"type": "array", "items": {"type": "string"}}, '["a"]', ["a"]),
+    ],
+)
+def test_arg_is_typed_by_its_schema(schema: Any, raw: str, value: Any) -> None:
+    """JSON when it fits the parameter's schema, the text as typed when that fits instead."""
+    spec = spec_with_params({"x": schema})
+    assert parse_args(spec, [f"x={raw}"], None) == {"x": value}
+
+
+def test_arg_that_is_neither_json_nor_a_fitting_string_is_a_usage_error() -> None:
+    """An integer parameter given text names the parameter and how to write it."""
+    with pytest.raises(UsageError, match="x is integer, not a string"):
+        parse_args(spec_with_params({"x": {"type": "integer"}}), ["x=abc"], None)

@@ -12,7 +12,7 @@ from rich.pretty import Pretty
 from toolsmith.cli._common import JsonOpt, RegistryOpt, console, emit
 from toolsmith.errors import UsageError
 from toolsmith.registry import Registry
-from toolsmith.spec import ToolSpec
+from toolsmith.spec import ToolSpec, schema_errors
 
 
 class RuntimeChoice(StrEnum):
@@ -21,7 +21,12 @@ class RuntimeChoice(StrEnum):
 
 
 def parse_args(spec: ToolSpec, pairs: list[str], args_json: str | None) -> dict[str, Any]:
-    """``key=value`` pairs typed by the parameter schema (strings stay strings) over --args-json."""
+    """``key=value`` pairs typed by the parameter schema over --args-json.
+
+    A value is JSON when that parses and fits the parameter's schema; otherwise the text as
+    typed, when that fits (``--arg text=123`` for a string, ``--arg mode=fast`` for an enum or a
+    nullable string). A plain string parameter always takes the text as typed.
+    """
     args: dict[str, Any] = {}
     if args_json is not None:
         try:
@@ -41,17 +46,38 @@ def parse_args(spec: ToolSpec, pairs: list[str], args_json: str | None) -> dict[
                 f"{spec.name} has no parameter {key!r}",
                 hint=f"its parameters are: {', '.join(props) or 'none'}",
             )
-        if props[key].get("type") == "string":
-            args[key] = raw
-            continue
-        try:
-            args[key] = json.loads(raw)
-        except json.JSONDecodeError:
-            raise UsageError(
-                f"--arg {key}={raw!r}: {key} is {props[key].get('type', 'JSON')}, not a string",
-                hint="write it as JSON, e.g. --arg n=3 or --arg tags='[\"a\"]'",
-            ) from None
+        args[key] = _typed(spec.parameters, key, raw)
     return args
+
+
+def _typed(parameters: dict[str, Any], key: str, raw: str) -> Any:
+    """One --arg value: JSON if it parses and fits, else the raw text if that fits."""
+    sub = parameters["properties"][key]
+    if not isinstance(sub, dict):  # a boolean subschema: any value (or none) is meant
+        return _json_or(raw, raw)
+    if sub.get("type") == "string":
+        return raw
+    # Keep the root's definitions in scope, so a "$ref": "#/$defs/..." still resolves.
+    schema = {k: v for k, v in parameters.items() if k in ("$defs", "definitions")} | sub
+    missing = object()
+    value = _json_or(raw, missing)
+    if value is not missing and not schema_errors(schema, value):
+        return value
+    if not schema_errors(schema, raw):
+        return raw
+    if value is not missing:
+        return value  # the call's own schema check names what is wrong with it
+    raise UsageError(
+        f"--arg {key}={raw!r}: {key} is {sub.get('type', 'JSON')}, not a string",
+        hint="write it as JSON, e.g. --arg n=3 or --arg tags='[\"a\"]'",
+    )
+
+
+def _json_or(raw: str, default: Any) -> Any:
+    try:
+        return json.loads(raw)
+    except (json.JSONDecodeError, RecursionError):
+        return default
 
 
 def run(
