@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from toolsmith import SpecError, ToolSpec
+from toolsmith.testgen import generate_tests
 
 BASE: dict[str, Any] = {
     "name": "slugify",
@@ -157,3 +158,40 @@ def test_deep_nesting_is_a_spec_error_not_a_recursion_error() -> None:
         ToolSpec.parse(spec_with(returns=schema, examples=[]))
     with pytest.raises(SpecError, match="nested too deeply"):
         ToolSpec.parse(spec_with(examples=[{"args": {"text": "a"}, "returns": value}]))
+
+
+DATE_SPEC = """
+name: days_until
+description: Days from today until a date.
+parameters:
+  type: object
+  properties:
+    when: {description: an ISO date}
+  required: [when]
+returns: {type: integer}
+examples:
+  - {args: {when: 2030-01-01}, returns: 1}
+"""
+
+
+@pytest.mark.parametrize(
+    ("changes", "fragment"),
+    [
+        ({"examples": [{"args": {"text": "\ud800"}, "returns": "x"}]}, "lone surrogate"),
+        ({"examples": [{"args": {"text": "a"}, "returns": "\udfff"}]}, "lone surrogate"),
+        ({"returns": {}, "examples": [{"args": {"text": "a"}, "returns": float("nan")}]}, "NaN"),
+        ({"returns": {"description": "\ud800"}}, "returns holds a lone surrogate"),
+    ],
+)
+def test_examples_and_schemas_must_be_json_data(changes: dict[str, Any], fragment: str) -> None:
+    """Values JSON cannot carry are refused when the spec is validated, not at test time."""
+    with pytest.raises(SpecError, match=fragment):
+        ToolSpec.parse(spec_with(**changes))
+
+
+def test_unquoted_yaml_date_is_a_spec_error_naming_the_fix() -> None:
+    """YAML reads 2030-01-01 as a date, which no JSON test can carry: quote it."""
+    with pytest.raises(SpecError, match="quote dates"):
+        ToolSpec.from_text(DATE_SPEC)
+    quoted = ToolSpec.from_text(DATE_SPEC.replace("2030-01-01", "'2030-01-01'"))
+    assert generate_tests(quoted).expected == 2

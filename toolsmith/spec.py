@@ -43,7 +43,28 @@ _Validator = jsonschema.Draft202012Validator
 TOO_DEEP = "is nested too deeply (or refers to itself) to be checked"
 
 
+def json_problem(value: Any) -> str | None:
+    """Why ``value`` is not plain JSON data (which specs are hashed, signed and shipped as), or
+    None. YAML dates, NaN, lone surrogates and non-string keys all slip past a schema check."""
+    try:
+        text = json.dumps(value, ensure_ascii=False, allow_nan=False)
+        text.encode("utf-8")
+        same = json.loads(text) == value
+    except UnicodeEncodeError:
+        return "holds a lone surrogate, which UTF-8 cannot encode"
+    except RecursionError:
+        return TOO_DEEP
+    except TypeError as e:
+        return f"is not JSON data: {e} (in YAML, quote dates and times)"
+    except ValueError as e:
+        return f"is not JSON data: {e} (NaN and infinities are not JSON)"
+    return None if same else "changes in a JSON round trip (keys must be strings, no tuples)"
+
+
 def _check_schema(schema: dict[str, Any], where: str) -> None:
+    problem = json_problem(schema)
+    if problem is not None:
+        raise ValueError(f"{where} {problem}")
     try:
         _Validator.check_schema(schema)
     except jsonschema.SchemaError as e:
@@ -149,6 +170,10 @@ class Example(BaseModel):
             raise ValueError("an example needs exactly one of 'returns' or 'raises'")
         if self.raises is not None and not IDENT_RE.match(self.raises):
             raise ValueError(f"'raises' must be an exception class name, got {self.raises!r}")
+        for field, value in (("args", self.args), ("returns", self.returns)):
+            problem = json_problem(value)
+            if problem is not None:
+                raise ValueError(f"example {field} {problem}")
         return self
 
     @model_serializer(mode="wrap")

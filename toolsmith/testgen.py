@@ -342,7 +342,8 @@ def generate_tests(
     expected = 0
     for i, ex in enumerate(spec.examples):
         template = EXAMPLE_RAISES if ex.expects_error else EXAMPLE_RETURNS
-        parts.append(template.format(i=i, args_short=_short(ex.args), exc=ex.raises))
+        args = ex.model_dump(mode="json")["args"]
+        parts.append(template.format(i=i, args_short=_short(args), exc=ex.raises))
         expected += 1
     if spec.properties or generic:
         parts.append(GENERATED.format(contract=generic))
