@@ -215,6 +215,24 @@ def test_non_allowlisted_stdlib_import_is_not_restricted_eligible() -> None:
     assert [f.rule for f in report.findings] == ["restricted-import"]
 
 
+@pytest.mark.parametrize(
+    "code",
+    [
+        "import functools\n\ndef tool(text):\n    return functools.update_wrapper(text, text)\n",
+        "from functools import wraps\n\ndef tool(text):\n    return wraps\n",
+        "import operator as op\n\ndef tool(text):\n    return op.attrgetter('upper')(text)\n",
+        "import collections.abc\n\ndef tool(text):\n    return collections.abc.sys\n",
+    ],
+    ids=["update_wrapper", "from-import", "aliased module", "submodule"],
+)
+def test_names_outside_the_restricted_allowlist_are_not_restricted_eligible(code: str) -> None:
+    """An allowlisted module offers only its vetted names; using another rules restricted out."""
+    report = analyze(code, make_spec())
+    assert not report.restricted_eligible
+    assert "restricted-import" in rules_of(report.findings)
+    assert any("does not offer" in f.message for f in report.findings)
+
+
 def test_spec_with_capabilities_is_not_restricted_eligible() -> None:
     """Declaring any capability rules out the restricted runtime, whatever the code does."""
     report = analyze(PURE, make_spec(capabilities=["env:HOME"]))

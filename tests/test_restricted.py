@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections.abc
 import json
 import urllib.request  # noqa: F401  (loaded in the host, so the runtime must withhold it)
 from typing import Any
@@ -261,6 +262,94 @@ def test_runtime_guards_hold_without_the_policy_gate(code: str, needle: str) -> 
         unchecked(code)()
 
 
+# functools.update_wrapper reads ``wrapped.<name>`` for each name in ``updated`` without the
+# attribute guard; a namedtuple field named like the attribute hands the value to the tool.
+UPDATE_WRAPPER_ESCAPE = """\
+import collections
+import functools
+
+
+class Sink:
+    def __init__(self):
+        self.got = []
+
+    def update(self, value):
+        self.got.append(value)
+
+
+def grab(obj, name):
+    sink = Sink()
+    holder = collections.namedtuple("Holder", [name])(sink)
+    try:
+        functools.update_wrapper(holder, obj, assigned=(), updated=(name,))
+    except AttributeError:
+        pass
+    return sink.got[0]
+
+
+def frames():
+    yield 1
+
+
+def tool(x=None):
+    frame = grab(frames(), "gi" + "_frame")
+    return str(grab(frame, "f" + "_globals").keys())
+"""
+
+WRAPS_ESCAPE = UPDATE_WRAPPER_ESCAPE.replace(
+    "functools.update_wrapper(holder, obj, assigned=(), updated=(name,))",
+    "functools.wraps(obj, assigned=(), updated=(name,))(holder)",
+)
+
+
+@pytest.mark.parametrize(
+    "code", [UPDATE_WRAPPER_ESCAPE, WRAPS_ESCAPE], ids=["update_wrapper", "wraps"]
+)
+def test_attribute_reads_by_name_in_functools_are_withheld(code: str) -> None:
+    """Neither the policy gate nor the runtime lets a tool read attributes through functools."""
+    with pytest.raises(PolicyError, match="cannot run in the restricted runtime"):
+        load_restricted(make_spec(), code)
+    with pytest.raises(ToolExecutionError):  # the tool swallows the refusal, then finds nothing
+        unchecked(code)()
+
+
+@pytest.mark.parametrize(
+    ("module", "name"),
+    [
+        ("operator", "attrgetter"),
+        ("operator", "methodcaller"),
+        ("operator", "setitem"),
+        ("functools", "singledispatch"),
+        ("functools", "RLock"),
+        ("statistics", "repeat"),
+        ("base64", "main"),
+        ("decimal", "DefaultContext"),
+        ("hashlib", "algorithms_available"),
+        ("urllib.parse", "uses_netloc"),
+        ("re", "purge"),
+        ("collections.abc", "sys"),
+    ],
+)
+def test_only_vetted_module_names_are_offered(module: str, name: str) -> None:
+    """Each module offers an allowlist of vetted names, not everything that is not denied."""
+    code = f"import {module}\n\ndef tool(x=None):\n    return {module}.{name}\n"
+    with pytest.raises(PolicyError, match="cannot run in the restricted runtime"):
+        load_restricted(make_spec(), code)
+    with pytest.raises(ToolExecutionError, match=rf"{module}\.{name} is (not available|a module)"):
+        unchecked(code)()
+
+
+def test_abstract_base_classes_cannot_be_registered_with() -> None:
+    """ABC registration is process-wide: a tool must not make int a Mapping for the host."""
+    code = (
+        "import collections.abc\n\nclass Mine(collections.abc.Mapping):\n    pass\n\n"
+        "def tool(x=None):\n    Mine.register(int)\n    return 1\n"
+    )
+    with pytest.raises(ToolExecutionError, match='"register" is not accessible'):
+        load_restricted(make_spec(), code)()
+    assert not isinstance(1, collections.abc.Mapping)
+
+
 @pytest.mark.parametrize(
     "expression",
     [
@@ -290,8 +379,10 @@ def test_userstring_format_is_blocked() -> None:
 def test_string_formatter_is_withheld() -> None:
     """string.Formatter cannot be imported from the restricted runtime."""
     code = "from string import Formatter\n\ndef tool(x=None):\n    return 1\n"
-    with pytest.raises(ToolExecutionError, match=r"string\.Formatter is not available"):
+    with pytest.raises(PolicyError, match=r"does not offer string\.Formatter"):
         load_restricted(make_spec(), code)
+    with pytest.raises(ToolExecutionError, match=r"string\.Formatter is not available"):
+        unchecked(code)
 
 
 def test_module_objects_cannot_be_modified() -> None:
@@ -305,8 +396,10 @@ def test_module_objects_cannot_be_modified() -> None:
 def test_decimal_context_is_withheld() -> None:
     """decimal.getcontext is unavailable, so a tool cannot change the host's decimal context."""
     code = "import decimal\n\ndef tool(x=None):\n    decimal.getcontext().prec = 1\n    return 1\n"
+    with pytest.raises(PolicyError, match=r"does not offer decimal\.getcontext"):
+        load_restricted(make_spec(), code)
     with pytest.raises(ToolExecutionError, match=r"decimal\.getcontext is not available"):
-        load_restricted(make_spec(), code)()
+        unchecked(code)()
 
 
 @pytest.mark.parametrize(

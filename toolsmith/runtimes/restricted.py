@@ -24,6 +24,7 @@ import operator
 import statistics
 import threading
 import time
+from abc import ABCMeta
 from collections.abc import Callable, Mapping
 from types import CodeType, ModuleType
 from typing import Any, NamedTuple, cast
@@ -45,24 +46,11 @@ from toolsmith.errors import (
     ToolTimeoutError,
 )
 from toolsmith.log import get_logger
-from toolsmith.policy import RESTRICTED_MODULES, analyze
+from toolsmith.policy import RESTRICTED_MODULES, RESTRICTED_NAMES, analyze
 from toolsmith.spec import ToolSpec
 from toolsmith.validation import Contract
 
 log = get_logger(__name__)
-
-# Names inside allowlisted modules that reach outside the restrictions: attribute getters that
-# skip ``_getattr_``, string formatters that walk attributes, functions that evaluate annotation
-# strings unrestricted, host-wide state (decimal contexts) and iterators that never end in C.
-_DENIED_NAMES: dict[str, frozenset[str]] = {
-    "operator": frozenset({"attrgetter", "methodcaller"}),
-    "string": frozenset({"Formatter"}),
-    "functools": frozenset({"singledispatch", "singledispatchmethod"}),
-    "decimal": frozenset(
-        {"setcontext", "getcontext", "DefaultContext", "BasicContext", "ExtendedContext"}
-    ),
-    "itertools": frozenset({"count", "cycle", "repeat"}),
-}
 
 # Attribute names refused on every object: frame and code access, and the formatting methods
 # whose replacement fields walk attributes (``"{0.__class__}".format(x)``) outside any guard.
@@ -139,7 +127,11 @@ class _DeadlineExceeded(BaseException):
 def _guarded_getattr(ob: Any, name: str, default: Any = _RAISE) -> Any:
     if type(name) is not str:
         raise TypeError("attribute name must be a str")
-    if name[:1] == "_" or name in _BLOCKED_ATTRS:
+    if (
+        name[:1] == "_"
+        or name in _BLOCKED_ATTRS
+        or (name == "register" and isinstance(ob, ABCMeta))
+    ):
         raise AttributeError(f'"{name}" is not accessible in the restricted runtime')
     value = getattr(ob, name) if default is _RAISE else getattr(ob, name, default)
     if isinstance(value, ModuleType):
@@ -164,7 +156,8 @@ def _inplacevar(op: str, target: Any, value: Any) -> Any:
 
 
 class _ModuleView:
-    """What a tool sees of an allowlisted module: public, non-module names minus denied ones.
+    """What a tool sees of an allowlisted module: its vetted names (``RESTRICTED_NAMES``) and
+    allowlisted submodules, nothing else.
 
     ``from m import x`` reads attributes without ``_getattr_``, so the view enforces the same
     rules itself. A view of a package that is not itself allowed (``urllib`` for
@@ -174,20 +167,19 @@ class _ModuleView:
     def __init__(self, module: ModuleType, views: _Views) -> None:
         self.__module = module
         self.__views = views
-        self.__transit = module.__name__ not in RESTRICTED_MODULES
-        self.__denied = _DENIED_NAMES.get(module.__name__, frozenset())
+        self.__allowed = RESTRICTED_NAMES.get(module.__name__, frozenset())
 
     def __getattr__(self, name: str) -> Any:
         qualified = f"{self.__module.__name__}.{name}"
-        if name.startswith("_") or name in self.__denied:
+        if name not in self.__allowed and qualified not in RESTRICTED_MODULES:
+            if isinstance(getattr(self.__module, name, None), ModuleType):
+                raise AttributeError(f"{qualified} is a module the restricted runtime withholds")
             raise AttributeError(f"{qualified} is not available in the restricted runtime")
         value = getattr(self.__module, name)
         if isinstance(value, ModuleType):
-            if value.__name__ not in RESTRICTED_MODULES:
+            if value.__name__ != qualified:
                 raise AttributeError(f"{qualified} is a module the restricted runtime withholds")
-            value = self.__views.get(value.__name__)
-        elif self.__transit:
-            raise AttributeError(f"{qualified} is not available in the restricted runtime")
+            value = self.__views.get(qualified)
         self.__dict__[name] = value  # later lookups skip __getattr__
         return value
 
