@@ -138,3 +138,23 @@ def test_self_referencing_design_is_reasked_not_a_recursion_error() -> None:
     assert answer.spec is not None and answer.spec.name == "slugify"
     assert "$ref cycle" in srv.requests[1]["messages"][-1]["content"]
     assert "nested too deeply" in srv.requests[2]["messages"][-1]["content"]
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        f"Here is the implementation:\n```Python\n{SLUGIFY}```\n",
+        f"```python3\n{SLUGIFY}```",
+        f"```py3.12\n{SLUGIFY}```",
+        f"```PY\n{SLUGIFY}```",
+        f"~~~python\n{SLUGIFY}~~~\n",
+        f"````python\n{SLUGIFY}````",
+        f"Sure:\r\n```python\r\n{SLUGIFY.replace(chr(10), chr(13) + chr(10))}```\r\n",
+        f"Here you go:\n```python\n{SLUGIFY}",
+        f'```json\n{{"a": 1}}\n```\nthen\n```\n{SLUGIFY}```',
+    ],
+    ids=["Python", "python3", "py3.12", "PY", "tilde", "four", "crlf", "unclosed", "json-first"],
+)
+def test_fenced_code_is_found_in_its_many_spellings(answer: str) -> None:
+    """Labels in any case and version, tildes, CRLF and an unclosed last fence all extract."""
+    assert extract_code(answer, "slugify") == SLUGIFY

@@ -176,3 +176,16 @@ def test_provenance_digests_every_prompt_of_every_stage(
     expected = ["sha256:" + hashlib.sha256(m.encode()).hexdigest() for m in sent]
     assert registry.resolve("add_ints").provenance.prompt_digests == expected
     assert len(expected) == 4
+
+
+def test_answer_without_a_code_block_is_told_how_to_answer(registry: Registry) -> None:
+    """Prose read as code fails to parse; the feedback asks for one ```python block."""
+    prose = {"reply": "I would add a and b and return the sum.", "times": 2}
+    srv = ScriptedLLMServer({"steps": [prose]}).start()
+    llm = OpenAILLM(LLMConfig(base_url=srv.base_url, model="scripted", max_retries=0))
+    try:
+        result = Toolsmith(registry, llm, NoSandbox()).build_from_spec(SPEC, None, FAST)  # type: ignore[arg-type]
+    finally:
+        srv.close()
+    assert result.attempts[0].verdict == AttemptVerdict.UNTESTABLE
+    assert "one ```python fenced block" in user_prompt(srv, 1)

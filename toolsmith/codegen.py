@@ -31,6 +31,12 @@ Rules:
   answer instead with one line starting with {conflict} and say exactly which parts conflict."""
 
 
+NO_FENCE = (
+    "Your answer held no ```python fenced block, so all of it was read as code. Answer with "
+    "the whole module in one ```python fenced block and nothing else."
+)
+
+
 @dataclass(frozen=True)
 class GeneratedCode:
     """What the model answered: code, or a claim that the spec contradicts itself."""
@@ -38,10 +44,37 @@ class GeneratedCode:
     code: str = ""
     conflict: str | None = None
     raw: str = ""
+    fenced: bool = True
+
+
+_OPENING = re.compile(r"[ \t]*(`{3,}|~{3,})[ \t]*([^\s`]*)[ \t]*")
+_PYTHON_LABEL = re.compile(r"(python|py)\d*(\.\d+)?", re.I)
 
 
 def _fence_blocks(text: str) -> list[str]:
-    return [m.group(1) for m in re.finditer(r"```[ \t]*(?:python|py)?[ \t]*\n(.*?)```", text, re.S)]
+    """The bodies of fenced blocks labelled python (any case, any version), py or nothing.
+
+    Backtick or tilde fences of three or more, CRLF or LF; a block the model never closed runs
+    to the end of the answer. Blocks in other languages are skipped whole.
+    """
+    blocks: list[str] = []
+    lines = text.splitlines()
+    i = 0
+    while i < len(lines):
+        opening = _OPENING.fullmatch(lines[i])
+        i += 1
+        if opening is None:
+            continue
+        fence, label = opening.groups()
+        closing = re.compile(rf"[ \t]*{re.escape(fence[0])}{{{len(fence)},}}[ \t]*")
+        body: list[str] = []
+        while i < len(lines) and not closing.fullmatch(lines[i]):
+            body.append(lines[i])
+            i += 1
+        i += 1  # past the closing fence
+        if not label or _PYTHON_LABEL.fullmatch(label):
+            blocks.append("\n".join(body) + "\n")
+    return blocks
 
 
 def extract_code(text: str, name: str) -> str:
@@ -101,4 +134,5 @@ def generate_code(
     stripped = text.strip()
     if stripped.startswith(SPEC_CONFLICT):
         return GeneratedCode(conflict=stripped[len(SPEC_CONFLICT) :].strip(), raw=text)
-    return GeneratedCode(code=extract_code(text, spec.name), raw=text)
+    fenced = bool(_fence_blocks(text))
+    return GeneratedCode(code=extract_code(text, spec.name), raw=text, fenced=fenced)

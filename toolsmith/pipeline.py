@@ -8,6 +8,7 @@ callback so the CLI can draw it and a library caller can ignore it.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import json
 import time
@@ -21,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from semantic_version import Version
 
 from toolsmith import __version__
-from toolsmith.codegen import SPEC_CONFLICT, code_problems, generate_code
+from toolsmith.codegen import NO_FENCE, SPEC_CONFLICT, code_problems, generate_code
 from toolsmith.constitution import (
     Constitution,
     constitution_tests,
@@ -362,6 +363,7 @@ class Toolsmith:
         with bound(build_id=build_id, tool=spec.name):
             for number in range(1, max_attempts + 1):
                 t0 = time.monotonic()
+                fenced = True
                 self._progress(Progress("generate", number, max_attempts))
                 if number > 1 or impl is None:
                     if llm is None:
@@ -392,8 +394,11 @@ class Toolsmith:
                                 continue
                         feedback, feedback_code, insisted = _conflict_feedback(conflict), None, True
                         continue
-                    code, insisted = gen.code, False
+                    code, fenced, insisted = gen.code, gen.fenced, False
                 checked = self._check(spec, code, opts, suites, number, max_attempts)
+                if checked.verdict == AttemptVerdict.UNTESTABLE and not fenced:
+                    # The answer had no code block and its prose was read as code.
+                    checked = dataclasses.replace(checked, failure=f"{checked.failure}\n{NO_FENCE}")
                 report, decision = checked.report, checked.decision
                 attempts.append(
                     AttemptRecord(
