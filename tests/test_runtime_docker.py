@@ -10,6 +10,7 @@ import textwrap
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import docker.errors
 import pytest
@@ -25,7 +26,7 @@ from toolsmith.errors import (
 )
 from toolsmith.loader import Tool, load_tool
 from toolsmith.registry import Registry
-from toolsmith.runtimes.docker import DockerTool
+from toolsmith.runtimes.docker import DockerTool, load_docker
 from toolsmith.sandbox import Limits, connect
 from toolsmith.spec import ToolSpec
 
@@ -371,3 +372,53 @@ def test_result_is_checked_against_the_returns_schema(hostile_registry: Registry
         pytest.raises(ToolExecutionError, match="does not match the returns schema"),
     ):
         tool(action="x")
+
+
+PLANT_SPEC = {
+    "name": "plant",
+    "description": "Writes into the process it was forked from, then reports what it found.",
+    "parameters": {
+        "type": "object",
+        "properties": {"text": {"type": "string"}},
+        "required": ["text"],
+    },
+    "returns": {},
+}
+
+# A call child writes into its parent's (the zygote's) memory; every later call is forked from
+# that memory, so what one call planted there would be what the next call starts with.
+PLANT = r"""
+import os
+import sys
+
+BOX = "................................................................"
+
+
+def plant(text):
+    previous = BOX.rstrip(".")
+    data = text.encode()[:63].ljust(64, b".")
+    where = id(BOX) + sys.getsizeof(BOX) - len(BOX) - 1
+    opened = {}
+    for pid in (os.getppid(), 1):
+        try:
+            with open(f"/proc/{pid}/mem", "r+b", buffering=0) as mem:
+                mem.seek(where)
+                mem.write(data)
+            opened[str(pid)] = "written"
+        except OSError as e:
+            opened[str(pid)] = type(e).__name__
+    return {"previous": previous, "opened": opened}
+"""
+
+
+def test_a_call_cannot_write_into_the_zygote(sandbox_image: Any) -> None:
+    """The zygote and serve are not dumpable: a call cannot open their memory, and nothing one
+    call plants is seen by the next."""
+    tool = load_docker(ToolSpec.parse(PLANT_SPEC), PLANT, image=sandbox_image)
+    try:
+        first = tool(text="secret of call one")
+        second = tool(text="call two")
+    finally:
+        tool.close()
+    assert first["previous"] == second["previous"] == ""
+    assert "written" not in first["opened"].values(), first

@@ -13,6 +13,7 @@ Pipe messages are ``<length>\\n<bytes>``; an empty argument message asks for a l
 import ast
 import builtins
 import contextlib
+import ctypes
 import gc
 import importlib
 import json
@@ -32,6 +33,15 @@ NO_PREIMPORT = frozenset(
 )
 CONTROL_FD = 3
 LOAD_FD = 4
+PR_SET_DUMPABLE = 4
+
+
+def set_dumpable(on: bool) -> None:
+    """Off in the zygote: a call's process (same uid) may then not ptrace it or open its
+    /proc/<pid>/mem, so it cannot plant anything the next call's fork would start with."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_DUMPABLE, int(on), 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_DUMPABLE) failed")
 
 
 def read_message(fd: int) -> bytes | None:
@@ -100,6 +110,7 @@ class Tool:
             os.closerange(CONTROL_FD, low)
             os.closerange(low + 1, high)
             os.closerange(high + 1, 1 << 16)
+            set_dumpable(True)  # /proc/self is ours again; the zygote stays closed to us
             with contextlib.suppress(OSError), open("/proc/self/oom_score_adj", "w") as f:
                 f.write("1000")
             # Fault in (copy-on-write) the pages every call touches, while no call is waiting.
@@ -208,6 +219,7 @@ def main() -> None:
     control = socket.socket(fileno=CONTROL_FD)
     with contextlib.suppress(OSError), open("/proc/self/oom_score_adj", "w") as f:
         f.write("500")
+    set_dumpable(False)
     os.chdir("/")
     load = read_message(LOAD_FD)
     os.close(LOAD_FD)
