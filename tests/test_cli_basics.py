@@ -63,3 +63,16 @@ def test_bad_build_options_are_usage_errors(tmp_path: Path) -> None:
     latin1 = run("build", "--spec", str(spec), "--impl", str(impl))
     assert latin1.returncode == 2 and "not UTF-8" in latin1.stderr
     assert "Traceback" not in bad_version.stderr + latin1.stderr
+
+
+def test_policy_check_of_a_non_utf8_code_file_is_one_line(tmp_path: Path) -> None:
+    """`policy check` on a Latin-1 file says it is not UTF-8 (exit 2), not a traceback."""
+    spec = tmp_path / "s.yaml"
+    spec.write_text(
+        "name: one\ndescription: d\nparameters: {type: object}\nreturns: {type: string}\n"
+    )
+    code = tmp_path / "one.py"
+    code.write_bytes(b"def one():\n    return '\xe9'\n")
+    r = run("policy", "check", str(spec), str(code))
+    assert r.returncode == 2, r.stderr
+    assert "not UTF-8" in r.stderr and "Traceback" not in r.stderr

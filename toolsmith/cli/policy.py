@@ -10,9 +10,9 @@ from rich.table import Table
 
 from toolsmith.cli._common import JsonOpt, console, emit
 from toolsmith.constitution import load_constitution, policy_rules
-from toolsmith.errors import PolicyError, UsageError
+from toolsmith.errors import PolicyError
 from toolsmith.policy import analyze, evaluate_policy, load_policy
-from toolsmith.spec import ToolSpec
+from toolsmith.spec import ToolSpec, read_text
 
 app = typer.Typer(help="Show the capability policy and constitution; check a tool.")
 
@@ -83,12 +83,7 @@ def check(
 ) -> None:
     """Analyse an implementation and decide: allow, needs_approval or deny (exit 8)."""
     tool = ToolSpec.from_file(spec)
-    try:
-        source = code.read_text(encoding="utf-8")
-    except OSError as e:
-        raise UsageError(
-            f"cannot read code file {code}: {e.strerror}", hint="check the path"
-        ) from None
+    source = read_text(code, "code file")
     rules = policy_rules(load_constitution(constitution))
     decision = evaluate_policy(tool, analyze(source, tool, rules=rules), load_policy(policy))
     if decision.decision == "deny" and not as_json:
