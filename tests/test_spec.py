@@ -195,3 +195,37 @@ def test_unquoted_yaml_date_is_a_spec_error_naming_the_fix() -> None:
         ToolSpec.from_text(DATE_SPEC)
     quoted = ToolSpec.from_text(DATE_SPEC.replace("2030-01-01", "'2030-01-01'"))
     assert generate_tests(quoted).expected == 2
+
+
+@pytest.mark.parametrize(
+    ("changes", "fragment"),
+    [
+        ({"name": "slugify\n"}, "snake_case"),
+        ({"raises": ["ValueError\n"]}, "not an exception class name"),
+        ({"capabilities": ["env:FOO\n"]}, "not recognised"),
+        ({"capabilities": ["subprocess\n"]}, "not recognised"),
+        ({"capabilities": ["fs:read:/data/[abc]"]}, "not recognised"),
+        ({"capabilities": ["fs:read:/data/a\tb"]}, "not recognised"),
+        ({"capabilities": ["fs:write:/tmp/x\x7f"]}, "not recognised"),
+        (
+            {"parameters": {"type": "object", "properties": {"text\n": {"type": "string"}}}},
+            "not usable as a Python keyword argument",
+        ),
+        (
+            {"properties": [{"name": "p\n", "source": "def check(args, result):\n    pass\n"}]},
+            "identifier",
+        ),
+    ],
+)
+def test_trailing_newlines_and_odd_path_characters_are_refused(
+    changes: dict[str, Any], fragment: str
+) -> None:
+    """A trailing newline is not part of a name or a grant; paths hold no [ ] or controls."""
+    with pytest.raises(SpecError, match=fragment):
+        ToolSpec.parse(spec_with(**changes))
+
+
+def test_ordinary_capabilities_still_validate() -> None:
+    """The anchors refuse only what they should."""
+    caps = ["network:api.example.com:443", "fs:read:/data/in put.txt", "env:API_KEY", "subprocess"]
+    assert ToolSpec.parse(spec_with(capabilities=caps)).capabilities == caps

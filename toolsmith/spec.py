@@ -32,10 +32,13 @@ from pydantic import (
 
 from toolsmith.errors import SpecError
 
-NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
-IDENT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# Anchored with \Z, not $: "$" also matches before a trailing newline, so "env:FOO\n" passed.
+NAME_RE = re.compile(r"^[a-z][a-z0-9_]*\Z")
+IDENT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
+# Paths refuse control characters, and [ ] (character classes to the policy's fnmatch patterns).
 CAPABILITY_RE = re.compile(
-    r"^(network:[A-Za-z0-9.\-]+(:\d{1,5})?|fs:(read|write):/[^\0]*|env:[A-Z_][A-Z0-9_]*|subprocess)$"
+    r"^(network:[A-Za-z0-9.\-]+(:\d{1,5})?|fs:(read|write):/[^\x00-\x1f\x7f\[\]]*"
+    r"|env:[A-Z_][A-Z0-9_]*|subprocess)\Z"
 )
 _Validator = jsonschema.Draft202012Validator
 
