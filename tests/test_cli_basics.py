@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import toolsmith
+from toolsmith.testing import ScriptedLLMServer
+
+CLI = "from toolsmith.cli import main; main()"
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-c", "from toolsmith.cli import main; main()", *args],
+        [sys.executable, "-c", CLI, *args],
         capture_output=True,
         text=True,
         timeout=60,
@@ -76,3 +80,63 @@ def test_policy_check_of_a_non_utf8_code_file_is_one_line(tmp_path: Path) -> Non
     r = run("policy", "check", str(spec), str(code))
     assert r.returncode == 2, r.stderr
     assert "not UTF-8" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_spec_schema_takes_json_like_every_data_command() -> None:
+    """`spec schema --json` prints the same JSON Schema instead of refusing the flag."""
+    r = run("spec", "schema", "--json")
+    assert r.returncode == 0, r.stderr
+    assert "name" in json.loads(r.stdout)["properties"]
+
+
+MARKUP = "Fetch [conceal]secret[/conceal] and [/] things [bold]now"
+NETWORK_SPEC = f"""
+name: fetch_it
+description: "{MARKUP}"
+parameters: {{type: object}}
+returns: {{type: integer}}
+capabilities: ["network:example.com"]
+"""
+
+
+def test_markup_in_data_is_printed_literally(tmp_path: Path) -> None:
+    """Brackets in a description, a policy rule id or a pattern neither crash nor hide text."""
+    spec = tmp_path / "s.yaml"
+    spec.write_text(NETWORK_SPEC)
+    code = tmp_path / "c.py"
+    code.write_text("def fetch_it():\n    return 1\n")
+    valid = run("spec", "validate", str(spec))
+    assert valid.returncode == 0, valid.stderr
+    assert MARKUP in valid.stdout
+    checked = run("policy", "check", str(spec), str(code))
+    assert checked.returncode == 0, checked.stderr
+    assert "[capabilities.needs_approval] capability network:example.com" in checked.stdout
+    policy = tmp_path / "policy.toml"
+    policy.write_text(
+        '[capabilities]\nallow = ["fs:read:/data/[ab]*"]\nneeds_approval = []\ndeny = []\n'
+        'default = "needs_approval"\n'
+    )
+    shown = run("policy", "show", "--policy", str(policy))
+    assert shown.returncode == 0, shown.stderr
+    assert "fs:read:/data/[ab]*" in shown.stdout
+
+
+def test_build_table_prints_model_text_literally(tmp_path: Path) -> None:
+    """A model's conflict report with [/] and [conceal] shows in the attempts table as sent."""
+    spec = tmp_path / "s.yaml"
+    spec.write_text(
+        "name: one\ndescription: d\nparameters: {type: object}\nreturns: {type: integer}\n"
+    )
+    conflict = "example [/] breaks [conceal]p[/conceal]"
+    with ScriptedLLMServer({"steps": [{"reply": f"SPEC_CONFLICT: {conflict}"}]}) as srv:
+        llm = ["--base-url", srv.base_url, "--model", "m"]
+        reg = str(tmp_path / "reg")
+        r = subprocess.run(
+            [sys.executable, "-c", CLI, "build", "--spec", str(spec), "--registry", reg, *llm],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, "TOOLSMITH_HOME": str(tmp_path / "home"), "COLUMNS": "200"},
+        )
+    assert r.returncode == 7, r.stderr
+    assert conflict in r.stdout and "Traceback" not in r.stderr

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from pydantic import ValidationError
+from rich.markup import escape
 from rich.panel import Panel
 from rich.syntax import Syntax
 from rich.table import Table
@@ -40,10 +41,10 @@ def _progress(enabled: bool) -> Iterator[Callable[[Progress], None]]:
 
         def show(p: Progress) -> None:
             attempt = f" attempt {p.attempt}/{p.max_attempts}" if p.attempt else ""
-            detail = f": {p.detail}" if p.detail else ""
+            detail = f": {escape(p.detail)}" if p.detail else ""
             status.update(f"[bold]{p.stage}[/bold]{attempt}{detail}")
             if p.stage == "tested":
-                err_console.print(f"  attempt {p.attempt}/{p.max_attempts}: {p.detail}")
+                err_console.print(f"  attempt {p.attempt}/{p.max_attempts}: {escape(p.detail)}")
 
         yield show
 
@@ -56,25 +57,33 @@ def render_result(result: BuildResult) -> None:
         for a in result.attempts:
             colour = "green" if a.verdict == "passed" else "red"
             table.add_row(
-                str(a.number), f"[{colour}]{a.verdict}[/{colour}]", a.summary, f"{a.duration_s:.2f}"
+                str(a.number),
+                f"[{colour}]{a.verdict}[/{colour}]",
+                escape(a.summary),
+                f"{a.duration_s:.2f}",
             )
         console.print(table)
     if result.status == "reused":
-        console.print(f"[green]reused[/green] {result.reused} (use --force to build anew)")
+        console.print(
+            f"[green]reused[/green] {escape(result.reused or '')} (use --force to build anew)"
+        )
     elif result.status == "published":
         assert result.record is not None
         console.print(
-            f"[green]published[/green] {result.ref}  digest {result.record.digest[:19]}…  "
+            f"[green]published[/green] {escape(result.ref or '')}  "
+            f"digest {escape(result.record.digest[:19])}…  "
             f"signed by {', '.join(k[:12] for k in result.record.signers)}"
         )
     elif result.status == "pending_approval":
         assert result.record is not None
+        ref = escape(result.ref or "")
         console.print(
-            f"[yellow]pending approval[/yellow] {result.ref}: agents cannot load it until "
-            f"`toolsmith approve {result.ref}`\n{result.policy}"
+            f"[yellow]pending approval[/yellow] {ref}: agents cannot load it until "
+            f"`toolsmith approve {ref}`\n{escape(result.policy or '')}"
         )
     elif result.status == "dry_run":
-        console.print(f"[green]passed[/green] {result.spec.name if result.spec else ''} (dry run)")
+        name = result.spec.name if result.spec else ""
+        console.print(f"[green]passed[/green] {escape(name)} (dry run)")
     if result.tokens:
         t = result.tokens
         console.print(
@@ -189,11 +198,15 @@ def demo(
         if result.code:
             console.print(Syntax(result.code, "python", line_numbers=False))
         table = Table(
-            title=f"agent calls to {tool.ref} (docker runtime, verified {tool.digest[:12]})"
+            title=f"agent calls to {escape(tool.ref)} (docker runtime, verified {tool.digest[:12]})"
         )
         table.add_column("args")
         table.add_column("outcome")
         for call in calls:
-            outcome = repr(call["result"]) if "result" in call else f"[red]{call['error']}[/red]"
-            table.add_row(repr(call["args"]), outcome)
+            outcome = (
+                escape(repr(call["result"]))
+                if "result" in call
+                else f"[red]{escape(call['error'])}[/red]"
+            )
+            table.add_row(escape(repr(call["args"])), outcome)
         console.print(table)

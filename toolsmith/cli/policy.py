@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from toolsmith.cli._common import JsonOpt, console, emit
@@ -40,17 +41,17 @@ def show(policy: PolicyOpt = None, as_json: JsonOpt = False) -> None:
     loaded = load_policy(policy)
 
     def render() -> None:
-        table = Table(title=f"capability policy {loaded.source}")
+        table = Table(title=f"capability policy {escape(str(loaded.source))}")
         for col in ("section", "allow", "needs_approval", "deny", "default"):
             table.add_column(col)
         for name in ("capabilities", "imports", "dependencies"):
             section = getattr(loaded, name)
             table.add_row(
                 name,
-                "\n".join(section.allow),
-                "\n".join(section.needs_approval),
-                "\n".join(section.deny),
-                section.default,
+                escape("\n".join(section.allow)),
+                escape("\n".join(section.needs_approval)),
+                escape("\n".join(section.deny)),
+                escape(section.default),
             )
         console.print(table)
 
@@ -63,11 +64,13 @@ def constitution(constitution: ConstitutionOpt = None, as_json: JsonOpt = False)
     loaded = load_constitution(constitution)
 
     def render() -> None:
-        table = Table(title=f"constitution from {', '.join(loaded.sources)}")
+        table = Table(title=f"constitution from {escape(', '.join(loaded.sources))}")
         for col in ("id", "kind", "enabled", "reason"):
             table.add_column(col)
         for r in loaded.rules:
-            table.add_row(r.id, r.kind, "yes" if r.enabled else "no", r.reason)
+            table.add_row(
+                escape(r.id), escape(r.kind), "yes" if r.enabled else "no", escape(r.reason)
+            )
         console.print(table)
 
     emit(loaded, as_json, render)
@@ -88,6 +91,6 @@ def check(
     decision = evaluate_policy(tool, analyze(source, tool, rules=rules), load_policy(policy))
     if decision.decision == "deny" and not as_json:
         raise PolicyError(decision.text(), hint="fix the code or the spec, or change the policy")
-    emit(decision, as_json, lambda: console.print(decision.text(), soft_wrap=True))
+    emit(decision, as_json, lambda: console.print(decision.text(), soft_wrap=True, markup=False))
     if decision.decision == "deny":
         raise typer.Exit(PolicyError.exit_code)

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from toolsmith.cli._common import JsonOpt, console, emit
 from toolsmith.spec import ToolSpec, spec_json_schema
@@ -15,9 +16,10 @@ app = typer.Typer(help="Inspect and validate ToolSpecs.", no_args_is_help=True)
 
 
 @app.command("schema")
-def schema() -> None:
-    """Print the ToolSpec JSON Schema."""
-    typer.echo(json.dumps(spec_json_schema(), indent=2))
+def schema(as_json: JsonOpt = False) -> None:
+    """Print the ToolSpec JSON Schema: JSON either way, --json accepted like everywhere else."""
+    data = spec_json_schema()
+    emit(data, as_json, lambda: typer.echo(json.dumps(data, indent=2)))
 
 
 @app.command("validate")
@@ -30,5 +32,7 @@ def validate(
     emit(
         {"valid": True, "name": spec.name},
         as_json,
-        lambda: console.print(f"[green]valid[/green] {spec.name}: {spec.description}"),
+        lambda: console.print(
+            f"[green]valid[/green] {escape(spec.name)}: {escape(spec.description)}"
+        ),
     )
