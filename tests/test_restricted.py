@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import collections.abc
 import json
+import subprocess
+import sys
 import urllib.request  # noqa: F401  (loaded in the host, so the runtime must withhold it)
 from typing import Any
 
@@ -420,6 +422,92 @@ def test_runaway_loops_time_out(body: str) -> None:
     tool = load_restricted(make_spec(), "def tool(x=None):\n" + body, timeout_s=0.2)
     with pytest.raises(ToolTimeoutError, match=r"did not finish within 0.2 s"):
         tool()
+
+
+# Loops that run inside one C call: no planted tick is reached and the GIL is never released, so
+# a regression freezes the whole process. Each runs in a child process, killed if it hangs.
+C_LEVEL_LOOPS = {
+    "iter(callable, sentinel)": "    return any(iter(int, 1))\n",
+    "sum over a huge range": "    return sum(range(10 ** 18))\n",
+    "reversed huge range": "    return max(reversed(range(10 ** 18)))\n",
+    "float in a huge range": "    return 1.5 in range(10 ** 18)\n",
+    "itertools.product": (
+        "    import itertools\n    return max(itertools.product(range(10), repeat=30))\n"
+    ),
+    "itertools.permutations": (
+        "    import itertools\n    return max(itertools.permutations(range(30)))\n"
+    ),
+    "Counter.elements": (
+        "    import collections\n    return sum(collections.Counter({1: 10 ** 18}).elements())\n"
+    ),
+    "lambda called from C": (
+        "    seen = [0]\n    return any(map(lambda v: seen.append(v), seen))\n"
+    ),
+}
+
+_HANG_PROBE = """
+import sys
+from toolsmith.errors import ToolsmithError
+from toolsmith.runtimes.restricted import load_restricted
+from toolsmith.spec import ToolSpec
+
+spec = ToolSpec.parse({"name": "tool", "description": "d", "returns": {},
+                       "parameters": {"type": "object", "properties": {}}})
+try:
+    load_restricted(spec, sys.argv[1], timeout_s=0.3)()
+except ToolsmithError as e:
+    print(type(e).__name__, e)
+else:
+    print("returned")
+"""
+
+
+@pytest.mark.parametrize("body", C_LEVEL_LOOPS.values(), ids=C_LEVEL_LOOPS.keys())
+def test_loops_inside_one_c_call_still_stop_at_the_deadline(body: str) -> None:
+    """Endless or astronomically long C-level iteration is fed through ticking code."""
+    code = "def tool():\n" + body
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-c", _HANG_PROBE, code],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail("the call froze its process past the deadline")
+    assert proc.stdout.startswith("ToolTimeoutError"), proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize(
+    "expression",
+    [
+        "10 ** 10 ** 9",
+        "pow(7, 10 ** 9)",
+        "1 << 10 ** 12",
+        "math.factorial(10 ** 8)",
+        "math.comb(10 ** 9, 10 ** 8)",
+        "operator.pow(3, 10 ** 9)",
+    ],
+)
+def test_single_huge_integer_operations_are_refused(expression: str) -> None:
+    """Big-number operations that would take minutes inside one C call are refused up front."""
+    code = f"import math\nimport operator\n\ndef tool(x=None):\n    return {expression}\n"
+    with pytest.raises(ToolExecutionError, match="bits"):
+        load_restricted(make_spec(), code, timeout_s=5)()
+
+
+def test_long_ranges_still_act_like_ranges() -> None:
+    """A range too long for C loops still has len, indexing, slicing, membership and equality."""
+    code = (
+        "def tool(x=None):\n    r = range(0, 10 ** 18, 3)\n"
+        "    return [len(r), r[5], r[-1], 9 in r, 10 in r, r.index(12), r.count(3),\n"
+        "            len(r[::2]), r == range(0, 10 ** 18, 3), r.start, r.stop, r.step,\n"
+        "            list(r[:4]), list(reversed(r[:3])), bool(r), repr(r)]\n"
+    )
+    r = range(0, 10**18, 3)
+    expected = [len(r), 15, r[-1], True, False, 4, 1, len(r[::2]), True, 0, 10**18, 3]
+    expected += [[0, 3, 6, 9], [6, 3, 0], True, repr(r)]
+    assert load_restricted(make_spec(), code)() == expected
 
 
 def test_timed_out_tool_stays_usable() -> None:

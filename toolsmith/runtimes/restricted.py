@@ -7,11 +7,19 @@ loop body, function body and comprehension, and runs against guards that refuse 
 introspective attributes, module objects other than allowlisted ones, ``str.format``-style
 attribute walks, and writes to anything but plain containers and the tool's own objects.
 
+Loops inside one C call (``sum``, ``any``, ``max`` over an iterator) reach no tick and never
+release the GIL, so what could feed them for long iterates through ticking code instead:
+``iter(callable, sentinel)``, ranges over 100,000 items, itertools' combinatorics and
+``Counter.elements``; lambdas tick when called. ``**``, ``<<``, ``pow`` and ``math.factorial``/
+``comb``/``perm`` refuse an exact result of over 2**22 bits up front.
+
 Limits, by design: this is a fast path, not the security boundary (RestrictedPython has been
-escaped before; the Docker sandbox is the boundary). The time bound is cooperative, so work done
-inside one C call (``10 ** 10 ** 8``, a catastrophic regex, ``"x" * 10 ** 9``) is not interrupted,
-and memory is not bounded beyond what such a deadline gives. Arguments are passed as they are, not
-copied.
+escaped before; the Docker sandbox is the boundary). The time bound is cooperative, so other work
+done inside one C call is not interrupted: a catastrophic regex, multiplying integers already made
+huge (``int.from_bytes`` of a long buffer), ``"x" * 10 ** 10``, big numbers made inside the stdlib
+(``Fraction("1e99999999")``), a C loop over a list that grows as it goes (it ends when memory runs
+out). Stdlib code written in Python (``difflib`` on long inputs) does not tick either. Memory is not
+bounded beyond what the deadline gives. Arguments are passed as they are, not copied.
 """
 
 from __future__ import annotations
@@ -19,13 +27,18 @@ from __future__ import annotations
 import ast
 import builtins as builtins_module
 import importlib
+import itertools
 import json
+import math
 import operator
+import re
 import statistics
 import threading
 import time
 from abc import ABCMeta
-from collections.abc import Callable, Mapping
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from fractions import Fraction
 from types import CodeType, ModuleType
 from typing import Any, NamedTuple, cast
 
@@ -60,8 +73,8 @@ _BLOCKED_ATTRS = INSPECT_ATTRIBUTES | frozenset(
 
 # Builtins offered beyond RestrictedPython's ``safe_builtins``. The C-level iterating ones are
 # left out upstream because Zope's ``_getiter_`` does security checks; ours only keeps time, and
-# the planted ticks do that. Real ``range``/``list``/``tuple`` replace the ``limited_builtins``
-# versions (1000-element ranges, no ``list("abc")``) for the same reason.
+# the planted ticks do that. Real ``list``/``tuple`` (and per-tool ``range``/``iter``, see
+# ``_Ticker``) replace the ``limited_builtins`` versions (1000-element ranges, no ``list("abc")``).
 _EXTRA_BUILTINS: dict[str, Any] = {
     "all": all,
     "any": any,
@@ -72,14 +85,12 @@ _EXTRA_BUILTINS: dict[str, Any] = {
     "filter": filter,
     "format": format,
     "frozenset": frozenset,
-    "iter": iter,
     "list": list,
     "map": map,
     "max": max,
     "min": min,
     "next": next,
     "property": property,
-    "range": range,
     "reversed": reversed,
     "set": set,
     "sorted": sorted,
@@ -108,8 +119,8 @@ _INPLACE_OPS: dict[str, Callable[[Any, Any], Any]] = {
     "/=": operator.itruediv,
     "//=": operator.ifloordiv,
     "%=": operator.imod,
-    "**=": operator.ipow,
-    "<<=": operator.ilshift,
+    "**=": lambda a, b: _checked_pow(a, b, inplace=True),
+    "<<=": lambda a, b: _checked_lshift(a, b, inplace=True),
     ">>=": operator.irshift,
     "&=": operator.iand,
     "|=": operator.ior,
@@ -118,33 +129,273 @@ _INPLACE_OPS: dict[str, Callable[[Any, Any], Any]] = {
 }
 _PLAIN_CONTAINERS = (dict, list, set, bytearray)
 _RAISE = object()
+# Items a C loop (``sum``, ``any``, ``max`` ...) may take from a range without a deadline check:
+# a few milliseconds' worth. Longer ranges hand their items out through ticking code.
+_LONG_ITERATION = 100_000
+# The largest integer, in bits, one operation may make: about 0.2 s inside one C call.
+_MAX_INT_BITS = 1 << 22
+_LOG2_E = 1 / math.log(2)
+# Position of the ``flags`` argument of the ``re`` functions: ``re.DEBUG`` prints the parsed
+# pattern to the host's stdout (an MCP server's protocol channel), so it is refused.
+_RE_FLAGS_AT = {
+    "compile": 1,
+    "search": 2,
+    "match": 2,
+    "fullmatch": 2,
+    "findall": 2,
+    "finditer": 2,
+    "split": 3,
+    "sub": 4,
+    "subn": 4,
+}
 
 
 class _DeadlineExceeded(BaseException):
     """Raised by ``_tick_`` past the deadline; a BaseException so ``except Exception`` misses it."""
 
 
-def _guarded_getattr(ob: Any, name: str, default: Any = _RAISE) -> Any:
-    if type(name) is not str:
-        raise TypeError("attribute name must be a str")
-    if (
-        name[:1] == "_"
-        or name in _BLOCKED_ATTRS
-        or (name == "register" and isinstance(ob, ABCMeta))
-    ):
-        raise AttributeError(f'"{name}" is not accessible in the restricted runtime')
-    value = getattr(ob, name) if default is _RAISE else getattr(ob, name, default)
-    if isinstance(value, ModuleType):
-        raise AttributeError(f'"{name}" is a module; import it instead, if it is allowed')
-    return value
+def _log2(x: Any) -> float:
+    """log2 of the magnitude of an int or Fraction (the larger of its two parts); else 0."""
+    if isinstance(x, Fraction):
+        return max(_log2(x.numerator), _log2(x.denominator))
+    if isinstance(x, int) and x:
+        return math.log2(abs(x))
+    return 0.0
 
 
-def _guarded_hasattr(ob: Any, name: str) -> bool:
-    try:
-        _guarded_getattr(ob, name)
-    except AttributeError:
-        return False
-    return True
+def _integral(x: Any) -> int | None:
+    if isinstance(x, int):
+        return int(x)
+    if isinstance(x, Fraction) and x.denominator == 1:
+        return x.numerator
+    return None
+
+
+def _check_bits(bits: float, what: str) -> None:
+    if bits > _MAX_INT_BITS:
+        raise ValueError(
+            f"{what} would make a number of about {bits:.3g} bits; the restricted runtime allows "
+            f"{_MAX_INT_BITS} bits in one operation"
+        )
+
+
+def _pow(base: Any, exp: Any) -> Any:
+    """``base ** exp`` as the tool wrote it; the common small cases skip the full check."""
+    kind = type(exp)
+    if kind is float or type(base) is float:
+        return base**exp
+    if kind is int and type(base) is int and (exp <= 0 or base.bit_length() * exp <= _MAX_INT_BITS):
+        return base**exp
+    return _checked_pow(base, exp)
+
+
+def _checked_pow(base: Any, exp: Any, mod: Any = None, *, inplace: bool = False) -> Any:
+    """``base ** exp``, refused up front when an exact result would be huge (minutes in C)."""
+    n = _integral(exp)
+    if mod is None and n is not None and n > 0:
+        _check_bits(_log2(base) * n, "this power")
+    if inplace:
+        return operator.ipow(base, exp)
+    return pow(base, exp) if mod is None else pow(base, exp, mod)
+
+
+def _checked_lshift(value: Any, shift: Any, *, inplace: bool = False) -> Any:
+    if isinstance(value, int) and value and isinstance(shift, int) and shift > 0:
+        _check_bits(_log2(value) + shift, "this shift")
+    return operator.ilshift(value, shift) if inplace else value << shift
+
+
+def _lgamma_bits(*terms: tuple[int, int]) -> float:
+    return sum(sign * math.lgamma(n + 1) for sign, n in terms) * _LOG2_E
+
+
+def _checked_factorial(n: Any) -> int:
+    if isinstance(n, int) and n > 0:
+        _check_bits(_lgamma_bits((1, n)), "this factorial")
+    return math.factorial(n)
+
+
+def _checked_comb(n: Any, k: Any) -> int:
+    if isinstance(n, int) and isinstance(k, int) and 0 <= k <= n:
+        _check_bits(_lgamma_bits((1, n), (-1, k), (-1, n - k)), "this binomial coefficient")
+    return math.comb(n, k)
+
+
+def _checked_perm(n: Any, k: Any = None) -> int:
+    if isinstance(n, int) and n > 0 and (k is None or (isinstance(k, int) and 0 <= k <= n)):
+        _check_bits(_lgamma_bits((1, n), (-1, n - (n if k is None else k))), "this permutation")
+    return math.perm(n, k)
+
+
+def _without_re_debug(func: Callable[..., Any], at: int) -> Callable[..., Any]:
+    def checked(*args: Any, **kwargs: Any) -> Any:
+        flags = args[at] if len(args) > at else kwargs.get("flags", 0)
+        if isinstance(flags, int) and flags & re.DEBUG:
+            raise ValueError("re.DEBUG is not available in the restricted runtime")
+        return func(*args, **kwargs)
+
+    checked.__name__ = checked.__qualname__ = func.__name__
+    checked.__doc__ = func.__doc__
+    return checked
+
+
+# Stand-ins for allowlisted names whose real version could work unboundedly inside one C call or
+# write to the host's stdout. The itertools ones depend on the tool's deadline (``_Ticker``).
+_STATIC_ADAPTERS: dict[str, dict[str, Any]] = {
+    "math": {"factorial": _checked_factorial, "comb": _checked_comb, "perm": _checked_perm},
+    "operator": {
+        "pow": lambda a, b: _checked_pow(a, b),
+        "ipow": lambda a, b: _checked_pow(a, b, inplace=True),
+        "lshift": lambda a, b: _checked_lshift(a, b),
+        "ilshift": lambda a, b: _checked_lshift(a, b, inplace=True),
+    },
+    "re": {name: _without_re_debug(getattr(re, name), at) for name, at in _RE_FLAGS_AT.items()},
+}
+_TICKING_ITERTOOLS = ("product", "permutations", "combinations", "combinations_with_replacement")
+
+
+class _Ticker:
+    """One tool's deadline check, and what makes long loops inside one C call reach it.
+
+    ``sum``, ``any``, ``max``, ``sorted`` and friends loop in C: they never reach a planted tick
+    and never release the GIL, so an endless or astronomically long iterator under them would
+    freeze the whole process. Whatever hands out such iterators (``iter(callable, sentinel)``,
+    long ranges, itertools' combinatorics, ``Counter.elements``) goes through ``iterate``.
+    """
+
+    __slots__ = ("tick",)
+
+    def __init__(self, clock: _Clock) -> None:
+        monotonic = time.monotonic
+
+        def tick() -> bool:  # a closure over locals: it runs on every loop turn and call
+            if monotonic() > clock.deadline:
+                clock.expired = True
+                raise _DeadlineExceeded
+            return True
+
+        self.tick = tick
+
+    def iterate(self, iterable: Iterable[Any]) -> Iterator[Any]:
+        """The items of ``iterable`` through Python code that checks the deadline now and then."""
+        n = 0
+        for item in iterable:
+            n += 1
+            if n == 1024:
+                n = 0
+                self.tick()
+            yield item
+
+    def iter(self, obj: Any, *sentinel: Any) -> Iterator[Any]:
+        """``iter``; the two-argument form (endless while the callable misses the sentinel)
+        iterates ticking."""
+        if not sentinel:
+            return iter(obj)
+        return self.iterate(iter(obj, *sentinel))
+
+    def range(self, *args: Any) -> range | _LongRange:
+        whole = range(*args)
+        try:
+            short = len(whole) <= _LONG_ITERATION
+        except OverflowError:
+            short = False
+        return whole if short else _LongRange(whole, self)
+
+    def ticking(self, make: Callable[..., Iterable[Any]]) -> Callable[..., Iterator[Any]]:
+        def ticking(*args: Any, **kwargs: Any) -> Iterator[Any]:
+            return self.iterate(make(*args, **kwargs))
+
+        ticking.__name__ = ticking.__qualname__ = getattr(make, "__name__", "ticking")
+        ticking.__doc__ = make.__doc__
+        return ticking
+
+    def adapters(self) -> dict[str, dict[str, Any]]:
+        ticking = {name: self.ticking(getattr(itertools, name)) for name in _TICKING_ITERTOOLS}
+        return {**_STATIC_ADAPTERS, "itertools": ticking}
+
+    def getattr(self) -> Callable[..., Any]:
+        """The attribute guard: no private, introspective or module-valued attributes, no ABC
+        registration (process-wide), and ``Counter.elements`` iterating ticking."""
+        iterate = self.iterate
+
+        def guarded_getattr(ob: Any, name: str, default: Any = _RAISE) -> Any:
+            if type(name) is not str:
+                raise TypeError("attribute name must be a str")
+            if (
+                name[:1] == "_"
+                or name in _BLOCKED_ATTRS
+                or (name == "register" and isinstance(ob, ABCMeta))
+            ):
+                raise AttributeError(f'"{name}" is not accessible in the restricted runtime')
+            value = getattr(ob, name) if default is _RAISE else getattr(ob, name, default)
+            if isinstance(value, ModuleType):
+                raise AttributeError(f'"{name}" is a module; import it instead, if it is allowed')
+            if name == "elements":
+                if value is Counter.elements:
+                    return lambda counter: iterate(Counter.elements(counter))
+                if getattr(value, "__func__", None) is Counter.elements:
+                    return lambda: iterate(value())
+            return value
+
+        return guarded_getattr
+
+
+class _LongRange:
+    """A range too long to hand to a C loop: iterating it ticks; otherwise it acts as the range
+    does (len, indexing, slicing, ``in``, ``index``, ``count``, equality, start/stop/step)."""
+
+    __slots__ = ("_range", "_ticker")
+
+    def __init__(self, whole: range, ticker: _Ticker) -> None:
+        self._range = whole
+        self._ticker = ticker
+
+    start = property(lambda self: self._range.start)
+    stop = property(lambda self: self._range.stop)
+    step = property(lambda self: self._range.step)
+
+    def __iter__(self) -> Iterator[int]:
+        return self._ticker.iterate(self._range)
+
+    def __reversed__(self) -> Iterator[int]:
+        return self._ticker.iterate(reversed(self._range))
+
+    def __len__(self) -> int:
+        return len(self._range)
+
+    def __bool__(self) -> bool:
+        return bool(self._range)
+
+    def __getitem__(self, key: Any) -> Any:
+        item = self._range[key]
+        return self._ticker.range(item.start, item.stop, item.step) if type(item) is range else item
+
+    def __contains__(self, value: Any) -> bool:
+        if type(value) in (int, bool):
+            return value in self._range  # constant time; anything else is compared item by item
+        return any(item == value for item in self)
+
+    def index(self, value: Any) -> int:
+        if type(value) in (int, bool):
+            return self._range.index(value)
+        for i, item in enumerate(self):
+            if item == value:
+                return i
+        raise ValueError(f"{value!r} is not in range")
+
+    def count(self, value: Any) -> int:
+        if type(value) in (int, bool):
+            return self._range.count(value)
+        return sum(1 for item in self if item == value)
+
+    def __eq__(self, other: object) -> bool:
+        return self._range == (other._range if isinstance(other, _LongRange) else other)
+
+    def __hash__(self) -> int:
+        return hash(self._range)
+
+    def __repr__(self) -> str:
+        return repr(self._range)
 
 
 def _apply(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -168,6 +419,7 @@ class _ModuleView:
         self.__module = module
         self.__views = views
         self.__allowed = RESTRICTED_NAMES.get(module.__name__, frozenset())
+        self.__adapters = views.adapters.get(module.__name__, {})
 
     def __getattr__(self, name: str) -> Any:
         qualified = f"{self.__module.__name__}.{name}"
@@ -175,7 +427,9 @@ class _ModuleView:
             if isinstance(getattr(self.__module, name, None), ModuleType):
                 raise AttributeError(f"{qualified} is a module the restricted runtime withholds")
             raise AttributeError(f"{qualified} is not available in the restricted runtime")
-        value = getattr(self.__module, name)
+        value = self.__adapters.get(name, _RAISE)
+        if value is _RAISE:
+            value = getattr(self.__module, name)
         if isinstance(value, ModuleType):
             if value.__name__ != qualified:
                 raise AttributeError(f"{qualified} is a module the restricted runtime withholds")
@@ -188,9 +442,10 @@ class _ModuleView:
 
 
 class _Views:
-    """One view per module per runtime, so repeated imports inside a function stay cheap."""
+    """One view per module per tool, so repeated imports inside a function stay cheap."""
 
-    def __init__(self) -> None:
+    def __init__(self, adapters: dict[str, dict[str, Any]]) -> None:
+        self.adapters = adapters
         self._views: dict[str, _ModuleView] = {}
 
     def get(self, name: str) -> _ModuleView:
@@ -249,6 +504,27 @@ class _TickingTransformer(RestrictingNodeTransformer):
         new = cast(ast.comprehension, super().visit_comprehension(node))
         call = ast.Call(func=ast.Name("_tick_", ast.Load()), args=[], keywords=[])
         new.ifs.append(ast.fix_missing_locations(ast.copy_location(call, new.iter)))
+        return new
+
+    def visit_Lambda(self, node: ast.Lambda) -> Any:
+        """``lambda: body`` becomes ``lambda: _tick_() and body``: C loops call lambdas too."""
+        new = cast(ast.Lambda, super().visit_Lambda(node))
+        call = ast.copy_location(
+            ast.Call(func=ast.Name("_tick_", ast.Load()), args=[], keywords=[]), new.body
+        )
+        body = ast.copy_location(ast.BoolOp(op=ast.And(), values=[call, new.body]), new.body)
+        new.body = ast.fix_missing_locations(body)
+        return new
+
+    def visit_BinOp(self, node: ast.BinOp) -> Any:
+        """``a ** b`` and ``a << b`` go through checks that refuse a huge exact result."""
+        new = super().visit_BinOp(node)
+        if isinstance(new, ast.BinOp) and isinstance(new.op, ast.Pow | ast.LShift):
+            name = "_pow_" if isinstance(new.op, ast.Pow) else "_lshift_"
+            call = ast.Call(
+                func=ast.Name(name, ast.Load()), args=[new.left, new.right], keywords=[]
+            )
+            return ast.fix_missing_locations(ast.copy_location(call, new))
         return new
 
 
@@ -368,15 +644,16 @@ class RestrictedTool:
         return json.loads(text)
 
     def _namespace(self) -> dict[str, Any]:
-        clock = self._clock
-        monotonic = time.monotonic
+        ticker = _Ticker(self._clock)
         module_name = self._module_name
         limit = self.max_output_bytes
+        guarded_getattr = ticker.getattr()
 
-        def tick() -> bool:
-            if monotonic() > clock.deadline:
-                clock.expired = True
-                raise _DeadlineExceeded
+        def guarded_hasattr(ob: Any, name: str) -> bool:
+            try:
+                guarded_getattr(ob, name)
+            except AttributeError:
+                return False
             return True
 
         def write_guard(ob: Any) -> Any:
@@ -394,15 +671,18 @@ class RestrictedTool:
         builtins = {k: v for k, v in safe_builtins.items() if k not in _WITHHELD_BUILTINS}
         builtins |= _EXTRA_BUILTINS | _EXCEPTIONS
         builtins |= {
-            "getattr": _guarded_getattr,
-            "hasattr": _guarded_hasattr,
-            "__import__": _Views().import_,
+            "getattr": guarded_getattr,
+            "hasattr": guarded_hasattr,
+            "iter": ticker.iter,
+            "range": ticker.range,
+            "pow": _checked_pow,
+            "__import__": _Views(ticker.adapters()).import_,
         }
         return {
             "__builtins__": builtins,
             "__name__": module_name,
             "__metaclass__": type,
-            "_getattr_": _guarded_getattr,
+            "_getattr_": guarded_getattr,
             "_getitem_": operator.getitem,
             "_getiter_": iter,
             "_iter_unpack_sequence_": guarded_iter_unpack_sequence,
@@ -411,7 +691,9 @@ class RestrictedTool:
             "_inplacevar_": _inplacevar,
             "_apply_": _apply,
             "_print_": print_collector,
-            "_tick_": tick,
+            "_tick_": ticker.tick,
+            "_pow_": _pow,
+            "_lshift_": _checked_lshift,
         }
 
 
