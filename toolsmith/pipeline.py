@@ -632,7 +632,7 @@ def require_success(result: BuildResult) -> BuildResult:
     if last is not None and last.verdict == AttemptVerdict.SPEC_CONFLICT:
         hint = (
             "the model found the spec contradicting itself: fix the parts it names (examples, "
-            "properties, schemas), or build from a task so the designer can revise the spec"
+            "properties, schemas) in a spec file for --spec, or reword the task"
         )
     raise BuildError(
         f"build {result.build_id} failed after {len(result.attempts)} attempt(s): "
