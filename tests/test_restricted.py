@@ -462,10 +462,9 @@ else:
 """
 
 
-@pytest.mark.parametrize("body", C_LEVEL_LOOPS.values(), ids=C_LEVEL_LOOPS.keys())
-def test_loops_inside_one_c_call_still_stop_at_the_deadline(body: str) -> None:
-    """Endless or astronomically long C-level iteration is fed through ticking code."""
-    code = "def tool():\n" + body
+def _call_in_a_child(code: str) -> str:
+    """What calling ``code``'s tool (0.3 s deadline) gives, in a child process that a regression
+    would freeze: it is killed after 30 s."""
     try:
         proc = subprocess.run(
             [sys.executable, "-c", _HANG_PROBE, code],
@@ -475,7 +474,14 @@ def test_loops_inside_one_c_call_still_stop_at_the_deadline(body: str) -> None:
         )
     except subprocess.TimeoutExpired:
         pytest.fail("the call froze its process past the deadline")
-    assert proc.stdout.startswith("ToolTimeoutError"), proc.stdout + proc.stderr
+    return proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("body", C_LEVEL_LOOPS.values(), ids=C_LEVEL_LOOPS.keys())
+def test_loops_inside_one_c_call_still_stop_at_the_deadline(body: str) -> None:
+    """Endless or astronomically long C-level iteration is fed through ticking code."""
+    outcome = _call_in_a_child("def tool():\n" + body)
+    assert outcome.startswith("ToolTimeoutError"), outcome
 
 
 @pytest.mark.parametrize(
@@ -491,9 +497,25 @@ def test_loops_inside_one_c_call_still_stop_at_the_deadline(body: str) -> None:
 )
 def test_single_huge_integer_operations_are_refused(expression: str) -> None:
     """Big-number operations that would take minutes inside one C call are refused up front."""
-    code = f"import math\nimport operator\n\ndef tool(x=None):\n    return {expression}\n"
-    with pytest.raises(ToolExecutionError, match="bits"):
-        load_restricted(make_spec(), code, timeout_s=5)()
+    code = f"import math\nimport operator\n\ndef tool():\n    return {expression}\n"
+    outcome = _call_in_a_child(code)
+    assert outcome.startswith("ToolExecutionError") and "bits" in outcome, outcome
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        "re.compile('a+', 128)",
+        "re.search('a', 'a', re.RegexFlag(128))",
+        "re.sub('a', 'b', 'a', flags=128)",
+    ],
+)
+def test_re_debug_cannot_print_to_the_host(call: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """re.DEBUG prints the parsed pattern to the host's stdout (an MCP server's channel)."""
+    code = f"import re\n\ndef tool(x=None):\n    {call}\n    return 1\n"
+    with pytest.raises(ToolExecutionError, match=r"re\.DEBUG is not available"):
+        load_restricted(make_spec(), code)()
+    assert capsys.readouterr().out == ""
 
 
 def test_long_ranges_still_act_like_ranges() -> None:
