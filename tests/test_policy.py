@@ -128,6 +128,79 @@ def test_sneaky_capability_use_is_undeclared(code: str, capability: str, line: i
     assert not report.passed
 
 
+@pytest.mark.parametrize(
+    ("code", "capability"),
+    [
+        ("import operator, os\n\ndef tool(text):\n"
+         "    return operator.attrgetter('popen')(os)('id')\n", "subprocess"),
+        ("from operator import methodcaller\nimport os\n\ndef tool(text):\n"
+         "    return methodcaller('system', 'id')(os)\n", "subprocess"),
+        ("import pydoc\n\ndef tool(text):\n    pydoc.pipepager('', 'id')\n", "subprocess"),
+        ("from asyncio.subprocess import create_subprocess_shell\n\ndef tool(text):\n"
+         "    return create_subprocess_shell\n", "subprocess"),
+        ("import asyncio.subprocess\n\ndef tool(text):\n    return 1\n", "subprocess"),
+        ("import asyncio\n\ndef tool(text):\n"
+         "    return asyncio.new_event_loop().subprocess_shell\n", "subprocess"),
+        ("from concurrent.futures.process import ProcessPoolExecutor\n\ndef tool(text):\n"
+         "    return 1\n", "subprocess"),
+        ("import posix\n\ndef tool(text):\n    posix.system('id')\n", "subprocess"),
+        ("import _posixsubprocess\n\ndef tool(text):\n    return 1\n", "subprocess"),
+        ("import io\n\ndef tool(text):\n    return io.FileIO('/etc/passwd').read()\n",
+         "fs:read:/etc/passwd"),
+        ("import io\n\ndef tool(text):\n    io.FileIO(text, 'w').write(b'x')\n", "fs:write"),
+        ("import _io\n\ndef tool(text):\n    return _io.open('/etc/passwd').read()\n",
+         "fs:read:/etc/passwd"),
+        ("import os\n\ndef tool(text):\n    os.write(os.open(text, os.O_WRONLY), b'x')\n",
+         "fs:write"),
+        ("import os\n\ndef tool(text):\n    return os.open('/etc/shadow', os.O_RDWR)\n",
+         "fs:write:/etc/shadow"),
+        ("import linecache\n\ndef tool(text):\n    return linecache.getline('/etc/passwd', 1)\n",
+         "fs:read:/etc/passwd"),
+    ],
+)  # fmt: skip
+def test_indirect_ways_to_capabilities_are_caught(code: str, capability: str) -> None:
+    """Reaching a capability through attrgetter, pydoc, asyncio, posix or io is still found."""
+    report = analyze(code, make_spec())
+    assert capability in [f.capability for f in report.undeclared], report.findings
+    assert not report.passed
+
+
+def test_reading_with_os_open_needs_only_fs_read() -> None:
+    """os.open with O_RDONLY reads; any other or unknown flags count as a write."""
+    code = "import os\n\ndef tool(text):\n    return os.read(os.open('/data/x', os.O_RDONLY), 9)\n"
+    assert errors(code, capabilities=["fs:read:/data"]) == []
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        "import operator\n\ndef tool(text):\n    return operator.attrgetter(text)(text)\n",
+        "import operator\n\ndef tool(text):\n    return operator.attrgetter('__class__')(text)\n",
+        "import operator\n\ndef tool(text):\n"
+        "    return operator.attrgetter('upper.__globals__')(text)\n",
+        "from operator import methodcaller\n\ndef tool(text):\n"
+        "    return methodcaller('__reduce_ex__', 2)(text)\n",
+        "import operator\n\ndef tool(text):\n    return operator.attrgetter('gi_frame')(text)\n",
+        "import functools\n\ndef tool(text):\n"
+        "    return functools.update_wrapper(text, text, updated=(text,))\n",
+        "import functools\n\ndef tool(text):\n    return functools.wraps(text, ('gi_frame',))\n",
+        "import pydoc\n\ndef tool(text):\n    return pydoc.locate('os.system')\n",
+        "import timeit\n\ndef tool(text):\n    return timeit.timeit(text, number=1)\n",
+        "import logging.config\n\ndef tool(text):\n    logging.config.dictConfig({})\n",
+    ],
+)
+def test_attribute_access_by_name_is_dynamic(code: str) -> None:
+    """attrgetter/methodcaller/update_wrapper with computed or internal names are like getattr."""
+    found = errors(code)
+    assert "dynamic" in rules_of(found), found
+
+
+def test_attrgetter_of_a_public_name_is_fine() -> None:
+    """operator.attrgetter with a literal public name is ordinary code."""
+    code = "import operator\n\ndef tool(text):\n    return operator.attrgetter('real')(1)\n"
+    assert errors(code) == []
+
+
 def test_env_capability_is_per_variable() -> None:
     """env:HOME allows os.environ['HOME'] but not os.environ['PATH']."""
     code = "import os\n\ndef tool(text):\n    return os.environ['{}']\n"

@@ -213,6 +213,10 @@ _CAPABILITIES: dict[str, str | None] = {
             "socketserver",
             "asyncio.open_connection",
             "asyncio.start_server",
+            "asyncio.open_unix_connection",
+            "asyncio.start_unix_server",
+            "_socket",
+            "_ssl",
             "paramiko",
         ],
         "network",
@@ -223,9 +227,14 @@ _CAPABILITIES: dict[str, str | None] = {
             "subprocess",
             "pty",
             "multiprocessing",
+            "_multiprocessing",
+            "_posixsubprocess",
             "concurrent.futures.ProcessPoolExecutor",
+            "concurrent.futures.process",
             "asyncio.create_subprocess_exec",
             "asyncio.create_subprocess_shell",
+            "asyncio.subprocess",
+            "pydoc",
             "webbrowser",
             "pexpect",
             "os.system",
@@ -235,6 +244,7 @@ _CAPABILITIES: dict[str, str | None] = {
             "os.posix_spawn*",
             "os.fork*",
             "os.kill*",
+            "os.startfile",
         ],
         "subprocess",
     ),
@@ -243,9 +253,15 @@ _CAPABILITIES: dict[str, str | None] = {
             "builtins.open",
             "io.open",
             "io.open_code",
+            "io.FileIO",
+            "_io.open",
+            "_io.open_code",
+            "_io.FileIO",
             "codecs.open",
             "os.open",
             "os.read",
+            "os.pread",
+            "linecache",
             "os.listdir",
             "os.scandir",
             "os.walk",
@@ -282,8 +298,20 @@ _CAPABILITIES: dict[str, str | None] = {
             "os.link",
             "os.symlink",
             "os.truncate",
+            "os.ftruncate",
             "os.utime",
             "os.write",
+            "os.pwrite",
+            "os.mkfifo",
+            "os.mknod",
+            "os.lchown",
+            "os.lchmod",
+            "os.fchmod",
+            "os.fchown",
+            "logging.FileHandler",
+            "logging.handlers",
+            "py_compile",
+            "compileall",
             "shutil",
             "tempfile",
             "sqlite3",
@@ -333,6 +361,20 @@ _CAPABILITIES: dict[str, str | None] = {
             "sys.setprofile",
             "sys.addaudithook",
             "typing.get_type_hints",
+            # They import or evaluate what a string names.
+            "pydoc.locate",
+            "pydoc.safeimport",
+            "pydoc.importfile",
+            "logging.config",
+            "unittest.mock",
+            "timeit",
+            "doctest",
+            "pdb",
+            "trace",
+            "profile",
+            "cProfile",
+            "site",
+            "zipimport",
         ],
         "dynamic",
     ),
@@ -347,6 +389,34 @@ _PATH_METHODS: dict[str, str] = {
         "fs:write",
     ),
 }
+
+# Event-loop methods that start processes or open connections, counted when asyncio is imported.
+_LOOP_METHODS: dict[str, str] = {
+    **dict.fromkeys(["subprocess_exec", "subprocess_shell"], "subprocess"),
+    **dict.fromkeys(
+        [
+            "create_connection",
+            "create_server",
+            "create_datagram_endpoint",
+            "create_unix_connection",
+            "create_unix_server",
+            "sock_connect",
+            "getaddrinfo",
+            "getnameinfo",
+        ],
+        "network",
+    ),
+}
+
+# The os module under its platform names: ``posix.system`` is ``os.system``.
+_OS_ALIASES = ("posix", "nt")
+
+# Callables that read attributes named by strings: like getattr, a computed or internal name is
+# dynamic. Value: how many leading arguments are names (None: all of them).
+_NAME_READERS: dict[str, int | None] = {"operator.attrgetter": None, "operator.methodcaller": 1}
+# functools helpers that read (and write) the attributes named in ``assigned``/``updated``;
+# with the defaults they are ordinary decorators. Value: positional arguments before those.
+_WRAPPER_HELPERS: dict[str, int] = {"functools.update_wrapper": 2, "functools.wraps": 1}
 
 # Dunders that are harmless to read; every other dunder attribute is a walk towards the
 # interpreter's internals (``__class__``, ``__subclasses__``, ``__globals__``, ``__code__`` ...).
@@ -449,6 +519,7 @@ class Use(NamedTuple):
     line: int
     col: int
     args: tuple[str | None, ...] = ()
+    keywords: tuple[str, ...] = ()
 
 
 @dataclass
@@ -502,6 +573,8 @@ class Rule:
 def capability_of(name: str) -> str | None:
     """The capability kind a dotted name needs, by longest matching prefix (``os.exec*`` too)."""
     parts = name.split(".")
+    if parts[0] in _OS_ALIASES:
+        parts[0] = "os"
     for i in range(len(parts), 0, -1):
         prefix = ".".join(parts[:i])
         if prefix in _CAPABILITIES:
@@ -592,7 +665,18 @@ class _Resolver:
                 base, attr = self.resolve(node.args[0]), fold_str(node.args[1])
                 if base is not None and attr is not None:
                     return f"{base}.{attr}"
+            return self.by_name(node, "operator.attrgetter")
         return None
+
+    def by_name(self, node: ast.Call, reader: str) -> str | None:
+        """``operator.attrgetter("popen")(os)`` is ``os.popen``; likewise the method that
+        ``operator.methodcaller("system", ...)(os)`` calls."""
+        if not (isinstance(node.func, ast.Call) and len(node.args) == 1 and node.func.args):
+            return None
+        if self.resolve(node.func.func) != reader:
+            return None
+        base, attr = self.resolve(node.args[0]), fold_str(node.func.args[0])
+        return None if base is None or attr is None else f"{base}.{attr}"
 
 
 def _use(kind: Literal["import", "call", "attribute"], name: str, node: ast.AST) -> Use:
@@ -611,7 +695,18 @@ def _collect_uses(tree: ast.Module, resolver: _Resolver) -> list[Use]:
             name = resolver.resolve(node.func)
             if name is not None:
                 args = tuple(fold_str(a) for a in node.args)
-                uses.append(Use("call", name, node.lineno, node.col_offset, args))
+                if _os_name(name) == "os.open" and len(node.args) > 1:
+                    args = (args[0], _os_open_flags(node, resolver), *args[2:])
+                keywords = tuple(k.arg or "**" for k in node.keywords)
+                uses.append(Use("call", name, node.lineno, node.col_offset, args, keywords))
+            called = resolver.by_name(node, "operator.methodcaller")
+            if called is not None and isinstance(node.func, ast.Call):
+                args = tuple(fold_str(a) for a in node.func.args[1:])
+                uses.append(Use("call", called, node.lineno, node.col_offset, args))
+            fetched = resolver.by_name(node, "operator.attrgetter")
+            parent = parents.get(node)
+            if fetched is not None and not (isinstance(parent, ast.Call) and parent.func is node):
+                uses.append(Use("attribute", fetched, node.lineno, node.col_offset))
             # ``__import__("os")`` and ``importlib.import_module("so" + "cket")`` import too.
             target = resolver.resolve(node)
             if target is not None and name in ("builtins.__import__", "importlib.import_module"):
@@ -644,14 +739,37 @@ def describe_use(use: Use) -> str:
     return f"uses {use.name.removeprefix('builtins.')}"
 
 
+_OPENERS = frozenset(
+    {"builtins.open", "io.open", "io.FileIO", "_io.open", "_io.FileIO", "codecs.open", "os.open"}
+)
+
+
 def _fs_kind(use: Use, cap: str) -> str:
-    """open() is a write when its mode (second argument) writes, or when the mode is not known."""
-    if use.name not in ("builtins.open", "io.open", "codecs.open") or use.kind != "call":
+    """open() is a write when its mode (second argument) writes, or when the mode is not known
+    (a computed or keyword mode); ``os.open`` reads only with ``os.O_RDONLY`` as its flags."""
+    if _os_name(use.name) not in _OPENERS or use.kind != "call":
         return cap
+    if {"mode", "flags", "**"} & set(use.keywords):
+        return "fs:write"
     mode = use.args[1] if len(use.args) > 1 else "r"
     if mode is None or any(c in mode for c in "wax+"):
         return "fs:write"
     return "fs:read"
+
+
+def _os_name(name: str) -> str:
+    """``posix.open`` and ``nt.open`` are ``os.open``."""
+    head, dot, rest = name.partition(".")
+    return f"os{dot}{rest}" if head in _OS_ALIASES else name
+
+
+def _os_open_flags(node: ast.Call, resolver: _Resolver) -> str | None:
+    """``os.open``'s flags as the mode string _fs_kind understands: "r" for O_RDONLY alone."""
+    flags = node.args[1]
+    if isinstance(flags, ast.Constant) and flags.value == 0:
+        return "r"
+    name = resolver.resolve(flags)
+    return "r" if name is not None and _os_name(name) == "os.O_RDONLY" else None
 
 
 def required_capabilities(use: Use) -> list[str]:
@@ -797,6 +915,28 @@ def check_dynamic(analysis: Analysis) -> Iterator[Hit]:
                     "dynamic",
                     f"{describe_use(use)} with {shown} (dynamic); use plain attribute access",
                 )
+        elif use.name in _NAME_READERS:
+            count = _NAME_READERS[use.name]
+            names = use.args[:count] if use.kind == "call" and not use.keywords else ()
+            bad = [n for n in names if n is None or _internal_name(n)]
+            if bad or not names:
+                shown = "a computed name" if not names or None in bad else repr(bad[0])
+                yield Hit(
+                    use.line,
+                    use.col,
+                    "dynamic",
+                    f"{describe_use(use)} with {shown} (dynamic); use plain attribute access",
+                )
+        elif use.name in _WRAPPER_HELPERS:
+            plain = use.kind == "call" and len(use.args) <= _WRAPPER_HELPERS[use.name]
+            if not plain or {"assigned", "updated", "**"} & set(use.keywords):
+                yield Hit(
+                    use.line,
+                    use.col,
+                    "dynamic",
+                    f"{describe_use(use)} with attribute names of its own (dynamic); "
+                    "use it with its default assigned and updated, or plain attribute access",
+                )
     for node in ast.walk(analysis.tree):
         if isinstance(node, ast.Attribute):
             attr = node.attr
@@ -815,6 +955,30 @@ def check_dynamic(analysis: Analysis) -> Iterator[Hit]:
                 "dynamic",
                 f"uses {node.id} (dynamic); interpreter internals are off limits",
             )
+
+
+def _internal_name(dotted: str) -> bool:
+    """A dotted attribute path that reaches a dunder or interpreter internals."""
+    return any(p.startswith("__") or p in _INTROSPECTION_ATTRS for p in dotted.split("."))
+
+
+def check_event_loop_io(analysis: Analysis) -> Iterator[Hit]:
+    """Event-loop methods that start processes or connect count when asyncio is imported."""
+    if not any(u.name.split(".")[0] == "asyncio" for u in analysis.imported):
+        return
+    for node in ast.walk(analysis.tree):
+        if isinstance(node, ast.Attribute) and node.attr in _LOOP_METHODS:
+            kind = _LOOP_METHODS[node.attr]
+            if not _covered(kind, analysis):
+                suggestion = "network:<host>" if kind == "network" else kind
+                yield Hit(
+                    node.lineno,
+                    node.col_offset,
+                    kind,
+                    f"uses .{node.attr} of an event loop ({kind}) but the spec declares no "
+                    f"{kind} capability; declare {suggestion} or remove the use",
+                    undeclared=True,
+                )
 
 
 def check_stdlib_only(analysis: Analysis) -> Iterator[Hit]:
@@ -907,6 +1071,11 @@ DEFAULT_RULES: tuple[Rule, ...] = (
     ),
     Rule("url-host", "network use must stay on the declared hosts", check_url_hosts),
     Rule("pathlib", "path objects read and write files too", check_pathlib_io),
+    Rule(
+        "event-loop",
+        "event loops start processes and open connections too",
+        check_event_loop_io,
+    ),
     Rule("dynamic", "dynamic code and introspection defeat static analysis", check_dynamic),
     Rule("stdlib-only", "undeclared dependencies are not installed", check_stdlib_only),
 )
