@@ -422,3 +422,73 @@ def test_a_call_cannot_write_into_the_zygote(sandbox_image: Any) -> None:
         tool.close()
     assert first["previous"] == second["previous"] == ""
     assert "written" not in first["opened"].values(), first
+
+
+RAW_SPEC = {
+    "name": "raw",
+    "description": "Writes its own bytes where serve reads the call's answer.",
+    "parameters": {
+        "type": "object",
+        "properties": {"payload": {"type": "string"}},
+        "required": ["payload"],
+    },
+    "returns": {},
+}
+
+# The call's process holds the pipe serve reads its answer from; it may write anything there.
+RAW = r"""
+import os
+
+
+def answer(payload):
+    for fd in sorted(int(f) for f in os.listdir("/proc/self/fd") if int(f) > 2):
+        try:
+            os.write(fd, b"%d\n" % len(payload) + payload)
+        except OSError:
+            pass
+    os._exit(0)
+
+
+def raw(payload):
+    answer(payload.encode())
+"""
+
+RAW_ANSWERS = [
+    "not json",
+    "[1]",
+    '"ok"',
+    '{"value": 1}',
+    '{"ok": "yes", "value": 1}',
+    '{"ok": false, "mro": 5}',
+    '{"ok": false, "mro": [1, 2]}',
+    '{"ok": false, "mro": [], "message": "m"}',
+    '{"ok": false, "error_type": ["x"]}',
+    '{"ok": false, "mro": ["ValueError"], "message": {"a": 1}}',
+    '{"ok": false, "crash": {"a": 1}}',
+    '{"ok": false, "too_big": "many"}',
+    '{"ok": false, "not_json": [1]}',
+    "[" * 100_000 + "]" * 100_000,
+    '{"ok": false, "mro": ["ValueError"], "message": "fine"}',
+]
+
+
+def test_malformed_answers_are_execution_errors(sandbox_image: Any) -> None:
+    """Whatever bytes a call sends as its answer, the caller gets a ToolsmithError."""
+    tool = load_docker(ToolSpec.parse(RAW_SPEC), RAW, image=sandbox_image)
+    try:
+        for payload in RAW_ANSWERS:
+            with pytest.raises(ToolExecutionError) as info:
+                tool(payload=payload)
+            if payload.endswith('"fine"}'):
+                assert "raised ValueError: fine" in str(info.value)
+            else:
+                assert "malformed answer" in str(info.value), (payload[:40], info.value)
+    finally:
+        tool.close()
+
+
+def test_a_malformed_answer_from_the_module_body_fails_the_load(sandbox_image: Any) -> None:
+    """The load probe runs the module body; raw bytes from it fail the load cleanly."""
+    code = RAW + "\nanswer(b'[1]')\n"
+    with pytest.raises(ToolExecutionError, match="malformed answer"):
+        load_docker(ToolSpec.parse(RAW_SPEC), code, image=sandbox_image)

@@ -302,21 +302,25 @@ class DockerTool:
         return worker
 
     def _check_loaded(self, payload: bytes) -> None:
-        doc = json.loads(payload)
-        if doc.get("ok") is True:
-            return
-        self.close()
-        name = self.spec.name
-        if "missing" in doc:
-            raise PolicyError(
-                f"{name}: the module defines no function {name}()",
-                hint=f"define a top-level function named {name}",
-            )
-        if "fatal" in doc:
-            raise ToolExecutionError(
-                f"{name}: the code does not compile: {doc['fatal']}", hint="fix the tool's code"
-            )
-        raise self._failure(doc, "its module body")
+        try:
+            doc = self._parse(payload, "its module body")
+            if doc["ok"]:
+                return
+            name = self.spec.name
+            if "missing" in doc:
+                raise PolicyError(
+                    f"{name}: the module defines no function {name}()",
+                    hint=f"define a top-level function named {name}",
+                )
+            if "fatal" in doc:
+                fatal = self._text(doc, "fatal", "its module body")
+                raise ToolExecutionError(
+                    f"{name}: the code does not compile: {fatal}", hint="fix the tool's code"
+                )
+            raise self._failure(doc, "its module body")
+        except BaseException:
+            self.close()
+            raise
 
     def _exchange(self, body: bytes) -> tuple[str, bytes]:
         with self._lock:
@@ -348,8 +352,8 @@ class DockerTool:
                 f"{name}: the call did not finish within {self.timeout_s:g} s and was killed",
                 hint="make the tool faster or raise its timeout",
             )
-        doc = json.loads(payload)
-        if doc.get("ok") is True:
+        doc = self._parse(payload, "the call")
+        if doc["ok"]:
             return doc.get("value")
         if kind == "oom":
             raise ToolExecutionError(
@@ -359,25 +363,54 @@ class DockerTool:
             )
         raise self._failure(doc, "the call")
 
+    def _parse(self, payload: bytes, what: str) -> dict[str, Any]:
+        """The answer as a dict with a boolean "ok": the call's process can write any bytes to
+        the pipe serve reads, so anything else is a malformed answer, not a crash here."""
+        try:
+            doc = json.loads(payload)
+        except (ValueError, RecursionError):
+            raise self._malformed(what, "it is not JSON") from None
+        if not isinstance(doc, dict) or not isinstance(doc.get("ok"), bool):
+            raise self._malformed(what, 'it is not an object with a boolean "ok"')
+        return doc
+
+    def _malformed(self, what: str, why: str) -> ToolExecutionError:
+        return ToolExecutionError(
+            f"{self.spec.name}: {what} sent a malformed answer ({why})",
+            hint="fix the tool: it wrote to the channel its answer comes back on",
+        )
+
+    def _text(self, doc: dict[str, Any], key: str, what: str) -> str:
+        value = doc.get(key)
+        if not isinstance(value, str):
+            raise self._malformed(what, f"{key!r} is not a string")
+        return value
+
     def _failure(self, doc: dict[str, Any], what: str) -> Exception:
         name = self.spec.name
         if "crash" in doc:
-            return ToolExecutionError(f"{name}: {what} {doc['crash']}", hint="fix the tool")
+            crash = self._text(doc, "crash", what)
+            return ToolExecutionError(f"{name}: {what} {crash}", hint="fix the tool")
         if "missing" in doc:
             return ToolExecutionError(f"{name}: the module no longer defines {name}()")
         if "not_json" in doc:
+            detail = self._text(doc, "not_json", what)
             return ToolExecutionError(
-                f"{name}: the result is not JSON data ({doc['not_json']})",
+                f"{name}: the result is not JSON data ({detail})",
                 hint="return JSON-compatible values (dict, list, str, int, float, bool, None)",
             )
         if "too_big" in doc:
+            size = doc["too_big"]
+            if type(size) is not int:
+                raise self._malformed(what, "'too_big' is not an integer")
             return ToolExecutionError(
-                f"{name}: the result is {doc['too_big']} bytes of JSON; "
-                f"the limit is {self.max_output_bytes}",
+                f"{name}: the result is {size} bytes of JSON; the limit is {self.max_output_bytes}",
                 hint="return less data or raise max_output_bytes",
             )
-        mro = [str(n) for n in doc.get("mro") or [doc.get("error_type", "Exception")]]
-        message = str(doc.get("message", ""))
+        mro = doc["mro"] if "mro" in doc else [doc.get("error_type", "Exception")]
+        if not (isinstance(mro, list) and mro and all(isinstance(n, str) for n in mro)):
+            raise self._malformed(what, "the exception's type names are not a list of strings")
+        message = self._text(doc, "message", what) if "message" in doc else ""
         if what == "the call":
             for cls_name in mro:
                 if cls_name in self.spec.raises:
