@@ -100,3 +100,36 @@ def test_leaky_tool_breaks_each_state_rule_by_id(sandbox: Sandbox) -> None:
     assert "/work/leak-" in violations["no-leftover-files"]
     assert "sleep 30" in violations["no-leftover-processes"]
     assert "the limit is 1000" in violations["small-results"]
+
+
+# Leftovers hidden where the checks used to look away: directories named like the ones pytest
+# and hypothesis make, and an orphan (re-parented to the runner) that names itself the worker.
+HIDING = """
+import os
+import sys
+
+def tool(n):
+    if n >= 2:
+        for place in ("/tmp/__pycache__", "/work/.hypothesis", "/tmp/a/__pycache__"):
+            os.makedirs(place, exist_ok=True)
+            with open(place + "/left-" + os.urandom(4).hex(), "w") as f:
+                f.write("left behind")
+        if os.fork() == 0:
+            os.setsid()
+            if os.fork() == 0:
+                os.execv(sys.executable, [sys.executable, "-c", "import time; time.sleep(30)",
+                                          "toolsmith_runner/worker.py"])
+            os._exit(0)
+        os.wait()
+    return "x" * n
+"""
+
+
+def test_leftovers_cannot_hide_behind_familiar_names(sandbox: Sandbox) -> None:
+    """Files under any __pycache__ or .hypothesis directory, and an orphan whose command line
+    names the worker, are still leftovers."""
+    report = run(sandbox, HIDING)
+    violations = {v.rule: v.failure for v in state_violations(CONSTITUTION, report)}
+    assert sorted(violations) == ["no-leftover-files", "no-leftover-processes"], report
+    assert "__pycache__/left-" in violations["no-leftover-files"]
+    assert "toolsmith_runner/worker.py" in violations["no-leftover-processes"]

@@ -295,10 +295,6 @@ def test_constitution_{fn}(args):
 
 _FILES_HELPERS = '''
 
-OWN_DIR = os.path.dirname(os.path.abspath(__file__))
-HYPOTHESIS_DIR = os.environ.get("HYPOTHESIS_STORAGE_DIRECTORY", "")
-
-
 def writable_roots():
     """Every writable mount but / (read-only in the sandbox), /proc, /sys and /dev; and /tmp."""
     roots = {"/tmp"}
@@ -316,14 +312,11 @@ ROOTS = writable_roots()
 
 
 def files_now():
+    """Everything under the writable roots. Nothing is skipped: during a call only the tool
+    writes (hypothesis and pytest write between calls), and any skipped place is a hiding place."""
     found = set()
     for root in ROOTS:
         for dirpath, dirnames, filenames in os.walk(root):
-            dirnames[:] = [
-                d for d in dirnames
-                if os.path.join(dirpath, d) not in (OWN_DIR, HYPOTHESIS_DIR)
-                and d not in (".hypothesis", "__pycache__")
-            ]
             found.update(os.path.join(dirpath, n) for n in dirnames + filenames)
     return found
 
@@ -359,15 +352,17 @@ def test_constitution_{fn}(args):
 
 _PROCESS_HELPERS = '''
 
-WORKER_MARK = "toolsmith_runner/worker.py"
+import toolsmith_harness
 
 
 def processes_now():
-    """Live processes other than this one and the tool's worker (its child), with commands."""
+    """Live processes other than this one and the tool's worker, with commands. The worker is
+    known by its pid: a command line, or a parent (orphans are re-parented to us), can be faked."""
     me = os.getpid()
+    worker = toolsmith_harness.worker_pid()
     found = {{}}
     for name in os.listdir("/proc"):
-        if not name.isdigit() or int(name) == me:
+        if not name.isdigit() or int(name) in (me, worker):
             continue
         try:
             with open(f"/proc/{{name}}/stat", "rb") as f:
@@ -377,8 +372,7 @@ def processes_now():
         except OSError:
             continue
         comm, _, rest = stat.partition("(")[2].rpartition(")")
-        state, ppid = rest.split()[:2]
-        if state in ("Z", "X") or (int(ppid) == me and WORKER_MARK in cmdline):
+        if rest.split()[0] in ("Z", "X"):
             continue
         found[int(name)] = cmdline or comm
     return found

@@ -12,7 +12,7 @@ from typing import Any
 
 from toolsmith_runner.client import WorkerClient, WorkerFailure
 
-__all__ = ["Invocation", "ToolCrashed", "ToolRaised", "call", "invoke"]
+__all__ = ["Invocation", "ToolCrashed", "ToolRaised", "call", "invoke", "worker_pid"]
 
 _client: WorkerClient | None = None
 
@@ -63,6 +63,11 @@ def invoke(args: dict[str, Any]) -> Invocation:
         args_after=answer.get("args_after") or {},
         traceback=answer.get("traceback", ""),
     )
+
+
+def worker_pid() -> int | None:
+    """The pid of the process the tool runs in now, if any (constitution checks leave it out)."""
+    return None if _client is None else _client.worker_pid
 
 
 def call(**kwargs: Any) -> Any:

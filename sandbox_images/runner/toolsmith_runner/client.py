@@ -137,6 +137,10 @@ class WorkerClient:
     def prespawn(self) -> None:
         self._worker = _Worker(self.sink)
 
+    @property
+    def worker_pid(self) -> int | None:
+        return None if self._worker is None else self._worker.proc.pid
+
     def configure(self, tool_name: str, code: str, call_timeout_s: float, output_cap: int) -> None:
         self._tool = {"tool_name": tool_name, "code": code}
         self.call_timeout_s = call_timeout_s
