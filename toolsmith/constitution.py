@@ -272,6 +272,12 @@ import os
 import shutil
 import signal
 import time
+
+from hypothesis import Phase
+
+# A state rule needs the first failing call, not the smallest: each call that leaves a process
+# costs the grace period, and shrinking would make hundreds of them.
+STATE_SETTINGS = settings(HYPOTHESIS, phases=[Phase.explicit, Phase.reuse, Phase.generate])
 """
 
 _RESULT_BYTES = '''
@@ -335,7 +341,7 @@ _LEFTOVER_FILES = '''
 REASON_{fn} = {reason!r}
 
 
-@HYPOTHESIS
+@STATE_SETTINGS
 @with_examples
 @given(args=ARGS)
 def test_constitution_{fn}(args):
@@ -393,7 +399,7 @@ _LEFTOVER_PROCESSES = '''
 REASON_{fn} = {reason!r}
 
 
-@HYPOTHESIS
+@STATE_SETTINGS
 @with_examples
 @given(args=ARGS)
 def test_constitution_{fn}(args):
