@@ -584,6 +584,34 @@ def test_runtime_errors_carry_no_exception_chain(code: str) -> None:
     assert info.value.__cause__ is None
 
 
+def test_an_unprintable_exception_is_still_an_execution_error() -> None:
+    """str() of the tool's exception may fail (a 5000-digit int): the caller still gets a
+    ToolExecutionError naming the type."""
+    code = "def tool(x=None):\n    raise ValueError(10 ** 5000)\n"
+    with pytest.raises(ToolExecutionError, match="raised ValueError: <unprintable ValueError>"):
+        load_restricted(make_spec(), code)()
+
+
+def test_long_exception_messages_are_cut() -> None:
+    """A tool's exception message is cut to a few thousand characters."""
+    code = "def tool(x=None):\n    raise ValueError('x' * 10 ** 6)\n"
+    with pytest.raises(ToolExecutionError) as info:
+        load_restricted(make_spec(), code)()
+    assert 4000 < len(str(info.value)) < 5000
+
+
+def test_printing_the_exception_runs_under_the_deadline() -> None:
+    """str() of an exception can run the tool's code (a Counter subclass's most_common, via
+    Counter.__repr__); it does so before the deadline is lifted, so it cannot loop forever."""
+    code = (
+        "import collections\n\nclass Loud(collections.Counter):\n"
+        "    def most_common(self, n=None):\n        while True:\n            pass\n\n"
+        "def tool():\n    raise ValueError(Loud(a=1))\n"
+    )
+    outcome = _call_in_a_child(code)
+    assert outcome.startswith(("ToolTimeoutError", "ToolExecutionError")), outcome
+
+
 def test_huge_output_is_refused() -> None:
     """A result larger than max_output_bytes as JSON is an execution error."""
     code = "def tool(x=None):\n    return ['x' * 1000 for i in range(100)]\n"

@@ -135,6 +135,8 @@ _LONG_ITERATION = 100_000
 # The largest integer, in bits, one operation may make: about 0.2 s inside one C call.
 _MAX_INT_BITS = 1 << 22
 _LOG2_E = 1 / math.log(2)
+# How much of a tool's exception message reaches the caller.
+_TEXT_LIMIT = 4000
 # Position of the ``flags`` argument of the ``re`` functions: ``re.DEBUG`` prints the parsed
 # pattern to the host's stdout (an MCP server's protocol channel), so it is refused.
 _RE_FLAGS_AT = {
@@ -581,12 +583,14 @@ class RestrictedTool:
         clock.deadline = time.monotonic() + self.timeout_s
         name = self.spec.name
         error: BaseException | None = None
+        message = ""
         try:
             result = thunk()
         except (KeyboardInterrupt, ToolCallError):
             raise  # a ToolCallError comes from this runtime (result or print checks), not the tool
         except BaseException as e:
             error = e
+            message = _safe_str(e)  # under the deadline still: str() may run the tool's code
         finally:
             clock.deadline = float("inf")
         # Past the deadline the verdict is a timeout whatever escaped: the tool may have caught
@@ -602,16 +606,16 @@ class RestrictedTool:
                 f"{name}: {what} recursed too deep", hint="bound the recursion or use a loop"
             )
         if error is not None:
-            raise self._map_exception(error, what)
+            raise self._map_exception(error, message, what)
         return result
 
-    def _map_exception(self, error: BaseException, what: str) -> Exception:
+    def _map_exception(self, error: BaseException, message: str, what: str) -> Exception:
         for cls in type(error).__mro__:
             if cls.__name__ in self.spec.raises:
-                return ToolRaisedError(cls.__name__, str(error))
+                return ToolRaisedError(cls.__name__, message)
         declared = ", ".join(self.spec.raises) or "none"
         return ToolExecutionError(
-            f"{self.spec.name}: {what} raised {type(error).__name__}: {error} "
+            f"{self.spec.name}: {what} raised {type(error).__name__}: {message} "
             f"(declared exceptions: {declared})",
             hint="fix the tool, or declare the exception in the spec's raises if it is bad input",
         )
@@ -695,6 +699,16 @@ class RestrictedTool:
             "_pow_": _pow,
             "_lshift_": _checked_lshift,
         }
+
+
+def _safe_str(error: BaseException) -> str:
+    """``str(error)``, cut to ``_TEXT_LIMIT``; a placeholder if that fails (a 5000-digit int,
+    the deadline)."""
+    try:
+        text = str(error)
+    except BaseException:
+        return f"<unprintable {type(error).__name__}>"
+    return text if len(text) <= _TEXT_LIMIT else text[:_TEXT_LIMIT] + " ... (cut)"
 
 
 class _BoundedPrintCollector(PrintCollector):
