@@ -240,3 +240,48 @@ def test_the_import_guard_refuses_modules_from_writable_places(sandbox_image: An
         stderr=True,
     )
     assert out.strip() == b"GUARDED"
+
+
+# hypothesis reads its per-codec character tables from its storage directory the first time a
+# job draws from that codec; a tool that plants a table there decides what the next tests draw.
+_TABLE_PLANTER = """
+import gzip, json, os, unicodedata
+
+def echo(s):
+    for root in ("/tmp/.hypothesis", "/work/.hypothesis", "/opt/toolsmith/hypothesis"):
+        folder = os.path.join(root, "unicode_data", unicodedata.unidata_version)
+        try:
+            os.makedirs(folder, exist_ok=True)
+            with gzip.open(os.path.join(folder, "codec-v2-iso8859-1.json.gz"), "wt") as f:
+                json.dump([[[97, 97]], []], f)
+        except OSError:
+            pass
+    return s if set(s) <= {"a"} else "wrong"
+"""
+
+_TABLE_TESTS = """
+from hypothesis import given, strategies as st
+from toolsmith_harness import call
+
+def test_a_first_call():
+    assert call(s="a") == "a"
+
+@given(st.text(alphabet=st.characters(codec="latin-1"), min_size=3))
+def test_b_latin1(s):
+    assert call(s=s) == s
+"""
+
+
+def test_tools_cannot_plant_the_character_tables_tests_draw_from(
+    hostile_sandbox: Sandbox,
+) -> None:
+    """The runner's hypothesis storage is read-only: a planted table changes nothing drawn."""
+    job = SandboxJob(
+        tool_name="echo",
+        code=_TABLE_PLANTER,
+        test_files={"test_echo.py": _TABLE_TESTS},
+        expected_tests=2,
+    )
+    report = hostile_sandbox.run(job)
+    outcomes = {t.nodeid.rpartition("::")[2]: t.outcome for t in report.tests}
+    assert outcomes == {"test_a_first_call": Outcome.PASSED, "test_b_latin1": Outcome.FAILED}

@@ -44,7 +44,7 @@ ENVIRONMENT = {
     "LANG": "C.UTF-8",
     "PYTHONPATH": "/opt/toolsmith/runner:/opt/toolsmith/site-packages",
     "PYTHONDONTWRITEBYTECODE": "1",
-    "HYPOTHESIS_STORAGE_DIRECTORY": "/tmp/.hypothesis",
+    "HYPOTHESIS_STORAGE_DIRECTORY": "/opt/toolsmith/hypothesis",  # read-only: see the Dockerfile
 }
 # Names of the granted variables; the runner passes exactly these on to the tool's processes.
 PASS_ENV = "TOOLSMITH_PASS_ENV"

@@ -34,14 +34,10 @@ PR_SET_DUMPABLE = 4
 MAX_JOB_BYTES = 64 * 1024 * 1024
 TEST_FILE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\.py")
 WORKDIR = Path("/work")
-PREBUILT_HYPOTHESIS = Path("/opt/toolsmith/hypothesis")
 
 
 def _load_test_stack() -> None:
-    """Import what tests use, with hypothesis's unicode table copied from the image, not rebuilt."""
-    storage = os.environ.get("HYPOTHESIS_STORAGE_DIRECTORY", "/tmp/.hypothesis")
-    if PREBUILT_HYPOTHESIS.is_dir():
-        shutil.copytree(PREBUILT_HYPOTHESIS, storage, dirs_exist_ok=True)
+    """Import what tests use; hypothesis reads its unicode tables from the image (read-only)."""
     importlib.import_module("hypothesis_jsonschema")
 
 
