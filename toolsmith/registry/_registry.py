@@ -155,19 +155,12 @@ class Registry:
                 hint=f"it was edited without a trusted key, or its signer is no longer trusted; "
                 f"{restore}",
             ) from None
-        try:
-            index = ToolIndex.model_validate(signed.document)
-        except ValidationError as e:
-            raise CorruptRegistryError(
-                f"{where} is unreadable: {e.errors()[0]['msg']}", hint=restore
-            ) from None
-        if index.name != name or any(r.name != name for r in index.records):
-            raise CorruptRegistryError(f"{where} holds records of another tool", hint=restore)
-        return index
+        return _index_document(name, signed.document, where, restore)
 
-    def _select(self, ref: str) -> VersionRecord:
+    def _select(self, ref: str, index: ToolIndex | None = None) -> VersionRecord:
+        """The record ``ref`` picks, from ``index`` when the caller already read it."""
         name, constraint = parse_ref(ref)
-        records = self._index(name).records
+        records = (index if index is not None else self._index(name)).records
         if not records:
             known = self._storage.index_names()
             raise ToolNotFoundError(
@@ -605,14 +598,30 @@ class Registry:
         reason: str | None,
         data: dict[str, Any],
     ) -> None:
-        """Swap ``updated`` into ``index`` and record why; undo the swap if it cannot be recorded.
+        """Swap ``updated`` into ``index``, sign it and record why (see ``_write_recorded``)."""
+        index.records = [updated if r.version == updated.version else r for r in index.records]
+        subject = f"{updated.name}@{updated.version}"
+        self._write_recorded(
+            index, signer, event, subject=subject, actor=actor, reason=reason, data=data
+        )
 
-        Callers hold the storage lock, so nobody else writes the index between swap and undo.
+    def _write_recorded(
+        self,
+        index: ToolIndex,
+        signer: SigningKey,
+        event: str,
+        *,
+        subject: str,
+        actor: str,
+        reason: str | None,
+        data: dict[str, Any],
+    ) -> None:
+        """Sign and write ``index``, then record why; undo the write if it cannot be recorded.
+
+        Callers hold the storage lock, so nobody else writes the index between write and undo.
         """
         before = self._storage.read_index(index.name)
-        index.records = [updated if r.version == updated.version else r for r in index.records]
         self._write_index(index, [signer])
-        subject = f"{updated.name}@{updated.version}"
         try:
             self.record(event, actor=actor, subject=subject, reason=reason, data=data)
         except AuditError as e:
@@ -625,7 +634,7 @@ class Registry:
                         f"{event} of {subject} is in effect but not in the audit log: "
                         f"{e.message}; undoing it failed too: {undo.message}",
                         hint="free the disk, then check `toolsmith registry versions "
-                        f"{updated.name}` and record the change by hand",
+                        f"{index.name}` and record the change by hand",
                     ) from e
             _log.error("registry change undone: audit log refused it", change=event, tool=subject)
             raise AuditError(
@@ -645,15 +654,9 @@ class Registry:
             )
         key = signer if signer is not None else default_signing_key()
         with self._storage.lock():
-            if key.key_id not in self.trust.policies().maintainers.keys:
-                raise SignatureError(
-                    f"cannot {verb} {ref}: key {key.key_id[:16]} ({key.name}) is not trusted by "
-                    f"{self.path}, and the index must be signed by a trusted key",
-                    hint="sign with a trusted key (--key NAME), or trust this one with "
-                    "`toolsmith keys trust PUBKEY_FILE`",
-                )
+            self._require_maintainer(key, f"{verb} {ref}", self.trust.policies())
             index = self._index(name)
-            record = self._select(ref)
+            record = self._select(ref, index)
             updated = record.model_copy(
                 update={"yanked": yanked, "yank_reason": reason if yanked else None}
             )
@@ -709,7 +712,7 @@ class Registry:
             )
         with bound(tool=name, version=str(constraint)), self._storage.lock():
             index = self._index(name)
-            record = self._select(ref)
+            record = self._select(ref, index)
             if record.status != VersionStatus.PENDING:
                 raise UsageError(
                     f"cannot {verb} {name}@{record.version}: it is {record.status.value}, and only "
@@ -774,24 +777,17 @@ class Registry:
             raise UsageError(f"resign takes a tool name, got {name!r}", hint="drop the @...")
         with bound(tool=name), self._storage.lock():
             trust = self.trust.policies()
-            if key.key_id not in trust.maintainers.keys:
-                raise SignatureError(
-                    f"cannot re-sign {name}: key {key.key_id[:16]} ({key.name}) is not trusted by "
-                    f"{self.path}",
-                    hint="sign with a trusted key (--key NAME)",
-                )
+            self._require_maintainer(key, f"re-sign {name}", trust)
             data = self._storage.read_index(name)
             if data is None:
                 raise ToolNotFoundError(f"no tool named {name!r} in {self.path}")
+            where = f"index of {name!r} in {self.path}"
+            restore = f"restore index/{name}.json from a copy"
             try:
-                index = ToolIndex.model_validate(signing.unverified_index(data))
-            except (SignatureError, ValidationError) as e:
-                raise CorruptRegistryError(
-                    f"index of {name!r} in {self.path} cannot be read to re-sign: {e}",
-                    hint=f"restore index/{name}.json from a copy",
-                ) from None
-            if index.name != name or any(r.name != name for r in index.records):
-                raise CorruptRegistryError(f"index of {name!r} holds records of another tool")
+                document = signing.unverified_index(data)
+            except SignatureError as e:
+                raise CorruptRegistryError(f"{where} is unreadable: {e}", hint=restore) from None
+            index = _index_document(name, document, where, restore)
             for record in index.records:
                 try:
                     self._verify(record, trust)
@@ -804,23 +800,19 @@ class Registry:
             records = _by_version(index.records)
             if dry_run:
                 return records
-            before = data
-            self._write_index(index, [key])
-            try:
-                self.record(
-                    "resign",
-                    actor=f"{_whoami()} (key {key.key_id[:16]})",
-                    subject=name,
-                    reason=None,
-                    data={
-                        "versions": [r.version for r in records],
-                        "yanked": [r.version for r in records if r.yanked],
-                        "serial": index.serial,
-                    },
-                )
-            except AuditError:
-                self._storage.write_index(name, before)
-                raise
+            self._write_recorded(
+                index,
+                key,
+                "resign",
+                subject=name,
+                actor=f"{_whoami()} (key {key.key_id[:16]})",
+                reason=None,
+                data={
+                    "versions": [r.version for r in records],
+                    "yanked": [r.version for r in records if r.yanked],
+                    "serial": index.serial + 1,
+                },
+            )
         _log.info("index re-signed", tool=name, key=key.key_id)
         return records
 
@@ -860,6 +852,16 @@ class Registry:
         _log.info("garbage collected", blobs=len(unreferenced), freed_bytes=report.freed_bytes)
         return report
 
+    def _require_maintainer(self, key: SigningKey, action: str, trust: Policies) -> None:
+        """Only a trusted key may sign an index change."""
+        if key.key_id not in trust.maintainers.keys:
+            raise SignatureError(
+                f"cannot {action}: key {key.key_id[:16]} ({key.name}) is not trusted by "
+                f"{self.path}, and the index must be signed by a trusted key",
+                hint="sign with a trusted key (--key NAME), or trust this one with "
+                "`toolsmith keys trust PUBKEY_FILE`",
+            )
+
     def _approver_name(self, approver: SigningKey) -> str:
         """The name the trust store gives the key (the registry's word), else the key's own."""
         trusted = next(
@@ -886,6 +888,19 @@ def _resolvable(records: Sequence[VersionRecord], ref: str) -> builtins.list[Ver
         and r.status == VersionStatus.PUBLISHED
         and (prereleases or not _version(r.version).prerelease)
     ]
+
+
+def _index_document(name: str, document: Any, where: str, restore: str) -> ToolIndex:
+    """An index document as a ``ToolIndex`` of ``name``, or ``CorruptRegistryError``."""
+    try:
+        index = ToolIndex.model_validate(document)
+    except ValidationError as e:
+        raise CorruptRegistryError(
+            f"{where} is unreadable: {e.errors()[0]['msg']}", hint=restore
+        ) from None
+    if index.name != name or any(r.name != name for r in index.records):
+        raise CorruptRegistryError(f"{where} holds records of another tool", hint=restore)
+    return index
 
 
 def _by_version(records: Sequence[VersionRecord]) -> builtins.list[VersionRecord]:
