@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import collections.abc
+import gc
+import inspect
 import json
 import subprocess
 import sys
@@ -530,6 +532,40 @@ def test_long_ranges_still_act_like_ranges() -> None:
     expected = [len(r), 15, r[-1], True, False, 4, 1, len(r[::2]), True, 0, 10**18, 3]
     expected += [[0, 3, 6, 9], [6, 3, 0], True, repr(r)]
     assert load_restricted(make_spec(), code)() == expected
+
+
+def test_host_finalizers_never_run_on_the_tools_stack() -> None:
+    """Collecting the host's cyclic garbage inside a tool that recursed to the limit would run
+    host __del__ methods with no stack left (they fail, "Exception ignored"); collection waits
+    until the call is over."""
+    depths: list[int] = []
+
+    class HostObject:
+        def __del__(self) -> None:
+            depths.append(len(inspect.stack(0)))
+
+    spin = (
+        "def tool(x=None):\n    def spin():\n        try:\n            spin()\n"
+        "        except BaseException:\n            spin()\n    spin()\n"
+    )
+    tool = load_restricted(make_spec(), spin, timeout_s=0.3)
+    here = len(inspect.stack(0))
+    threshold = gc.get_threshold()
+    gc.collect()
+    gc.set_threshold(1_000_000)
+    try:
+        for _ in range(50):
+            cycle = [HostObject()]
+            cycle.append(cycle)  # type: ignore[arg-type]
+        del cycle
+        gc.set_threshold(gc.get_count()[0] + 2000)  # due a little way into the call
+        with pytest.raises(ToolTimeoutError):
+            tool()
+    finally:
+        gc.set_threshold(*threshold)
+    gc.collect()
+    assert len(depths) == 50, "host finalizers failed inside the tool's call"
+    assert max(depths) < here + 50, (here, max(depths))
 
 
 def test_timed_out_tool_stays_usable() -> None:

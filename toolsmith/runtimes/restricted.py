@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import ast
 import builtins as builtins_module
+import gc
 import importlib
 import itertools
 import json
@@ -584,6 +585,10 @@ class RestrictedTool:
         name = self.spec.name
         error: BaseException | None = None
         message = ""
+        # No cyclic collection during the call: it would run the host's finalizers on the tool's
+        # stack, which a tool recursing to the limit leaves without room (they fail "ignored").
+        collecting = gc.isenabled()
+        gc.disable()
         try:
             result = thunk()
         except (KeyboardInterrupt, ToolCallError):
@@ -593,6 +598,8 @@ class RestrictedTool:
             message = _safe_str(e)  # under the deadline still: str() may run the tool's code
         finally:
             clock.deadline = float("inf")
+            if collecting:
+                gc.enable()
         # Past the deadline the verdict is a timeout whatever escaped: the tool may have caught
         # the deadline and raised something else. The errors are raised outside the handler so
         # they carry no context chain (a tool that catches its own overflow builds one ~1000 deep).
