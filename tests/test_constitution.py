@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from toolsmith.analysis import Finding, analyze
 from toolsmith.constitution import (
     CONSTITUTION_ENV,
     TEST_FILE,
@@ -18,7 +19,6 @@ from toolsmith.constitution import (
     state_violations,
 )
 from toolsmith.errors import PolicyError
-from toolsmith.policy import Finding, analyze
 from toolsmith.report import Outcome, TestCase, TestReport
 from toolsmith.spec import ToolSpec
 from toolsmith.testgen import generate_tests

@@ -9,13 +9,13 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from toolsmith.analysis import analyze
 from toolsmith.cli.policy import app as policy_app
 from toolsmith.errors import PolicyError
 from toolsmith.policy import (
     POLICY_ENV,
     CapabilityPolicy,
     PolicyDecision,
-    analyze,
     evaluate_policy,
     load_policy,
 )

@@ -75,7 +75,7 @@ _LAZY = {
     "VerifiedTool": "toolsmith.registry",
     "VersionRecord": "toolsmith.registry",
     "VersionStatus": "toolsmith.registry",
-    "analyze": "toolsmith.policy",
+    "analyze": "toolsmith.analysis",
     "build_server": "toolsmith.mcp",
     "export_spec": "toolsmith.export",
     "load_constitution": "toolsmith.constitution",
@@ -84,6 +84,7 @@ _LAZY = {
 }
 
 if TYPE_CHECKING:
+    from toolsmith.analysis import analyze
     from toolsmith.audit import AuditLog
     from toolsmith.constitution import Constitution, load_constitution
     from toolsmith.export import export_spec
@@ -92,7 +93,7 @@ if TYPE_CHECKING:
     from toolsmith.loader import Tool, load_tool
     from toolsmith.mcp import build_server
     from toolsmith.pipeline import BuildOptions, BuildResult, BuildStatus, Toolsmith
-    from toolsmith.policy import CapabilityPolicy, analyze, load_policy
+    from toolsmith.policy import CapabilityPolicy, load_policy
     from toolsmith.registry import KeyRole, Registry, VerifiedTool, VersionRecord, VersionStatus
     from toolsmith.sandbox import Limits, Sandbox, SandboxJob
     from toolsmith.sandbox.grants import Grants

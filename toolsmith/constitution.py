@@ -3,7 +3,7 @@
 Rules forbid actions or states, each with an id and a reason:
 
 - actions, checked statically (``import``, ``call``, ``name``, ``capability``, ``source``): they
-  become ``policy.Rule`` objects in the analysis chain (``policy_rules``), so violations are
+  become ``analysis.Rule`` objects in the analysis chain (``policy_rules``), so violations are
   findings carrying the rule's id, reusing the analysis' name resolution;
 - states, checked in the sandbox (``result-bytes``, ``leftover-files``, ``leftover-processes``):
   they become generated pytest tests (``constitution_tests``) that call the tool through
@@ -28,8 +28,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from toolsmith.errors import PolicyError
-from toolsmith.policy import (
+from toolsmith.analysis import (
     DEFAULT_RULES,
     RESTRICTED_RULES,
     Analysis,
@@ -38,6 +37,7 @@ from toolsmith.policy import (
     describe_use,
     required_capabilities,
 )
+from toolsmith.errors import PolicyError
 from toolsmith.report import Outcome, TestReport
 from toolsmith.spec import ToolSpec
 from toolsmith.testgen import TestSuite, prelude
@@ -123,7 +123,7 @@ class ConstitutionRule(BaseModel):
         return hit(self.match) and not hit(self.except_)
 
     def check(self, analysis: Analysis) -> Iterator[Hit]:
-        """The static check behind this rule's ``policy.Rule``."""
+        """The static check behind this rule's ``analysis.Rule``."""
         if not self.applies_to(analysis.spec):
             return
         forbidden = f"forbidden by the constitution: {self.reason}"

@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from semantic_version import Version
 
 from toolsmith import __version__
+from toolsmith.analysis import analyze
 from toolsmith.codegen import NO_FENCE, SPEC_CONFLICT, code_problems, generate_code
 from toolsmith.constitution import (
     Constitution,
@@ -43,7 +44,7 @@ from toolsmith.errors import (
 from toolsmith.llm import HOW_TO_CONFIGURE, LLM, Completion, Message
 from toolsmith.loader import RuntimeName, Tool
 from toolsmith.log import bound, get_logger
-from toolsmith.policy import CapabilityPolicy, PolicyDecision, analyze, evaluate_policy, load_policy
+from toolsmith.policy import CapabilityPolicy, PolicyDecision, evaluate_policy, load_policy
 from toolsmith.registry import Registry, VerifiedTool, VersionRecord, VersionStatus
 from toolsmith.report import Attempt, Provenance, TestReport
 from toolsmith.sandbox import Sandbox, SandboxJob

@@ -9,10 +9,11 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from toolsmith.analysis import analyze
 from toolsmith.cli._common import JsonOpt, console, emit
 from toolsmith.constitution import load_constitution, policy_rules
 from toolsmith.errors import PolicyError
-from toolsmith.policy import analyze, evaluate_policy, load_policy
+from toolsmith.policy import evaluate_policy, load_policy
 from toolsmith.spec import ToolSpec, read_text
 
 app = typer.Typer(help="Show the capability policy and constitution; check a tool.")

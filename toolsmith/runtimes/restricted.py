@@ -1,6 +1,6 @@
 """The restricted runtime: RestrictedPython in-process, the fast path for pure tools.
 
-Only tools that ``policy.analyze`` marks ``restricted_eligible`` load here: no capabilities, no
+Only tools that ``analysis.analyze`` marks ``restricted_eligible`` load here: no capabilities, no
 findings, stdlib imports from ``RESTRICTED_MODULES`` only. The code is compiled by a
 RestrictedPython transformer that also plants a deadline check (``_tick_``) at the top of every
 loop body, function body and comprehension, and runs against guards that refuse private and
@@ -52,6 +52,7 @@ from RestrictedPython.Guards import (
 from RestrictedPython.PrintCollector import PrintCollector
 from RestrictedPython.transformer import INSPECT_ATTRIBUTES, RestrictingNodeTransformer
 
+from toolsmith.analysis import RESTRICTED_MODULES, RESTRICTED_NAMES, analyze
 from toolsmith.errors import (
     PolicyError,
     ToolCallError,
@@ -60,7 +61,6 @@ from toolsmith.errors import (
     ToolTimeoutError,
 )
 from toolsmith.log import get_logger
-from toolsmith.policy import RESTRICTED_MODULES, RESTRICTED_NAMES, analyze
 from toolsmith.spec import ToolSpec
 from toolsmith.validation import Contract
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from toolsmith.policy import DEFAULT_RULES, Finding, Hit, Rule, analyze, capability_of
+from toolsmith.analysis import DEFAULT_RULES, Finding, Hit, Rule, analyze, capability_of
 from toolsmith.spec import ToolSpec
 
 
