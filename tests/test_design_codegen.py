@@ -134,7 +134,8 @@ def test_self_referencing_design_is_reasked_not_a_recursion_error() -> None:
     deep = "[" * 100_000 + "]" * 100_000
     script = {"steps": [{"json": {"spec": looping}}, {"reply": deep}, {"json": {"spec": BASE}}]}
     with ScriptedLLMServer(script) as srv:
-        answer = design("make slugs", llm(srv))
+        big_budget = LLMConfig(base_url=srv.base_url, model="scripted", max_tokens=100_000)
+        answer = design("make slugs", OpenAILLM(big_budget))
     assert answer.spec is not None and answer.spec.name == "slugify"
     assert "$ref cycle" in srv.requests[1]["messages"][-1]["content"]
     assert "nested too deeply" in srv.requests[2]["messages"][-1]["content"]
@@ -158,3 +159,49 @@ def test_self_referencing_design_is_reasked_not_a_recursion_error() -> None:
 def test_fenced_code_is_found_in_its_many_spellings(answer: str) -> None:
     """Labels in any case and version, tildes, CRLF and an unclosed last fence all extract."""
     assert extract_code(answer, "slugify") == SLUGIFY
+
+
+def test_structured_output_schema_carries_the_spec_constraints() -> None:
+    """Servers that constrain decoding to the schema they are sent (llama.cpp, vLLM, Ollama) can
+    only keep to constraints it states: the sent schema refuses what the validators refuse."""
+    import jsonschema
+
+    with ScriptedLLMServer({"steps": [{"json": {"spec": BASE}}]}) as srv:
+        design("make slugs", llm(srv))
+    sent = srv.requests[0]["response_format"]["json_schema"]["schema"]
+    check = jsonschema.Draft202012Validator(sent)
+    assert check.is_valid({"spec": BASE})
+    assert check.is_valid({"reuse": "slugify@1.0.0"})
+    bad_cases = {
+        "name": {**BASE, "name": "Slug-ify"},
+        "long name": {**BASE, "name": "a" * 65},
+        "parameters": {**BASE, "parameters": {"type": "string"}},
+        "parameter name": {**BASE, "parameters": {"type": "object", "properties": {"a b": {}}}},
+        "capability": {**BASE, "capabilities": ["net:anywhere"]},
+        "raises": {**BASE, "raises": ["not a class"]},
+        "example": {**BASE, "examples": [{"args": {}, "returns": 1, "raises": "ValueError"}]},
+        "property": {**BASE, "properties": [{"name": "p", "source": "x = 1"}]},
+    }
+    for case, spec in bad_cases.items():
+        assert not check.is_valid({"spec": spec}), case
+        with pytest.raises(ValueError):  # and the validators agree
+            ToolSpec.model_validate(spec)
+    assert not check.is_valid({"spec": BASE, "reuse": "slugify@1.0.0"})
+    assert not check.is_valid({"reuse": None})
+
+
+def test_failed_design_says_what_the_model_kept_getting_wrong() -> None:
+    """Three answers wrong in the same place (and once elsewhere) are summarised across all of
+    them, not by quoting the last answer's first problem."""
+    answers = [
+        {"spec": {**BASE, "name": "Slugify"}},
+        {"spec": {**BASE, "name": "slug-ify", "raises": ["not a class"]}},
+        {"spec": {**BASE, "name": "class"}},
+    ]
+    script = {"steps": [{"json": a} for a in answers]}
+    with ScriptedLLMServer(script) as srv, pytest.raises(LLMResponseError) as e:
+        design("make slugs", llm(srv))
+    msg = e.value.message
+    assert "in 3 answers" in msg and "spec.name in 3 of 3" in msg and "keyword" in msg
+    assert "spec.raises in 1 of 3" in msg
+    assert msg.index("spec.name") < msg.index("spec.raises")

@@ -19,7 +19,12 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
-from toolsmith.errors import LLMNotConfiguredError, LLMResponseError, LLMUnavailableError
+from toolsmith.errors import (
+    LLMNotConfiguredError,
+    LLMResponseError,
+    LLMTruncatedError,
+    LLMUnavailableError,
+)
 from toolsmith.llm import LLMConfig, OpenAILLM, ask_structured, extract_json
 from toolsmith.testing import ScriptedLLMServer
 
@@ -73,7 +78,7 @@ def test_malformed_then_invalid_then_valid_is_repaired() -> None:
 def test_never_valid_gives_up_with_response_error() -> None:
     """Bounded repairs: after the last try, LLMResponseError names the problem."""
     with ScriptedLLMServer({"steps": [{"reply": "nope", "times": 3}]}) as srv:
-        with pytest.raises(LLMResponseError, match="after 3 tries"):
+        with pytest.raises(LLMResponseError, match=r"in 3 answers.*\(answer\) in 3 of 3"):
             ask(llm_for(srv))
         assert srv.remaining == 0
 
@@ -281,3 +286,67 @@ def test_cli_unusable_base_url_is_one_clear_line(tmp_path: Path) -> None:
     )
     assert proc.returncode == LLMNotConfiguredError.exit_code, proc.stderr
     assert "Traceback" not in proc.stderr and "http://[::1" in proc.stderr
+
+
+def test_completion_budget_is_sent_and_a_cut_off_answer_is_truncated_not_malformed() -> None:
+    """Every request carries the budget; an answer that hits it (finish reason `length`, as the
+    scripted model's server reports like a real one) is an LLMTruncatedError keeping the text,
+    raised at once rather than re-asked as if it were malformed."""
+    looping = '{"name": "a", "count": ' + "1" * 2000
+    with ScriptedLLMServer({"steps": [{"reply": looping}]}) as srv:
+        llm = llm_for(srv, max_tokens=100)
+        with pytest.raises(LLMTruncatedError, match="cut off at the completion budget of 100") as e:
+            ask(llm)
+        assert srv.requests[0]["max_tokens"] == 100 and len(srv.requests) == 1
+    assert e.value.partial == looping[:400]
+    assert e.value.hint and "--max-tokens" in e.value.hint
+    assert llm.usage.completion_tokens == 100  # the spent tokens are still counted
+
+
+def test_scripted_length_finish_is_truncation_even_under_the_budget() -> None:
+    """A server may stop for its own limits: finish reason `length` is what decides."""
+    script = {"steps": [{"reply": '{"name"', "finish_reason": "length"}]}
+    with ScriptedLLMServer(script) as srv, pytest.raises(LLMTruncatedError):
+        ask(llm_for(srv))
+
+
+def test_timeout_retries_and_budget_come_from_flags_then_environment_then_file(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The three knobs resolve like the endpoint and model do; defaults are bounded."""
+    cfg = tmp_path / "config.toml"
+    cfg.write_text('[llm]\nbase_url = "http://h/v1"\nmodel = "m"\nmax_tokens = 900\n')
+    monkeypatch.setenv("TOOLSMITH_CONFIG", str(cfg))
+    for var in ("OPENAI_BASE_URL", "OPENAI_API_KEY", "TOOLSMITH_MODEL"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("TOOLSMITH_LLM_TIMEOUT", "30")
+    monkeypatch.setenv("TOOLSMITH_LLM_RETRIES", "0")
+    monkeypatch.delenv("TOOLSMITH_LLM_MAX_TOKENS", raising=False)
+    c = LLMConfig.resolve()
+    assert (c.timeout_s, c.max_retries, c.max_tokens) == (30, 0, 900)
+    c = LLMConfig.resolve(timeout_s=5, max_retries=2, max_tokens=2000)
+    assert (c.timeout_s, c.max_retries, c.max_tokens) == (5, 2, 2000)
+    monkeypatch.setenv("TOOLSMITH_LLM_MAX_TOKENS", "lots")
+    with pytest.raises(LLMNotConfiguredError, match=r"max_tokens \(from \$TOOLSMITH_LLM_MAX"):
+        LLMConfig.resolve()
+    assert LLMConfig(model="m").max_tokens == 4096
+
+
+def test_cli_flags_set_the_budget_and_a_truncated_design_exits_as_an_llm_error(
+    tmp_path: Path,
+) -> None:
+    """`toolsmith build --max-tokens 64 --llm-retries 0 --llm-timeout 9` reaches the request;
+    the scripted model rambles past the budget, which is reported as truncated."""
+    with ScriptedLLMServer({"steps": [{"reply": "x" * 5000}]}) as srv:
+        flags = ["--base-url", srv.base_url, "--model", "scripted", "--max-tokens", "64"]
+        flags += ["--llm-retries", "0", "--llm-timeout", "9", "--registry", str(tmp_path / "reg")]
+        proc = subprocess.run(
+            [sys.executable, "-c", CLI, "build", "a task", *flags],
+            capture_output=True,
+            text=True,
+            env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
+            timeout=120,
+        )
+        assert srv.requests and srv.requests[0]["max_tokens"] == 64
+    assert proc.returncode == LLMTruncatedError.exit_code, proc.stderr
+    assert "LLMTruncatedError" in proc.stderr and "--max-tokens" in proc.stderr

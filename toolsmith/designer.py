@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -27,10 +28,19 @@ class Candidate(BaseModel):
     returns: dict[str, object]
 
 
+def _exactly_one_schema(schema: dict[str, Any]) -> None:
+    # One key, never null: what the validator below requires, said in JSON Schema.
+    props = schema["properties"]
+    for key in ("reuse", "spec"):
+        props[key] = next(s for s in props[key]["anyOf"] if s.get("type") != "null")
+    props["reuse"].update(pattern="^[a-z][a-z0-9_]*@", description="name@version")
+    schema.update(minProperties=1, maxProperties=1)
+
+
 class DesignAnswer(BaseModel):
     """Exactly one of ``reuse`` (a candidate's ref) or ``spec`` (a new design)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_exactly_one_schema)
 
     reuse: str | None = None
     spec: ToolSpec | None = None

@@ -24,7 +24,8 @@ exits with ``exit_code``; library callers catch the branch they care about.
     ├── LLMError
     │   ├── LLMNotConfiguredError
     │   ├── LLMUnavailableError       endpoint dead, timing out, or refusing
-    │   └── LLMResponseError          answers that never parse or validate
+    │   ├── LLMResponseError          answers that never parse or validate
+    │   └── LLMTruncatedError         an answer cut off at the completion budget
     ├── BuildError                    a build that did not produce a passing tool
     ├── PolicyError                   capability policy or constitution violations
     ├── AuditError                    an audit log that fails its hash chain
@@ -128,6 +129,15 @@ class LLMUnavailableError(LLMError):
 
 class LLMResponseError(LLMError):
     pass
+
+
+class LLMTruncatedError(LLMError):
+    """The model stopped at the completion budget (finish reason ``length``): its answer is cut
+    off, not malformed. ``partial`` keeps the text it did send."""
+
+    def __init__(self, message: str, *, hint: str | None = None, partial: str = "") -> None:
+        super().__init__(message, hint=hint)
+        self.partial = partial
 
 
 class BuildError(ToolsmithError):

@@ -23,11 +23,12 @@ from urllib.parse import urlparse
 
 import openai
 import platformdirs
-from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from toolsmith.errors import (
     LLMNotConfiguredError,
     LLMResponseError,
+    LLMTruncatedError,
     LLMUnavailableError,
 )
 from toolsmith.log import get_logger
@@ -46,16 +47,33 @@ HOW_TO_CONFIGURE = (
 )
 
 
+# Each setting's flag and environment variable; flags beat the environment, which beats the file.
+SETTINGS: dict[str, tuple[str, str]] = {
+    "base_url": ("--base-url", "OPENAI_BASE_URL"),
+    "model": ("--model", "TOOLSMITH_MODEL"),
+    "api_key": ("--api-key", "OPENAI_API_KEY"),
+    "timeout_s": ("--llm-timeout", "TOOLSMITH_LLM_TIMEOUT"),
+    "max_retries": ("--llm-retries", "TOOLSMITH_LLM_RETRIES"),
+    "max_tokens": ("--max-tokens", "TOOLSMITH_LLM_MAX_TOKENS"),
+}
+
+
 class LLMConfig(BaseModel):
-    """Where the model is and how patient to be with it."""
+    """Where the model is and how patient to be with it.
+
+    ``timeout_s`` bounds one HTTP request (seconds), ``max_retries`` the SDK's retries of 429, 5xx
+    and timeouts, and ``max_tokens`` the completion budget of every answer (tokens): a model that
+    loops stops there, and its cut-off answer is an ``LLMTruncatedError``.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
     base_url: str | None = None
     model: str
     api_key: SecretStr | None = None
-    timeout_s: float = 120.0
-    max_retries: int = 3
+    timeout_s: float = Field(default=120.0, gt=0, le=3600)
+    max_retries: int = Field(default=3, ge=0, le=10)
+    max_tokens: int = Field(default=4096, ge=64, le=1_000_000)
     structured_output: bool = True
 
     @field_validator("base_url")
@@ -90,12 +108,18 @@ class LLMConfig(BaseModel):
         base_url: str | None = None,
         model: str | None = None,
         api_key: str | None = None,
-        config_file: Path | None = None,
+        timeout_s: float | None = None,
+        max_retries: int | None = None,
+        max_tokens: int | None = None,
+        config_file: str | os.PathLike[str] | None = None,
         **overrides: Any,
     ) -> LLMConfig:
-        """Flags beat environment, environment beats the config file."""
-        path = config_file or Path(
-            os.environ.get("TOOLSMITH_CONFIG")
+        """Each setting from its flag (the argument), else its environment variable (``SETTINGS``),
+        else ``[llm]`` in the config file; raises ``LLMNotConfiguredError`` naming the source of
+        a bad value."""
+        path = Path(
+            config_file
+            or os.environ.get("TOOLSMITH_CONFIG")
             or platformdirs.user_config_path("toolsmith") / "config.toml"
         )
         file_cfg: dict[str, Any] = {}
@@ -111,27 +135,39 @@ class LLMConfig(BaseModel):
                     f"config file {path}: [llm] must be a table of settings",
                     hint="write base_url, model and api_key under an [llm] header",
                 )
-        env = os.environ
-        merged: dict[str, Any] = {
-            "base_url": base_url or env.get("OPENAI_BASE_URL") or file_cfg.get("base_url"),
-            "model": model or env.get("TOOLSMITH_MODEL") or file_cfg.get("model"),
-            "api_key": api_key or env.get("OPENAI_API_KEY") or file_cfg.get("api_key"),
+        flags = {
+            "base_url": base_url,
+            "model": model,
+            "api_key": api_key,
+            "timeout_s": timeout_s,
+            "max_retries": max_retries,
+            "max_tokens": max_tokens,
         }
-        if not merged["base_url"] and not merged["api_key"]:
+        merged: dict[str, Any] = {}
+        source: dict[str, str] = {}
+        for key, (flag, var) in SETTINGS.items():
+            if flags[key] not in (None, ""):
+                merged[key], source[key] = flags[key], flag
+            elif os.environ.get(var):
+                merged[key], source[key] = os.environ[var], f"${var}"
+            elif file_cfg.get(key) is not None:
+                merged[key], source[key] = file_cfg[key], f"[llm] {key} in {path}"
+        if not merged.get("base_url") and not merged.get("api_key"):
             raise LLMNotConfiguredError("no LLM endpoint is configured", hint=HOW_TO_CONFIGURE)
-        if not merged["model"]:
+        if not merged.get("model"):
             raise LLMNotConfiguredError("no model is configured", hint=HOW_TO_CONFIGURE)
-        extra: dict[str, Any] = {
-            k: v for k, v in file_cfg.items() if k in cls.model_fields and k not in merged
-        }
+        for key, value in file_cfg.items():
+            if key in cls.model_fields and key not in merged:
+                merged[key], source[key] = value, f"[llm] {key} in {path}"
         try:
-            return cls(**merged, **extra, **overrides)
+            return cls(**{**merged, **overrides})
         except ValidationError as e:
             err = e.errors()[0]
+            key = ".".join(str(p) for p in err["loc"])
             msg = err["msg"].removeprefix("Value error, ")
+            where = source.get(key, "the arguments")
             raise LLMNotConfiguredError(
-                f"LLM setting {'.'.join(str(p) for p in err['loc'])}: {msg}",
-                hint=f"fix it in {path}, the environment or the flags",
+                f"LLM setting {key} (from {where}): {msg}", hint=f"fix the value in {where}"
             ) from None
 
 
@@ -218,7 +254,10 @@ class OpenAILLM:
     def complete(
         self, messages: Sequence[Message], *, json_schema: dict[str, Any] | None = None
     ) -> Completion:
-        kwargs: dict[str, Any] = {}
+        # OpenAI's own API names the budget max_completion_tokens (max_tokens is refused by its
+        # reasoning models); llama.cpp, vLLM, Ollama and the other servers read max_tokens.
+        budget = "max_completion_tokens" if self.endpoint_kind == "openai" else "max_tokens"
+        kwargs: dict[str, Any] = {budget: self.config.max_tokens}
         if json_schema is not None and self._structured:
             kwargs["response_format"] = {
                 "type": "json_schema",
@@ -247,7 +286,8 @@ class OpenAILLM:
             raise LLMUnavailableError(
                 f"the endpoint did not answer within {self.config.timeout_s:g}s "
                 f"({self.config.max_retries} retries)",
-                hint="check the endpoint is up, or raise the timeout",
+                hint="check the endpoint is up, or raise the timeout (--llm-timeout or "
+                "TOOLSMITH_LLM_TIMEOUT)",
             ) from None
         except openai.APIConnectionError as e:
             raise LLMUnavailableError(
@@ -304,6 +344,15 @@ class OpenAILLM:
         prompt = _count(_part(usage, "prompt_tokens"))
         completion = _count(_part(usage, "completion_tokens"))
         self.usage.add(prompt, completion)
+        if _part(choices[0], "finish_reason") == "length":
+            raise LLMTruncatedError(
+                f"the model's answer was cut off at the completion budget of "
+                f"{self.config.max_tokens} tokens ({len(text)} characters arrived), so it is "
+                "incomplete rather than malformed",
+                hint="raise the budget (--max-tokens, TOOLSMITH_LLM_MAX_TOKENS or [llm] "
+                "max_tokens), or use a model that does not ramble or loop",
+                partial=text,
+            )
         return Completion(text=text, prompt_tokens=prompt, completion_tokens=completion)
 
 
@@ -360,7 +409,13 @@ def extract_json(text: str) -> Any:
 def ask_structured(
     llm: LLM, messages: Sequence[Message], model_cls: type[M], *, max_repairs: int = 2
 ) -> M:
-    """Ask for an instance of ``model_cls``; re-ask with the errors when the answer is invalid."""
+    """Ask for an instance of ``model_cls``; re-ask with the errors when the answer is invalid.
+
+    The JSON Schema sent (in the prompt, and as structured output for servers that constrain
+    decoding to it) is ``model_cls.model_json_schema()``; what it cannot express is enforced by
+    the model's validators and sent back as their messages. Raises ``LLMResponseError`` naming
+    what the model kept getting wrong across all its answers, or ``LLMTruncatedError``.
+    """
     schema = model_cls.model_json_schema()
     convo = list(messages)
     convo[0] = {
@@ -369,34 +424,58 @@ def ask_structured(
         + "\n\nAnswer with one JSON object matching this JSON Schema, and nothing else:\n"
         + json.dumps(schema),
     }
-    problem = ""
+    history: list[list[tuple[str, str]]] = []
     for _ in range(max_repairs + 1):
         answer = llm.complete(convo, json_schema=schema).text
         try:
             return model_cls.model_validate(extract_json(answer))
         except ValueError as e:
-            problem = _describe(e)
+            problems = _problems(e)
         except RecursionError:  # a validator walking nesting deeper than Python's stack
-            problem = "the answer is nested too deeply (or refers to itself) to be checked"
-        log.info("llm.invalid_answer", model=model_cls.__name__, problem=problem[:300])
+            problems = [("(root)", "the answer is nested too deeply (or refers to itself)")]
+        history.append(problems)
+        text = "\n".join(f"- {where}: {what}" for where, what in problems)
+        log.info("llm.invalid_answer", model=model_cls.__name__, problem=text[:300])
         convo += [
             {"role": "assistant", "content": answer},
             {
                 "role": "user",
-                "content": f"That answer is invalid:\n{problem}\nReply with corrected JSON only.",
+                "content": f"That answer is invalid:\n{text}\nReply with corrected JSON only.",
             },
         ]
     raise LLMResponseError(
-        f"the model did not produce a valid {model_cls.__name__} after {max_repairs + 1} "
-        f"tries; last problem: {problem[:500]}",
+        f"the model did not produce a valid {model_cls.__name__} in {len(history)} answers; "
+        f"what it kept getting wrong: {_recurring(history)}",
         hint="try a stronger model, or write the spec yourself and use --spec",
     )
 
 
-def _describe(e: ValueError) -> str:
+def _problems(e: ValueError) -> list[tuple[str, str]]:
+    """(where, what) for each problem of one answer: a field path, or "(answer)" for unreadable
+    JSON."""
     if isinstance(e, ValidationError):
-        return "\n".join(
-            f"- {'.'.join(str(p) for p in err['loc']) or '(root)'}: {err['msg']}"
+        return [
+            (
+                ".".join(str(p) for p in err["loc"]) or "(root)",
+                err["msg"].removeprefix("Value error, "),
+            )
             for err in e.errors()
-        )
-    return str(e)
+        ]
+    return [("(answer)", str(e))]
+
+
+def _recurring(history: list[list[tuple[str, str]]]) -> str:
+    """The places the answers went wrong, most often first, each with how many answers did and
+    the latest message about it."""
+    seen: dict[str, int] = {}
+    latest: dict[str, str] = {}
+    for problems in history:
+        for where in dict.fromkeys(w for w, _ in problems):
+            seen[where] = seen.get(where, 0) + 1
+        for where, what in problems:
+            latest[where] = what
+    ranked = sorted(seen, key=lambda w: -seen[w])  # stable: first seen first among equals
+    parts = [f"{w} in {seen[w]} of {len(history)} ({latest[w][:200]})" for w in ranked[:5]]
+    if len(ranked) > 5:
+        parts.append(f"and {len(ranked) - 5} more places")
+    return "; ".join(parts)

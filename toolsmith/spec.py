@@ -43,6 +43,27 @@ CAPABILITY_RE = re.compile(
 _Validator = jsonschema.Draft202012Validator
 
 
+def _ecma(regex: re.Pattern[str]) -> str:
+    """A Python regex anchored with \\Z as the ECMA-262 pattern JSON Schema uses."""
+    return regex.pattern.replace("\\Z", "$")
+
+
+# What JSON Schema can say about a field goes into the schema sent to a model, so servers that
+# constrain decoding to it (llama.cpp, vLLM, Ollama) never produce the mistake; the validators
+# below still enforce everything, and say what no schema can (keywords, examples against schemas).
+IDENT_SCHEMA: dict[str, Any] = {"type": "string", "pattern": _ecma(IDENT_RE)}
+NAME_SCHEMA: dict[str, Any] = {"pattern": _ecma(NAME_RE), "minLength": 1, "maxLength": 64}
+PARAMETERS_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "type": {"const": "object"},
+        "properties": {"type": "object", "propertyNames": {"pattern": _ecma(IDENT_RE)}},
+        "required": {"type": "array", "items": IDENT_SCHEMA},
+    },
+    "required": ["type"],
+}
+
+
 TOO_DEEP = "is nested too deeply (or refers to itself) to be checked"
 
 
@@ -157,10 +178,16 @@ def schema_errors(schema: dict[str, Any], instance: Any) -> list[str]:
     return [f"{'/'.join(str(p) for p in e.path) or '(root)'}: {e.message}" for e in errors]
 
 
+def _one_outcome_schema(schema: dict[str, Any]) -> None:
+    # args plus exactly one of returns/raises; raises is a class name, never null.
+    schema["properties"]["raises"] = {"type": "string", "pattern": _ecma(IDENT_RE)}
+    schema.update(minProperties=2, maxProperties=2)
+
+
 class Example(BaseModel):
     """One call and its expected outcome: ``returns`` a value or ``raises`` an exception name."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_one_outcome_schema)
 
     args: dict[str, Any]
     returns: Any = None
@@ -195,8 +222,8 @@ class Property(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str
-    source: str
+    name: str = Field(json_schema_extra={"pattern": _ecma(IDENT_RE)})
+    source: str = Field(json_schema_extra={"pattern": r"def check\("})
 
     @field_validator("name")
     @classmethod
@@ -223,14 +250,28 @@ class ToolSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(description="snake_case identifier; also the implementation's function name")
+    name: str = Field(
+        description="snake_case identifier; also the implementation's function name",
+        json_schema_extra=NAME_SCHEMA,
+    )
     description: str = Field(min_length=1)
-    parameters: dict[str, Any] = Field(description="JSON Schema of the keyword arguments (object)")
+    parameters: dict[str, Any] = Field(
+        description="JSON Schema of the keyword arguments (object)",
+        json_schema_extra=PARAMETERS_SCHEMA,
+    )
     returns: dict[str, Any] = Field(description="JSON Schema of the result")
-    raises: list[str] = Field(default_factory=list, description="exception names on bad input")
+    raises: list[str] = Field(
+        default_factory=list,
+        description="exception names on bad input",
+        json_schema_extra={"items": IDENT_SCHEMA},
+    )
     examples: list[Example] = Field(default_factory=list)
     properties: list[Property] = Field(default_factory=list)
-    capabilities: list[str] = Field(default_factory=list, description="empty means pure")
+    capabilities: list[str] = Field(
+        default_factory=list,
+        description="empty means pure",
+        json_schema_extra={"items": {"type": "string", "pattern": _ecma(CAPABILITY_RE)}},
+    )
     dependencies: list[str] = Field(default_factory=list, description="empty means stdlib only")
     tags: list[str] = Field(default_factory=list)
 

@@ -3,6 +3,9 @@
 ``ScriptedLLMServer`` is a real HTTP server on loopback speaking the OpenAI chat completions API and
 answering from a script. It stands in for a paid model in tests and in ``toolsmith demo``: every
 byte goes through the real openai SDK, HTTP and JSON paths; only the model's words are scripted.
+Like a real server it keeps to the request's completion budget (``max_tokens`` or
+``max_completion_tokens``, counted as four characters a token): a longer answer is cut there and
+finishes with ``length``.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -33,6 +36,9 @@ class Step(BaseModel):
     retry_after: float | None = None
     message: str | None = Field(default=None, description="error message for a status step")
     hang_s: float | None = None
+    finish_reason: Literal["stop", "length"] = Field(
+        default="stop", description="'length' scripts an answer cut off at the budget"
+    )
     times: int = Field(default=1, ge=1)
 
     @model_validator(mode="after")
@@ -170,7 +176,10 @@ class ScriptedLLMServer:
                     err = {"error": {"message": step.message or f"scripted HTTP {step.status}"}}
                     self._send(step.status, err, headers)
                     return
-                content = step.content()
+                content, finish = step.content(), step.finish_reason
+                budget = body.get("max_tokens") or body.get("max_completion_tokens")
+                if isinstance(budget, int) and len(content) > 4 * budget:
+                    content, finish = content[: 4 * budget], "length"
                 prompt_chars = sum(len(str(m.get("content", ""))) for m in body["messages"])
                 usage = {
                     "prompt_tokens": prompt_chars // 4,
@@ -179,7 +188,7 @@ class ScriptedLLMServer:
                 }
                 choice = {
                     "index": 0,
-                    "finish_reason": "stop",
+                    "finish_reason": finish,
                     "message": {"role": "assistant", "content": content},
                 }
                 self._send(

@@ -108,6 +108,18 @@ def build(
         str | None, typer.Option(help="OpenAI-compatible endpoint (else $OPENAI_BASE_URL).")
     ] = None,
     api_key: Annotated[str | None, typer.Option(help="API key (else $OPENAI_API_KEY).")] = None,
+    llm_timeout: Annotated[
+        float | None,
+        typer.Option(help="Seconds to wait for one answer (else $TOOLSMITH_LLM_TIMEOUT; 120)."),
+    ] = None,
+    llm_retries: Annotated[
+        int | None,
+        typer.Option(help="Retries of 429, 5xx and timeouts (else $TOOLSMITH_LLM_RETRIES; 3)."),
+    ] = None,
+    max_tokens: Annotated[
+        int | None,
+        typer.Option(help="Completion budget per answer (else $TOOLSMITH_LLM_MAX_TOKENS; 4096)."),
+    ] = None,
     dry_run: Annotated[bool, typer.Option(help="Prove the tool but do not publish it.")] = False,
     force: Annotated[bool, typer.Option(help="Build even if a registry tool fits.")] = False,
     version: Annotated[str | None, typer.Option(help="Publish as this exact version.")] = None,
@@ -140,7 +152,15 @@ def build(
     code = read_text(impl, "implementation") if impl is not None else None
     llm = None
     if task is not None or code is None:
-        llm = OpenAILLM(LLMConfig.resolve(base_url=base_url, model=model, api_key=api_key))
+        config = LLMConfig.resolve(
+            base_url=base_url,
+            model=model,
+            api_key=api_key,
+            timeout_s=llm_timeout,
+            max_retries=llm_retries,
+            max_tokens=max_tokens,
+        )
+        llm = OpenAILLM(config)
     with _progress(not as_json) as show, Toolsmith(Registry(registry), llm, on_progress=show) as ts:
         if tool_spec is not None:
             result = ts.build_from_spec(tool_spec, code, options)
