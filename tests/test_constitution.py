@@ -171,7 +171,7 @@ def test_state_rules_render_as_valid_pytest_with_the_right_count() -> None:
     assert suite.expected == 3
     merged = generate_tests(spec).merged(suite)
     assert merged.expected == generate_tests(spec).expected + 3
-    assert "from toolsmith_harness import invoke" in suite.files[TEST_FILE]
+    assert "from toolsmith_harness import call, invoke, tally" in suite.files[TEST_FILE]
 
 
 def test_declared_fs_write_exempts_the_leftover_files_rule() -> None:

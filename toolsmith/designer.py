@@ -56,8 +56,15 @@ SYSTEM = """You design small, typed, pure-by-default Python tools for AI agents.
 Given a task, produce a ToolSpec: a snake_case name, a one-sentence description, JSON Schemas for
 the keyword parameters (type object, with "required" and "additionalProperties": false) and the
 return value, the exception names raised on bad input, at least 4 examples (ordinary cases, edge
-cases, and error cases using "raises"), and properties: Python sources of `def check(args, result)`
-that assert what must hold for every valid input (use only builtins, no imports).
+cases, and error cases using "raises"), and properties.
+Make every parameter schema precise, because tests draw their inputs from it: give strings a
+"pattern", an "enum" or a "format" describing valid input (free text gets a "maxLength"), numbers
+their "minimum"/"maximum", arrays their "maxItems". Inputs a valid call never sees are wasted.
+Properties are Python sources of `def check(args, result)` asserting what must hold for every
+valid input, or `def check(args, result, tool)` where `tool(**kwargs)` calls the tool again, for
+metamorphic relations: round trips (decode(encode(x)) == x), idempotence, monotonicity, symmetry
+(compare(a, b) == -compare(b, a)), prefix or longest-fit rules. A property may import the standard
+library to compare with a reference (zlib.crc32, hashlib.sha256, datetime).
 Declare capabilities only if the task truly needs I/O (network:<host>, fs:read:<path>, ...).
 If one of the existing tools listed already does the task, answer {"reuse": "<name@version>"}
 instead of designing a new one."""

@@ -37,6 +37,10 @@ def failure_line(failure: str | None) -> str:
     return line[:300]
 
 
+# Below this share of accepted inputs a test proves next to nothing about what the tool returns.
+ACCEPTED_FLOOR = 0.1
+
+
 class Outcome(StrEnum):
     PASSED = "passed"
     FAILED = "failed"
@@ -62,6 +66,22 @@ class TestCase(BaseModel):
     duration_s: float = 0.0
     failure: str | None = None
     falsifying_example: str | None = None
+    inputs: int | None = Field(
+        default=None, ge=1, description="inputs the test drew (hypothesis tests only)"
+    )
+    accepted: int | None = Field(
+        default=None,
+        ge=0,
+        description="of those, how many the tool accepted rather than rejected with a declared "
+        "exception",
+    )
+
+    @property
+    def accepted_share(self) -> float | None:
+        """``accepted / inputs`` in [0, 1], or None for a test that drew no inputs."""
+        if not self.inputs or self.accepted is None:
+            return None
+        return self.accepted / self.inputs
 
 
 class TestReport(BaseModel):
@@ -98,6 +118,20 @@ class TestReport(BaseModel):
             and len(self.tests) == self.expected
             and all(t.outcome == Outcome.PASSED for t in self.tests)
         )
+
+    def warnings(self) -> list[str]:
+        """Tests that passed while proving little: nearly every drawn input was rejected."""
+        out = []
+        for t in self.tests:
+            share = t.accepted_share
+            if share is not None and share < ACCEPTED_FLOOR:
+                out.append(
+                    f"{t.nodeid}: the tool accepted only {t.accepted} of {t.inputs} drawn inputs "
+                    f"({share:.0%}); the rest raised declared exceptions, so its properties were "
+                    "hardly exercised: give the parameters precise schemas (pattern, enum, "
+                    "format, bounds) and examples of valid input"
+                )
+        return out
 
     def summary(self) -> str:
         parts = [f"{self.count(Outcome.PASSED)}/{self.expected} passed"]

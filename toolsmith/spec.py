@@ -218,7 +218,14 @@ class Example(BaseModel):
 
 
 class Property(BaseModel):
-    """A named hypothesis check: Python source defining ``check(args, result)``."""
+    """A named hypothesis check: Python source defining ``check(args, result)`` or
+    ``check(args, result, tool)``.
+
+    ``tool(**kwargs)`` calls the tool under test again through the same sandboxed harness and
+    returns its result (or raises ``ToolRaised``), so metamorphic relations (round trips,
+    monotonicity, idempotence) are written directly. The source may import the standard library
+    to compare against a reference (``zlib.crc32``, ``hashlib.sha256``).
+    """
 
     model_config = ConfigDict(extra="forbid")
 
@@ -240,8 +247,11 @@ class Property(BaseModel):
         except SyntaxError as e:
             raise ValueError(f"property source does not parse: line {e.lineno}: {e.msg}") from None
         funcs = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "check"]
-        if not funcs or len(funcs[0].args.args) != 2:
-            raise ValueError("property source must define 'def check(args, result)'")
+        if not funcs or len(funcs[0].args.args) not in (2, 3):
+            raise ValueError(
+                "property source must define 'def check(args, result)' or "
+                "'def check(args, result, tool)'"
+            )
         return v
 
 
@@ -363,6 +373,23 @@ class ToolSpec(BaseModel):
         if len(set(names)) != len(names):
             raise ValueError("property names must be unique")
         return self
+
+    def vague_parameters(self) -> list[str]:
+        """Warnings, one per string parameter the schema leaves open-ended (no ``pattern``,
+        ``enum``, ``const``, ``format`` or ``maxLength``): inputs drawn for it are random text,
+        which seldom reaches the tool's domain, so its tests prove little. Not an error: some
+        tools do take free text, and then a ``maxLength`` says how much."""
+        precise = ("pattern", "enum", "const", "format", "maxLength")
+        out = []
+        for name, schema in self.parameters.get("properties", {}).items():
+            if not isinstance(schema, dict) or schema.get("type") != "string":
+                continue
+            if not any(key in schema for key in precise):
+                out.append(
+                    f"parameter {name!r} is any string: give it a pattern, enum or format that "
+                    "describes valid input, or a maxLength if it is free text"
+                )
+        return out
 
     @property
     def is_pure(self) -> bool:

@@ -3,13 +3,17 @@
 Three kinds of checks come out of one spec, the third needing no LLM at all:
 
 - example tests: each example's expected value or expected exception, one test each;
-- property checks: each spec property, on inputs drawn by hypothesis from the parameter JSON
-  Schema (hypothesis-jsonschema, which reads drafts 4 to 7: a drawn input is kept only if it is
-  valid under Draft 2020-12, the specs' draft) with the examples always among them;
+- property checks: each spec property, on the examples, then the seeds near them and on the
+  schema's boundaries (``toolsmith.seeds``), then inputs drawn by hypothesis from the parameter
+  JSON Schema (hypothesis-jsonschema, which reads drafts 4 to 7: a drawn input is kept only if it
+  is valid under Draft 2020-12, the specs' draft). A property taking a third parameter gets
+  ``tool``, which calls the tool again through the harness;
 - generic checks: on schema-valid input the tool raises only declared exceptions, returns output
   valid against ``returns``, leaves its arguments unmutated, and is deterministic.
 
-Property and generic checks share one hypothesis test, so each drawn input is paid for once.
+Property and generic checks share one hypothesis test, so each drawn input is paid for once. It
+counts each input as accepted or rejected (a declared exception) through the harness, and the
+report carries the share per test.
 
 The files run inside the sandbox, where ``toolsmith_harness`` calls the tool in a process of its
 own; the expected values live only in the test process. The number of generated tests is part of
@@ -25,6 +29,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from toolsmith.errors import SpecError
+from toolsmith.seeds import seed_arguments
 from toolsmith.spec import ToolSpec
 
 PRELUDE = '''\
@@ -37,10 +42,11 @@ from typing import Any
 
 import jsonschema
 from hypothesis import HealthCheck, example, given, settings
-from toolsmith_harness import invoke
+from toolsmith_harness import call, invoke, tally
 
 SPEC = json.loads({spec_json!r})
 PARAMETERS = json.loads({parameters_json!r})
+SEEDS = json.loads({seeds_json!r})
 HYPOTHESIS = settings(
     max_examples={max_examples},
     deadline=None,
@@ -57,6 +63,13 @@ def with_examples(test):
     """The spec's examples run first, then generated arguments."""
     for ex in reversed(SPEC["examples"]):
         test = example(args=ex["args"])(test)
+    return test
+
+
+def with_seeds(test):
+    """The spec's examples run first, then the seeds near them, then random arguments."""
+    for args in reversed([ex["args"] for ex in SPEC["examples"]] + SEEDS):
+        test = example(args=args)(test)
     return test
 
 
@@ -240,6 +253,7 @@ for prop in SPEC["properties"]:
     namespace = {{}}
     exec(compile(prop["source"], f"<property {{prop['name']}}>", "exec"), namespace)
     PROPERTIES[prop["name"]] = namespace["check"]
+ARITY = {{name: check.__code__.co_argcount for name, check in PROPERTIES.items()}}
 RETURNS = jsonschema.Draft202012Validator(SPEC["returns"])
 
 
@@ -267,20 +281,31 @@ def check_contract(original, inv):
     )
 
 
+def tool(**kwargs):
+    """The handle a property's third parameter receives: calls the tool through the harness,
+    returning its result or raising ToolRaised."""
+    return call(**copy.deepcopy(kwargs))
+
+
 @HYPOTHESIS
-@with_examples
+@with_seeds
 @given(args=ARGS)
 def test_generated_inputs(args):
-    """Valid inputs, the examples first: the generic contract and every property hold."""
+    """Valid inputs, the examples and seeds first: the generic contract and every property
+    hold. Each input counts as accepted, or rejected with a declared exception."""
     original = copy.deepcopy(args)
     inv = invoke(args)
     if CONTRACT:
         check_contract(original, inv)
+    tally(inv.ok)
     if not inv.ok:
         return
     for name, check in PROPERTIES.items():
         try:
-            check(copy.deepcopy(original), inv.value)
+            if ARITY[name] == 3:
+                check(copy.deepcopy(original), inv.value, tool)
+            else:
+                check(copy.deepcopy(original), inv.value)
         except Exception as e:
             raise AssertionError(
                 f"property {{name}} fails with args {{short(original)}} and result "
@@ -292,12 +317,15 @@ def test_generated_inputs(args):
 def prelude(spec: ToolSpec, *, title: str, max_examples: int) -> str:
     """The common head of every generated test file: the spec, settings and strategies."""
     spec_json = json.dumps(spec.model_dump(mode="json"), sort_keys=True)
-    parameters_json = json.dumps(drawing_schema(spec.parameters), sort_keys=True)
+    drawing = drawing_schema(spec.parameters)
+    parameters_json = json.dumps(drawing, sort_keys=True)
+    seeds_json = json.dumps(seed_arguments(spec, drawing), sort_keys=True)
     return PRELUDE.format(
         title=title,
         name=spec.name,
         spec_json=spec_json,
         parameters_json=parameters_json,
+        seeds_json=seeds_json,
         strategies=STRATEGIES,
         max_examples=max_examples,
     )

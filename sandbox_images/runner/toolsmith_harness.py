@@ -12,9 +12,21 @@ from typing import Any
 
 from toolsmith_runner.client import WorkerClient, WorkerFailure
 
-__all__ = ["Invocation", "ToolCrashed", "ToolRaised", "call", "invoke", "worker_pid"]
+__all__ = [
+    "Invocation",
+    "ToolCrashed",
+    "ToolRaised",
+    "call",
+    "invoke",
+    "take_tally",
+    "tally",
+    "worker_pid",
+]
 
 _client: WorkerClient | None = None
+# Inputs the running test drew: [accepted, all]. Lives in the runner's process, which the tool
+# cannot reach, and is read by the runner's plugin after each test.
+_tally = [0, 0]
 
 
 class ToolRaised(Exception):
@@ -63,6 +75,19 @@ def invoke(args: dict[str, Any]) -> Invocation:
         args_after=answer.get("args_after") or {},
         traceback=answer.get("traceback", ""),
     )
+
+
+def tally(accepted: bool) -> None:
+    """Count one drawn input: accepted by the tool, or rejected with a declared exception."""
+    _tally[0] += bool(accepted)
+    _tally[1] += 1
+
+
+def take_tally() -> tuple[int, int]:
+    """(accepted, inputs) counted since the last call, and start counting afresh."""
+    counted = (_tally[0], _tally[1])
+    _tally[:] = [0, 0]
+    return counted
 
 
 def worker_pid() -> int | None:

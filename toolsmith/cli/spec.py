@@ -27,12 +27,13 @@ def validate(
     path: Annotated[Path, typer.Argument(help="Spec file, YAML or JSON.")],
     as_json: JsonOpt = False,
 ) -> None:
-    """Validate a spec file and say what is wrong with it."""
+    """Validate a spec file and say what is wrong with it, and what it leaves vague."""
     spec = ToolSpec.from_file(path)
-    emit(
-        {"valid": True, "name": spec.name},
-        as_json,
-        lambda: console.print(
-            f"[green]valid[/green] {escape(spec.name)}: {escape(spec.description)}"
-        ),
-    )
+    warnings = spec.vague_parameters()
+
+    def human() -> None:
+        console.print(f"[green]valid[/green] {escape(spec.name)}: {escape(spec.description)}")
+        for warning in warnings:
+            console.print(f"[yellow]warning[/yellow] {escape(warning)}")
+
+    emit({"valid": True, "name": spec.name, "warnings": warnings}, as_json, human)

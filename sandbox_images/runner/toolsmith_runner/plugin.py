@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import toolsmith_harness
 
 FAILURE_LIMIT = 4000
 # How hypothesis words the note it attaches to a failing test's exception, across versions.
@@ -76,7 +77,11 @@ class Recorder:
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         self._phases.setdefault(report.nodeid, []).append(report)
 
+    def pytest_runtest_logstart(self, nodeid: str) -> None:
+        toolsmith_harness.take_tally()
+
     def pytest_runtest_logfinish(self, nodeid: str) -> None:
+        accepted, inputs = toolsmith_harness.take_tally()
         phases = self._phases.pop(nodeid, [])
         outcome = "passed"
         failure = None
@@ -98,5 +103,7 @@ class Recorder:
                 "duration_s": round(sum(r.duration for r in phases), 6),
                 "failure": failure,
                 "falsifying_example": self._falsifying.pop(nodeid, None),
+                "inputs": inputs or None,
+                "accepted": accepted if inputs else None,
             },
         )
