@@ -205,3 +205,36 @@ def test_failed_design_says_what_the_model_kept_getting_wrong() -> None:
     assert "in 3 answers" in msg and "spec.name in 3 of 3" in msg and "keyword" in msg
     assert "spec.raises in 1 of 3" in msg
     assert msg.index("spec.name") < msg.index("spec.raises")
+
+
+OUTLINE = "```python\ndef slugify(text):\n    ...  # TODO\n```\n"
+USAGE = '```python\nprint(slugify("Hello World"))\n```\n'
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        f"Outline:\n{OUTLINE}Module:\n```python\n{SLUGIFY}```\nUsage:\n{USAGE}",
+        f"```python\n{SLUGIFY}```\nthen\n{USAGE}",
+        f"```python\n{SLUGIFY}```\n```python\ndef slugify(text):\n    return (\n```\n",
+        f"{OUTLINE}```python\n{SLUGIFY}",
+    ],
+    ids=["outline-module-usage", "module-usage", "broken-last", "unclosed-last"],
+)
+def test_several_blocks_take_the_last_complete_one_defining_the_function(answer: str) -> None:
+    """An outline before and a usage example after the module do not hide it; a last block that
+    does not parse does not win; an unclosed last module still counts."""
+    assert extract_code(answer, "slugify") == SLUGIFY
+
+
+def test_generated_code_counts_blocks_for_the_ambiguity_note() -> None:
+    """One block is a plain answer; three make it ambiguous (the pipeline tells the model)."""
+    spec = ToolSpec.model_validate(BASE)
+    steps = [
+        {"reply": f"```python\n{SLUGIFY}```"},
+        {"reply": f"{OUTLINE}```python\n{SLUGIFY}```\n{USAGE}"},
+    ]
+    with ScriptedLLMServer({"steps": steps}) as srv:
+        single, several = generate_code(spec, llm(srv)), generate_code(spec, llm(srv))
+    assert (single.blocks, several.blocks) == (1, 3)
+    assert several.code == SLUGIFY

@@ -189,3 +189,20 @@ def test_answer_without_a_code_block_is_told_how_to_answer(registry: Registry) -
         srv.close()
     assert result.attempts[0].verdict == AttemptVerdict.UNTESTABLE
     assert "one ```python fenced block" in user_prompt(srv, 1)
+
+
+def test_ambiguous_answer_tests_the_module_and_tells_the_model(
+    registry: Registry, sandbox: Sandbox
+) -> None:
+    """The scripted model sends an outline, the (buggy) module and a usage block: the module is
+    what the sandbox tests, and the fix request says the answer was ambiguous."""
+    outline = "```python\ndef add_ints(a, b):\n    ...\n```"
+    module = "```python\ndef add_ints(a, b):\n    return a - b\n```"
+    usage = "```python\nprint(add_ints(1, 2))\n```"
+    three = {"reply": f"Plan:\n{outline}\nModule:\n{module}\nUse it:\n{usage}\n"}
+    with ScriptedLLMServer({"steps": [three, code("a + b")]}) as srv:
+        result = engine(srv, registry, sandbox).build_from_spec(SPEC, None, FAST)
+    assert [a.verdict for a in result.attempts] == [AttemptVerdict.FAILED, AttemptVerdict.PASSED]
+    fix_request = user_prompt(srv, 1)
+    assert "return a - b" in fix_request and "ambiguous" in fix_request
+    assert "3 python code blocks" in fix_request

@@ -37,14 +37,27 @@ NO_FENCE = (
 )
 
 
+def ambiguous(blocks: int, name: str) -> str:
+    """What the model is told when its answer held several code blocks."""
+    return (
+        f"Your answer was ambiguous: it held {blocks} python code blocks, and only the last "
+        f"complete one defining `{name}` was tested. Answer with the whole module in exactly one "
+        "```python fenced block: no outline or usage blocks."
+    )
+
+
 @dataclass(frozen=True)
 class GeneratedCode:
-    """What the model answered: code, or a claim that the spec contradicts itself."""
+    """What the model answered: code, or a claim that the spec contradicts itself.
+
+    ``blocks`` counts the python code blocks in the answer; more than one makes it ambiguous.
+    """
 
     code: str = ""
     conflict: str | None = None
     raw: str = ""
     fenced: bool = True
+    blocks: int = 1
 
 
 _OPENING = re.compile(r"[ \t]*(`{3,}|~{3,})[ \t]*([^\s`]*)[ \t]*")
@@ -52,7 +65,7 @@ _PYTHON_LABEL = re.compile(r"(python|py)\d*(\.\d+)?", re.I)
 
 
 def _fence_blocks(text: str) -> list[str]:
-    """The bodies of fenced blocks labelled python (any case, any version), py or nothing.
+    """The fenced blocks labelled python (any case, any version), py or nothing.
 
     Backtick or tilde fences of three or more, CRLF or LF; a block the model never closed runs
     to the end of the answer. Blocks in other languages are skipped whole.
@@ -77,13 +90,27 @@ def _fence_blocks(text: str) -> list[str]:
     return blocks
 
 
+def _parses(block: str) -> bool:
+    try:
+        ast.parse(block)
+    except SyntaxError:
+        return False
+    return True
+
+
 def extract_code(text: str, name: str) -> str:
-    """The fenced block defining ``name`` (or the first block, or the whole text)."""
+    """The module in a model's answer: of the fenced blocks defining ``name``, the last complete
+    one (it parses), else the last; with none, the first block, else the whole text.
+
+    Models send an outline, then the module, then a usage example; the module comes last among
+    the blocks that define the function, and a block broken off mid-way is never preferred.
+    """
     blocks = _fence_blocks(text)
-    for block in blocks:
-        if re.search(rf"^\s*(async\s+)?def\s+{re.escape(name)}\s*\(", block, re.M):
-            return block.strip() + "\n"
-    return (blocks[0] if blocks else text).strip() + "\n"
+    defining = [
+        b for b in blocks if re.search(rf"^\s*(async\s+)?def\s+{re.escape(name)}\s*\(", b, re.M)
+    ]
+    complete = [b for b in defining if _parses(b)]
+    return (complete or defining or blocks[:1] or [text])[-1].strip() + "\n"
 
 
 def code_problems(code: str, name: str) -> list[str]:
@@ -134,5 +161,7 @@ def generate_code(
     stripped = text.strip()
     if stripped.startswith(SPEC_CONFLICT):
         return GeneratedCode(conflict=stripped[len(SPEC_CONFLICT) :].strip(), raw=text)
-    fenced = bool(_fence_blocks(text))
-    return GeneratedCode(code=extract_code(text, spec.name), raw=text, fenced=fenced)
+    blocks = len(_fence_blocks(text))
+    return GeneratedCode(
+        code=extract_code(text, spec.name), raw=text, fenced=blocks > 0, blocks=max(blocks, 1)
+    )

@@ -23,7 +23,7 @@ from semantic_version import Version
 
 from toolsmith import __version__
 from toolsmith.analysis import analyze
-from toolsmith.codegen import NO_FENCE, SPEC_CONFLICT, code_problems, generate_code
+from toolsmith.codegen import NO_FENCE, SPEC_CONFLICT, ambiguous, code_problems, generate_code
 from toolsmith.constitution import (
     Constitution,
     constitution_tests,
@@ -364,7 +364,7 @@ class Toolsmith:
         with bound(build_id=build_id, tool=spec.name):
             for number in range(1, max_attempts + 1):
                 t0 = time.monotonic()
-                fenced = True
+                fenced, blocks = True, 1
                 self._progress(Progress("generate", number, max_attempts))
                 if number > 1 or impl is None:
                     if llm is None:
@@ -395,11 +395,14 @@ class Toolsmith:
                                 continue
                         feedback, feedback_code, insisted = _conflict_feedback(conflict), None, True
                         continue
-                    code, fenced, insisted = gen.code, gen.fenced, False
+                    code, fenced, blocks, insisted = gen.code, gen.fenced, gen.blocks, False
                 checked = self._check(spec, code, opts, suites, number, max_attempts)
                 if checked.verdict == AttemptVerdict.UNTESTABLE and not fenced:
                     # The answer had no code block and its prose was read as code.
                     checked = dataclasses.replace(checked, failure=f"{checked.failure}\n{NO_FENCE}")
+                elif checked.verdict != AttemptVerdict.PASSED and blocks > 1:
+                    note = ambiguous(blocks, spec.name)
+                    checked = dataclasses.replace(checked, failure=f"{checked.failure}\n{note}")
                 report, decision = checked.report, checked.decision
                 attempts.append(
                     AttemptRecord(
