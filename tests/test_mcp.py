@@ -393,3 +393,49 @@ def test_docker_runtime_serves_calls_and_leaves_no_worker(reg: Registry) -> None
         assert [c for c in workers if c.labels.get("toolsmith.runtime.tool") == "split_name"] == []
     finally:
         engine.close()
+
+
+def test_malformed_lines_get_json_rpc_errors_and_serving_goes_on(reg: Registry) -> None:
+    """Raw stdio, as a buggy client would write it: a line that is not JSON gets -32700, JSON
+    that is not JSON-RPC gets -32600 with its id, a blank line nothing; then the handshake and
+    tools/list still work on the same connection."""
+    init = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {
+            "protocolVersion": "2025-06-18",
+            "capabilities": {},
+            "clientInfo": {"name": "raw-stdio", "version": "0"},
+        },
+    }
+    lines = [
+        "{not json",
+        json.dumps({"jsonrpc": "2.0", "id": 7, "method": 5}),
+        "",
+        json.dumps(init),
+        json.dumps({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+        json.dumps({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}),
+    ]
+    with subprocess.Popen(
+        [*SERVE, "--registry", str(reg.path), "--runtime", "restricted"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env={**os.environ, "TOOLSMITH_HOME": str(reg.path.parent / "home")},
+    ) as proc:
+        assert proc.stdin is not None and proc.stdout is not None
+        try:
+            proc.stdin.write("\n".join(lines) + "\n")
+            proc.stdin.flush()
+            answers = [json.loads(proc.stdout.readline()) for _ in range(4)]
+        finally:
+            proc.stdin.close()
+            proc.wait(timeout=30)
+    parse, invalid, initialized, listed = answers
+    assert parse["id"] is None and parse["error"]["code"] == -32700
+    assert invalid["id"] == 7 and invalid["error"]["code"] == -32600
+    assert initialized["id"] == 1 and initialized["result"]["serverInfo"]["name"] == "toolsmith"
+    assert listed["id"] == 2 and "add_ints" in {t["name"] for t in listed["result"]["tools"]}
+    assert proc.returncode == 0

@@ -27,6 +27,8 @@ from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel import Server
 from mcp.server.stdio import stdio_server
 from mcp.shared.exceptions import MCPError
+from mcp.shared.message import SessionMessage
+from pydantic import ValidationError
 
 from toolsmith.errors import ToolsmithError, UsageError
 from toolsmith.export import to_mcp
@@ -38,7 +40,7 @@ from toolsmith.spec import NAME_RE
 
 log = get_logger(__name__)
 
-__all__ = ["ToolServer", "build_server", "serve_http", "serve_stdio"]
+__all__ = ["ToolServer", "build_server", "protocol_error", "serve_http", "serve_stdio"]
 
 
 class ToolServer:
@@ -220,11 +222,57 @@ def build_server(registry: Registry, *, runtime: RuntimeName = "docker") -> Serv
 
 
 async def serve_stdio(registry: Registry, *, runtime: RuntimeName = "docker") -> None:
-    """Serve over stdin/stdout until the client closes the connection."""
+    """Serve over stdin/stdout until the client closes the connection.
+
+    A line that is not JSON is answered with the JSON-RPC parse error (-32700), and JSON that is
+    not a JSON-RPC message with invalid request (-32600, echoing its id when it has a usable
+    one), as JSON-RPC 2.0 section 5.1 asks; the server keeps serving. (The SDK only logs them, so
+    the client would wait for an answer that never comes.)
+    """
     server = build_server(registry, runtime=runtime)
     log.info("mcp.serving", transport="stdio", registry=str(registry.path), runtime=runtime)
     async with stdio_server() as (read_stream, write_stream):
-        await server.run(read_stream, write_stream, server.create_initialization_options())
+        send, receive = anyio.create_memory_object_stream[SessionMessage | Exception](0)
+
+        async def answer_protocol_errors() -> None:
+            async with send:
+                async for item in read_stream:
+                    if not isinstance(item, Exception):
+                        await send.send(item)
+                        continue
+                    error = protocol_error(item)
+                    if error is not None:
+                        await write_stream.send(SessionMessage(error))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(answer_protocol_errors)
+            await server.run(receive, write_stream, server.create_initialization_options())
+            tg.cancel_scope.cancel()
+
+
+def protocol_error(error: Exception) -> mcp_types.JSONRPCError | None:
+    """The JSON-RPC error answering a line the transport could not read as a message (``error``
+    is what reading it raised), or None for a blank line."""
+    details = error.errors() if isinstance(error, ValidationError) else []
+    raw = [d.get("input") for d in details]
+    if any(d["type"] == "json_invalid" for d in details) or not details:
+        if all(isinstance(r, str) and not r.strip() for r in raw) and raw:
+            return None
+        code, message = mcp_types.PARSE_ERROR, "Parse error: the line is not JSON"
+        request_id = None
+    else:
+        code = mcp_types.INVALID_REQUEST
+        message = (
+            "Invalid Request: the JSON is not a JSON-RPC 2.0 request, notification or response"
+        )
+        ids = [r.get("id") for r in raw if isinstance(r, dict)]
+        request_id = next(
+            (i for i in ids if isinstance(i, str | int) and not isinstance(i, bool)), None
+        )
+    log.info("mcp.protocol_error", code=code)
+    return mcp_types.JSONRPCError(
+        jsonrpc="2.0", id=request_id, error=mcp_types.ErrorData(code=code, message=message)
+    )
 
 
 def serve_http(
