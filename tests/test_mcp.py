@@ -173,10 +173,12 @@ def test_call_returns_json_text_and_structured_content(reg: Registry) -> None:
         return (
             await client.call_tool("add_ints", {"a": 2, "b": 40}),
             await client.call_tool("split_name", {"full": "Ada Lovelace"}),
+            await client.call_tool("add_ints", {"a": 2.0, "b": 40}),
         )
 
-    number, obj = with_client(reg, body)
+    number, obj, from_float = with_client(reg, body)
     assert not number.is_error and text(number) == "42"
+    assert text(from_float) == "42"  # 2.0 is the integer 2 (JSON Schema), so the result is 42
     assert number.structured_content is None
     assert not obj.is_error
     assert obj.structured_content == {"first": "Ada", "last": "Lovelace"}

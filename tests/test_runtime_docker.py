@@ -185,6 +185,7 @@ def test_curated_tool_returns_the_right_values(curated: Registry) -> None:
     with curated.load("to_roman", runtime="docker") as tool:
         assert tool.runtime == "docker"
         assert [tool(number=n) for n in (1, 4, 1994, 3999)] == ["I", "IV", "MCMXCIV", "MMMCMXCIX"]
+        assert tool(number=1994.0) == "MCMXCIV"  # JSON's integral float is the int it equals
 
 
 def test_declared_exception_maps_to_tool_raised_error(curated: Registry) -> None:

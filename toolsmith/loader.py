@@ -77,10 +77,13 @@ class Tool:
         """The async variant, for agent frameworks that are async: runs in a worker thread."""
         return await asyncio.to_thread(self._bound, **kwargs)
 
-    def openai_schema(self) -> dict[str, Any]:
-        return to_openai(self.spec)
+    def openai_schema(self, *, strict: bool = False) -> dict[str, Any]:
+        """A Chat Completions ``tools`` entry (``strict``: OpenAI's strict mode); SpecError if
+        the spec cannot be carried faithfully (``toolsmith.export``)."""
+        return to_openai(self.spec, strict=strict)
 
     def mcp_definition(self) -> dict[str, Any]:
+        """An MCP ``Tool`` definition; SpecError if the spec cannot be carried faithfully."""
         return to_mcp(self.spec)
 
     def close(self) -> None:

@@ -84,6 +84,7 @@ class ToolServer:
             with bound(tool=record.name, version=record.version):
                 try:
                     verified = self.registry.resolve(f"{record.name}@{record.version}")
+                    definition = to_mcp(verified.spec)  # a spec MCP cannot carry is withheld
                 except ToolsmithError as e:
                     log.warning("mcp.tool_withheld", error=f"{type(e).__name__}: {e}")
                     continue
@@ -91,7 +92,7 @@ class ToolServer:
                 if refusal is not None:
                     log.warning("mcp.tool_withheld", runtime=self.runtime, error=refusal)
                     continue
-            out.append(mcp_types.Tool.model_validate(to_mcp(verified.spec)))
+            out.append(mcp_types.Tool.model_validate(definition))
         return out
 
     def _load(self, name: str) -> Tool:

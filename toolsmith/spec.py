@@ -25,6 +25,7 @@ from pydantic import (
     Field,
     SerializerFunctionWrapHandler,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_serializer,
     model_validator,
@@ -178,6 +179,61 @@ def schema_errors(schema: dict[str, Any], instance: Any) -> list[str]:
     return [f"{'/'.join(str(p) for p in e.path) or '(root)'}: {e.message}" for e in errors]
 
 
+# Keywords whose values are data (any JSON, null included), not schemas or keyword arguments.
+DATA_KEYWORDS = frozenset({"const", "default", "enum", "examples"})
+# Keywords whose values map names to schemas (so a key there is a name, never a keyword).
+NAME_MAPS = frozenset({"properties", "$defs", "patternProperties", "dependentSchemas"})
+# What clients do with tool definitions, published by each platform: OpenAI caps a function's
+# description at 1,024 characters; Anthropic's API and other MCP clients refuse an input schema
+# with a combinator at its root (it must be a plain "type": "object" schema).
+MAX_DESCRIPTION = 1024
+ROOT_COMBINATORS = ("anyOf", "oneOf", "allOf")
+# Specs read back from a registry were signed before a rule may have existed: they load as they
+# are, and exports deal with what they carry.
+STORED = {"stored": True}
+
+
+def yaml_accidents(schema: Any, where: str) -> list[str]:
+    """Keys holding null in a schema: no JSON Schema keyword takes null, so such a key is what YAML
+    makes of a comma in an unquoted flow mapping (``{description: a, b}`` has a key ``b``)."""
+    found, todo = [], [(schema, where)]
+    while todo:
+        node, path = todo.pop()
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key in DATA_KEYWORDS and path.rsplit("/", 1)[-1] not in NAME_MAPS:
+                    continue
+                if value is None:
+                    found.append(
+                        f"{path} has a key {key!r} with value null, which no JSON Schema keyword "
+                        "takes: in YAML, a comma inside an unquoted flow mapping starts a new key "
+                        '({description: a, b}); quote the text ({description: "a, b"})'
+                    )
+                else:
+                    todo.append((value, f"{path}/{key}"))
+        elif isinstance(node, list):
+            todo.extend((v, f"{path}/{i}") for i, v in enumerate(node))
+    return sorted(found)
+
+
+def export_problems(description: str, parameters: dict[str, Any], returns: Any) -> list[str]:
+    """What would make a spec's definition wrong or refused in OpenAI or MCP clients."""
+    problems = []
+    if len(description) > MAX_DESCRIPTION:
+        problems.append(
+            f"description is {len(description)} characters long; OpenAI refuses function "
+            f"descriptions over {MAX_DESCRIPTION}: shorten it"
+        )
+    for key in ROOT_COMBINATORS:
+        if key in parameters:
+            problems.append(
+                f"parameters has {key!r} at its root, which Anthropic's and other MCP clients "
+                "refuse: describe every parameter under properties and put the alternatives "
+                "inside the parameters they concern"
+            )
+    return problems + yaml_accidents(parameters, "parameters") + yaml_accidents(returns, "returns")
+
+
 def _one_outcome_schema(schema: dict[str, Any]) -> None:
     # args plus exactly one of returns/raises; raises is a class name, never null.
     schema["properties"]["raises"] = {"type": "string", "pattern": _ecma(IDENT_RE)}
@@ -264,7 +320,7 @@ class ToolSpec(BaseModel):
         description="snake_case identifier; also the implementation's function name",
         json_schema_extra=NAME_SCHEMA,
     )
-    description: str = Field(min_length=1)
+    description: str = Field(min_length=1, json_schema_extra={"maxLength": MAX_DESCRIPTION})
     parameters: dict[str, Any] = Field(
         description="JSON Schema of the keyword arguments (object)",
         json_schema_extra=PARAMETERS_SCHEMA,
@@ -323,6 +379,18 @@ class ToolSpec(BaseModel):
     @classmethod
     def _returns(cls, v: dict[str, Any]) -> dict[str, Any]:
         _check_schema(v, "returns")
+        return v
+
+    @field_validator("description", "parameters", "returns")
+    @classmethod
+    def _exportable(cls, v: Any, info: ValidationInfo) -> Any:
+        # Field validators, unlike "after" model validators, do not run again when a spec is
+        # placed in another model, so a stored spec's STORED context holds.
+        if info.context != STORED:
+            args: dict[str, Any] = {"description": "", "parameters": {}, "returns": {}}
+            problems = export_problems(**{**args, str(info.field_name): v})
+            if problems:
+                raise ValueError("; ".join(problems))
         return v
 
     @field_validator("raises")

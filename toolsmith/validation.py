@@ -9,10 +9,11 @@ jsonschema, which only runs once a check has already failed.
 
 from __future__ import annotations
 
+import json
 import numbers
 import operator
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, cast
 
 import jsonschema
@@ -130,26 +131,99 @@ def validator(schema: Any) -> _Check:
     return fast_validator(schema) or jsonschema.Draft202012Validator(schema).is_valid
 
 
+def integer_only(schema: dict[str, Any]) -> bool:
+    kind = schema.get("type")
+    kinds = [kind] if isinstance(kind, str) else kind if isinstance(kind, list) else []
+    return "integer" in kinds and "number" not in kinds
+
+
+def floats_at_integers(schema: Any, value: Any, path: str = "") -> Iterator[tuple[str, float]]:
+    """Each float in ``value`` that sits where ``schema`` allows integers and not other numbers,
+    with its path (through properties, additionalProperties, prefixItems and items)."""
+    if not isinstance(schema, dict):
+        return
+    if isinstance(value, float) and integer_only(schema):
+        yield path or "(root)", value
+    elif isinstance(value, dict):
+        props, extra = schema.get("properties", {}), schema.get("additionalProperties")
+        for key, item in value.items():
+            yield from floats_at_integers(props.get(key, extra), item, f"{path}/{key}")
+    elif isinstance(value, list):
+        prefix, items = schema.get("prefixItems", []), schema.get("items")
+        for i, item in enumerate(value):
+            sub = prefix[i] if i < len(prefix) else items
+            yield from floats_at_integers(sub, item, f"{path}/{i}")
+
+
+def _integral(schema: Any, value: Any) -> Any:
+    """``value`` with each integral float where ``schema`` allows only integers made an int."""
+    if not isinstance(schema, dict):
+        return value
+    if isinstance(value, float) and value.is_integer() and integer_only(schema):
+        return int(value)
+    if isinstance(value, dict):
+        props, extra = schema.get("properties", {}), schema.get("additionalProperties")
+        return {k: _integral(props.get(k, extra), v) for k, v in value.items()}
+    if isinstance(value, list):
+        prefix, items = schema.get("prefixItems", []), schema.get("items")
+        return [_integral(prefix[i] if i < len(prefix) else items, v) for i, v in enumerate(value)]
+    return value
+
+
 class Contract:
-    """A spec's two schemas as call-time gates, with errors a caller can act on."""
+    """A spec's two schemas as call-time gates, with errors a caller can act on.
+
+    One contract for JSON numbers in every runtime and the MCP server: JSON Schema counts
+    ``1994.0`` as an integer, so an integral float where the parameters allow only integers is
+    passed to the tool as the int it equals (a tool doing ``range(n)`` must not crash and be
+    blamed), while a result must hold a real int wherever ``returns`` allows only integers (a
+    Python caller would otherwise hold ``5400.0``). A null argument for an optional parameter
+    whose schema refuses null means the parameter was left out, as OpenAI's strict mode sends it.
+    """
 
     def __init__(self, spec: ToolSpec) -> None:
         self.spec = spec
         self._args_ok = validator(spec.parameters)
         self._result_ok = validator(spec.returns)
+        props = spec.parameters.get("properties", {})
+        required = set(spec.parameters.get("required", []))
+        self._null_means_absent = {
+            k for k, sub in props.items() if k not in required and not validator(sub)(None)
+        }
+        self._integers_in = '"integer"' in json.dumps(spec.parameters)
+        self._integers_out = '"integer"' in json.dumps(spec.returns)
 
-    def check_args(self, args: dict[str, Any]) -> None:
+    def check_args(self, args: dict[str, Any]) -> dict[str, Any]:
+        """The arguments the tool receives: ``args`` checked and normalised as described above;
+        ToolArgumentsError naming each problem otherwise."""
+        if self._null_means_absent:
+            args = {
+                k: v for k, v in args.items() if v is not None or k not in self._null_means_absent
+            }
         if not self._args_ok(args):
             problems = "; ".join(schema_errors(self.spec.parameters, args))
             raise ToolArgumentsError(
                 f"arguments for {self.spec.name} do not match its parameters: {problems}",
                 hint="pass keyword arguments that match the spec's parameters schema",
             )
+        if self._integers_in:
+            args = _integral(self.spec.parameters, args)
+        return args
 
     def check_result(self, result: Any) -> None:
+        """ToolExecutionError if ``result`` breaks ``returns`` or holds a float where it allows
+        only integers."""
         if not self._result_ok(result):
             problems = "; ".join(schema_errors(self.spec.returns, result))
             raise ToolExecutionError(
                 f"{self.spec.name}: the result does not match the returns schema: {problems}",
                 hint="fix the tool or its spec's returns schema",
             )
+        if self._integers_out:
+            floats = [f"{v!r} at {at}" for at, v in floats_at_integers(self.spec.returns, result)]
+            if floats:
+                raise ToolExecutionError(
+                    f"{self.spec.name}: the result holds floats where returns allows only "
+                    f"integers: {', '.join(floats[:5])}",
+                    hint="return ints there (int(x)), or declare the type number",
+                )

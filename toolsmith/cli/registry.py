@@ -296,8 +296,12 @@ def export(
     fmt: Annotated[ExportFormat, typer.Option("--format", help="Definition format.")] = (
         ExportFormat.JSON
     ),
+    strict: Annotated[
+        bool, typer.Option("--strict", help="OpenAI strict mode (Structured Outputs).")
+    ] = False,
     registry: RegistryOpt = None,
 ) -> None:
     """Print a verified tool's definition as OpenAI, MCP or ToolSpec JSON."""
     tool = Registry(registry).resolve(ref)
-    typer.echo(json.dumps(export_spec(tool.spec, fmt), indent=2, sort_keys=True))
+    definition = export_spec(tool.spec, fmt, strict=strict)
+    typer.echo(json.dumps(definition, indent=2, sort_keys=True))

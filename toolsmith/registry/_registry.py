@@ -72,7 +72,7 @@ from toolsmith.registry._storage import FileStorage, Storage
 from toolsmith.registry._trust import Policies, TrustStore
 from toolsmith.report import Provenance, TestReport
 from toolsmith.signing import Decision, SigningKey, public_pem
-from toolsmith.spec import NAME_RE, ToolSpec, canonical_json
+from toolsmith.spec import NAME_RE, STORED, ToolSpec, canonical_json
 
 if TYPE_CHECKING:
     from toolsmith.loader import RuntimeName, Tool
@@ -911,7 +911,7 @@ def _by_version(records: Sequence[VersionRecord]) -> builtins.list[VersionRecord
 def _load_spec(data: bytes) -> ToolSpec:
     """Validating a spec runs jsonschema meta-validation (~3 ms); verified bytes parse the same
     every time, so the result is memoised on the bytes (callers get a deep copy)."""
-    return ToolSpec.model_validate_json(data)
+    return ToolSpec.model_validate_json(data, context=STORED)
 
 
 def _refuse_unapproved(record: VersionRecord) -> None:

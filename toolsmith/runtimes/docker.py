@@ -275,7 +275,7 @@ class DockerTool:
         return worker.id if worker is not None else None
 
     def __call__(self, /, **kwargs: Any) -> Any:
-        self.contract.check_args(kwargs)
+        kwargs = self.contract.check_args(kwargs)
         try:
             body = json.dumps(kwargs, allow_nan=False).encode()
         except ValueError as e:

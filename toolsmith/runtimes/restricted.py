@@ -566,7 +566,7 @@ class RestrictedTool:
         self._func: Callable[..., Any] = func
 
     def __call__(self, /, **kwargs: Any) -> Any:
-        self.contract.check_args(kwargs)
+        kwargs = self.contract.check_args(kwargs)
         result = self.invoke(kwargs)
         self.contract.check_result(result)
         return result
