@@ -364,10 +364,13 @@ def test_abstract_base_classes_cannot_be_registered_with() -> None:
     ],
 )
 def test_str_format_attribute_walk_is_blocked(expression: str) -> None:
-    """str.format and format_map, which walk attributes in replacement fields, are unavailable."""
-    tool = load_restricted(make_spec(), f"def tool(x=None):\n    return {expression}\n")
+    """str.format and format_map, which walk attributes in replacement fields, are unavailable;
+    the analysis refuses such a template first."""
+    code = f"def tool(x=None):\n    return {expression}\n"
+    with pytest.raises(PolicyError, match=r"walks into \.__(class|globals)__"):
+        load_restricted(make_spec(), code)
     with pytest.raises(ToolExecutionError, match=r'"format(_map)?" is not accessible'):
-        tool(x=1)
+        unchecked(code)(x=1)
 
 
 def test_userstring_format_is_blocked() -> None:
@@ -376,8 +379,10 @@ def test_userstring_format_is_blocked() -> None:
         "import collections\n\ndef tool(x=None):\n"
         "    return collections.UserString('{0.__class__}').format(x)\n"
     )
+    with pytest.raises(PolicyError, match=r"walks into \.__class__"):
+        load_restricted(make_spec(), code)
     with pytest.raises(ToolExecutionError, match='"format" is not accessible'):
-        load_restricted(make_spec(), code)(x=1)
+        unchecked(code)(x=1)
 
 
 def test_string_formatter_is_withheld() -> None:

@@ -6,6 +6,12 @@ what cannot be bounded statically (dynamic code, introspection, native code), an
 the tool may use the in-process restricted runtime. It is lint and a fast-path gate, not the
 security boundary: the Docker sandbox is.
 
+Capabilities are found by kind, not by case: names are followed through aliases, star imports,
+``getattr`` with constant strings, ``__import__`` and importlib, re-exporting modules
+(``logging.os``) and private or C twins (``_socket``, ``posix``); whatever cannot be followed
+(a module handed on as a value, a format template built at run time, a ``__reduce__``, private
+interpreter modules) is ``dynamic`` and never accepted.
+
 The checks are a chain of ``Rule`` objects (an id, a reason, a check callable over an ``Analysis``)
 so that the constitution can add its own without touching this package. ``analyze`` does no IO.
 

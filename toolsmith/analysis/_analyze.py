@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pydantic import BaseModel, ConfigDict, Field
 
 from toolsmith.analysis._capabilities import capability_of
-from toolsmith.analysis._resolver import Resolver, collect_uses
+from toolsmith.analysis._resolver import Resolver, collect_uses, module_values
 from toolsmith.analysis._restricted import RESTRICTED_RULES
 from toolsmith.analysis._rules import DEFAULT_RULES, Analysis, Finding, Rule, required_capabilities
 from toolsmith.spec import ToolSpec
@@ -70,8 +70,16 @@ def analyze(code: str, spec: ToolSpec, rules: Sequence[Rule] = DEFAULT_RULES) ->
         return PolicyReport(
             findings=[finding], used_capabilities=[], undeclared=[], restricted_eligible=False
         )
+    _inline_string_annotations(tree)
     resolver = Resolver(tree)
-    analysis = Analysis(code, spec, tree, collect_uses(tree, resolver), resolver.imported)
+    analysis = Analysis(
+        code,
+        spec,
+        tree,
+        collect_uses(tree, resolver),
+        resolver.imported,
+        module_values(tree, resolver),
+    )
     findings: list[Finding] = []
     undeclared: list[Finding] = []
     seen: set[tuple[str, int, str]] = set()
@@ -104,3 +112,27 @@ def analyze(code: str, spec: ToolSpec, rules: Sequence[Rule] = DEFAULT_RULES) ->
         restricted_eligible=eligible,
         imports=sorted(imports),
     )
+
+
+def _inline_string_annotations(tree: ast.Module) -> None:
+    """Replace each string annotation by the expression it holds, so the rules see it.
+
+    ``x: "__import__('os').system('id')"`` is code for whatever evaluates annotations
+    (``typing.get_type_hints``, pydantic, dataclass helpers); an annotation that does not parse
+    as an expression stays a string.
+    """
+    for node in ast.walk(tree):
+        if isinstance(node, ast.arg | ast.AnnAssign) and node.annotation is not None:
+            node.annotation = _parsed(node.annotation)
+        elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.returns:
+            node.returns = _parsed(node.returns)
+
+
+def _parsed(annotation: ast.expr) -> ast.expr:
+    if not (isinstance(annotation, ast.Constant) and isinstance(annotation.value, str)):
+        return annotation
+    try:
+        expression = ast.parse(annotation.value.strip(), mode="eval").body
+    except SyntaxError:
+        return annotation
+    return ast.increment_lineno(expression, annotation.lineno - 1)

@@ -2,13 +2,19 @@
 
 Kinds are ``network``, ``subprocess``, ``fs:read``, ``fs:write``, ``env`` (the declarable ones,
 see ``ToolSpec.capabilities``) and ``native`` and ``dynamic`` (never accepted). The tables are
-read by the rules; nothing here looks at code.
+read by the rules; nothing here looks at code. ``canonical`` says under which name the table
+knows a dotted name (twins and re-exports), ``capability_of`` what kind it needs.
 """
 
 from __future__ import annotations
 
-# Longest dotted prefix wins; ``None`` marks a pure corner of an otherwise capable module.
-# Filesystem entries say "read" or "write"; a declared fs:write covers reading the same path.
+import sys
+
+# Longest dotted prefix wins; ``None`` marks a pure corner of an otherwise capable module, and
+# ``module.*`` is the kind of every member of a module not listed more precisely (``import sys``
+# is fine, ``sys.meta_path`` is not). Filesystem entries say "read" or "write"; a declared
+# fs:write covers reading the same path. Entries are grouped by kind; within a kind, by what
+# reaches it: the module itself, modules that wrap or re-export it, helpers that open files.
 CAPABILITIES: dict[str, str | None] = {
     **dict.fromkeys(
         [
@@ -16,12 +22,6 @@ CAPABILITIES: dict[str, str | None] = {
             "ssl",
             "http",
             "urllib",
-            "urllib3",
-            "requests",
-            "httpx",
-            "aiohttp",
-            "websocket",
-            "websockets",
             "ftplib",
             "smtplib",
             "poplib",
@@ -30,13 +30,47 @@ CAPABILITIES: dict[str, str | None] = {
             "telnetlib",
             "xmlrpc",
             "socketserver",
+            "smtpd",
+            "asyncore",
+            "asynchat",
+            "nis",
+            "syslog",
+            "wsgiref.simple_server",
             "asyncio.open_connection",
             "asyncio.start_server",
             "asyncio.open_unix_connection",
             "asyncio.start_unix_server",
-            "_socket",
-            "_ssl",
+            "asyncio.streams",
+            "asyncio.base_events",
+            "asyncio.selector_events",
+            "logging.handlers.SocketHandler",
+            "logging.handlers.DatagramHandler",
+            "logging.handlers.SysLogHandler",
+            "logging.handlers.HTTPHandler",
+            "logging.handlers.SMTPHandler",
+            # XML readers fetch a system id that is a URL.
+            "xml.sax.saxutils.prepare_input_source",
+            "xml.dom.xmlbuilder",
+            # Distributions whose purpose is the network.
+            "urllib3",
+            "requests",
+            "httpx",
+            "aiohttp",
+            "websocket",
+            "websockets",
             "paramiko",
+            "pycurl",
+            "dns",
+            "grpc",
+            "redis",
+            "pymongo",
+            "psycopg",
+            "psycopg2",
+            "pymysql",
+            "boto3",
+            "botocore",
+            "socks",
+            "zmq",
         ],
         "network",
     ),
@@ -45,17 +79,21 @@ CAPABILITIES: dict[str, str | None] = {
         [
             "subprocess",
             "pty",
+            "pipes",
             "multiprocessing",
-            "_multiprocessing",
             "_posixsubprocess",
             "concurrent.futures.ProcessPoolExecutor",
             "concurrent.futures.process",
             "asyncio.create_subprocess_exec",
             "asyncio.create_subprocess_shell",
             "asyncio.subprocess",
+            "asyncio.base_subprocess",
+            "asyncio.unix_events",
             "pydoc",
             "webbrowser",
-            "pexpect",
+            "ensurepip",
+            "venv",
+            "distutils",
             "os.system",
             "os.popen",
             "os.exec*",
@@ -64,6 +102,19 @@ CAPABILITIES: dict[str, str | None] = {
             "os.fork*",
             "os.kill*",
             "os.startfile",
+            "os.register_at_fork",
+            "os.pidfd_open",
+            "signal.pthread_kill",
+            "signal.pidfd_send_signal",
+            # Helpers that run programs to answer: ``file``, ``uname -p``, ``ip link``.
+            "platform.architecture",
+            "platform.processor",
+            "uuid.getnode",
+            "pexpect",
+            "ptyprocess",
+            "sh",
+            "plumbum",
+            "sarge",
         ],
         "subprocess",
     ),
@@ -73,33 +124,99 @@ CAPABILITIES: dict[str, str | None] = {
             "io.open",
             "io.open_code",
             "io.FileIO",
-            "_io.open",
-            "_io.open_code",
-            "_io.FileIO",
             "codecs.open",
+            "tokenize.open",
+            "wave.open",
+            "aifc.open",
+            "sunau.open",
             "os.open",
+            "os.fdopen",
             "os.read",
             "os.pread",
+            "os.readv",
+            "os.preadv",
             "linecache",
             "os.listdir",
             "os.scandir",
             "os.walk",
+            "os.fwalk",
             "os.stat",
             "os.lstat",
+            "os.fstat",
+            "os.statvfs",
+            "os.fstatvfs",
             "os.access",
             "os.readlink",
+            "os.getxattr",
+            "os.listxattr",
             "os.getcwd",
+            "os.getcwdb",
             "os.path.exists",
+            "os.path.lexists",
             "os.path.isfile",
             "os.path.isdir",
+            "os.path.islink",
+            "os.path.ismount",
+            "os.path.isjunction",
             "os.path.getsize",
+            "os.path.getmtime",
+            "os.path.getatime",
+            "os.path.getctime",
+            "os.path.samefile",
             "os.path.realpath",
+            "os.path.abspath",
+            "os.path.relpath",
             "glob",
             "fileinput",
+            "filecmp",
+            "mimetypes",
+            "netrc",
+            "pwd",
+            "grp",
+            "getpass.getpass",
+            "imghdr",
+            "sndhdr",
+            "pstats",
+            "pyclbr",
             "shutil.which",
             "shutil.disk_usage",
+            "platform.platform",
+            "platform.libc_ver",
+            "platform.freedesktop_os_release",
+            "zipfile.Path",
+            "zipfile.is_zipfile",
+            "tarfile.is_tarfile",
+            "spwd",
+            # XML readers that open what a file name or an external entity names.
+            "xml.sax.*",
+            "xml.sax.handler.feature_external_ges",
+            "xml.sax.handler.feature_external_pes",
+            "xml.dom.minidom.parse",
+            "xml.dom.pulldom.parse",
+            "xml.dom.expatbuilder.parse",
+            "xml.etree.ElementTree.parse",
+            "xml.etree.ElementTree.iterparse",
+            "xml.etree.ElementInclude",
+            "lxml",
         ],
         "fs:read",
+    ),
+    **dict.fromkeys(
+        [
+            "xml.sax.parseString",
+            "xml.sax.SAXException",
+            "xml.sax.SAXParseException",
+            "xml.sax.SAXNotRecognizedException",
+            "xml.sax.SAXNotSupportedException",
+            "xml.sax.handler",
+            "xml.sax.saxutils",
+            "lxml.etree.tostring",
+            "lxml.etree.Element",
+            "lxml.etree.SubElement",
+            "lxml.etree.QName",
+            "lxml.html.tostring",
+        ],
+        None,
     ),
     **dict.fromkeys(
         [
@@ -114,6 +231,8 @@ CAPABILITIES: dict[str, str | None] = {
             "os.removedirs",
             "os.chmod",
             "os.chown",
+            "os.chflags",
+            "os.lchflags",
             "os.link",
             "os.symlink",
             "os.truncate",
@@ -121,34 +240,87 @@ CAPABILITIES: dict[str, str | None] = {
             "os.utime",
             "os.write",
             "os.pwrite",
+            "os.writev",
+            "os.pwritev",
+            "os.sendfile",
+            "os.copy_file_range",
+            "os.splice",
+            "os.posix_fallocate",
+            "os.fsync",
+            "os.fdatasync",
+            "os.sync",
+            "os.lockf",
+            "os.memfd_create",
+            "os.setxattr",
+            "os.removexattr",
             "os.mkfifo",
             "os.mknod",
             "os.lchown",
             "os.lchmod",
             "os.fchmod",
             "os.fchown",
+            "os.umask",
+            "os.chdir",
+            "os.fchdir",
+            "os.chroot",
+            # The process's own descriptors: closing or duplicating one reaches the runner's.
+            "os.close",
+            "os.closerange",
+            "os.dup",
+            "os.dup2",
+            "os.lseek",
+            "os.pipe",
+            "os.pipe2",
+            "os.openpty",
+            "os.login_tty",
+            "os.set_blocking",
+            "os.set_inheritable",
+            "os.eventfd",
             "logging.FileHandler",
             "logging.handlers",
             "py_compile",
             "compileall",
+            "zipapp",
+            "mailbox",
+            "cgitb",
             "shutil",
             "tempfile",
             "sqlite3",
             "shelve",
             "dbm",
             "zipfile.ZipFile",
+            "zipfile.PyZipFile",
             "tarfile.open",
             "tarfile.TarFile",
             "gzip.open",
+            "gzip.GzipFile",
             "bz2.open",
+            "bz2.BZ2File",
             "lzma.open",
+            "lzma.LZMAFile",
+            "xml.etree.ElementTree.ElementTree",
         ],
         "fs:write",
     ),
     **dict.fromkeys(
-        ["os.environ", "os.environb", "os.getenv", "os.getenvb", "os.putenv", "os.unsetenv"], "env"
+        [
+            "os.environ",
+            "os.environb",
+            "os.getenv",
+            "os.getenvb",
+            "os.putenv",
+            "os.unsetenv",
+            "os.get_exec_path",
+            "os.path.expandvars",
+            "os.path.expanduser",
+            "getpass.getuser",
+            "locale.getdefaultlocale",
+            "time.tzset",
+            "cgi",
+        ],
+        "env",
     ),
-    **dict.fromkeys(["ctypes", "_ctypes", "cffi", "mmap"], "native"),
+    **dict.fromkeys(["ctypes", "cffi", "mmap"], "native"),
     **dict.fromkeys(
         [
             "builtins.eval",
@@ -159,33 +331,59 @@ CAPABILITIES: dict[str, str | None] = {
             "builtins.locals",
             "builtins.vars",
             "builtins.breakpoint",
+            # help() imports the module a string names.
+            "builtins.help",
+            "__main__",
             "importlib",
             "imp",
             "pkgutil",
+            "modulefinder",
             "runpy",
             "code",
             "codeop",
+            "rlcompleter",
+            "readline",
+            "idlelib",
             "inspect",
             "gc",
-            "marshal",
-            "pickle",
-            "dill",
             "types.FunctionType",
             "types.CodeType",
             "types.LambdaType",
             "types.FrameType",
-            "sys._getframe",
-            "sys.modules",
-            "sys.settrace",
-            "sys.setprofile",
-            "sys.addaudithook",
+            # The interpreter itself: import machinery (meta_path, path_hooks), hooks, frames,
+            # argv; the pure corners follow.
+            "sys.*",
             "typing.get_type_hints",
+            "typing.ForwardRef",
+            "annotationlib",
+            # Deserialisation and object reconstruction call whatever the data names.
+            "marshal",
+            "pickle",
+            "copyreg",
+            "dill",
+            "cloudpickle",
+            "jsonpickle",
+            "joblib.load",
+            "pandas.read_pickle",
+            "torch.load",
+            "yaml.load",
+            "yaml.load_all",
+            "yaml.unsafe_load",
+            "yaml.unsafe_load_all",
+            "yaml.full_load",
+            "yaml.full_load_all",
+            "yaml.Loader",
+            "yaml.FullLoader",
+            "yaml.UnsafeLoader",
             # They import or evaluate what a string names.
             "pydoc.locate",
             "pydoc.safeimport",
             "pydoc.importfile",
             "logging.config",
-            "unittest.mock",
+            "unittest",
+            "xml.sax.make_parser",
+            "functools.singledispatch",
+            "functools.singledispatchmethod",
             "timeit",
             "doctest",
             "pdb",
@@ -194,8 +392,58 @@ CAPABILITIES: dict[str, str | None] = {
             "cProfile",
             "site",
             "zipimport",
+            # Replacement fields walk attributes named in a string: "{0.__class__}".
+            "string.Formatter",
+            # Code that runs outside the call, or frames walked from inside it.
+            "signal",
+            "faulthandler",
+            "resource",
+            "atexit",
+            "threading.settrace",
+            "threading.setprofile",
+            "threading.settrace_all_threads",
+            "threading.setprofile_all_threads",
+            "traceback.walk_stack",
+            "traceback.walk_tb",
+            "traceback.extract_stack",
+            "traceback.print_stack",
+            "traceback.format_stack",
+            "traceback.StackSummary",
         ],
         "dynamic",
+    ),
+    **dict.fromkeys(
+        [
+            "sys.maxsize",
+            "sys.maxunicode",
+            "sys.version",
+            "sys.version_info",
+            "sys.hexversion",
+            "sys.api_version",
+            "sys.implementation",
+            "sys.byteorder",
+            "sys.platform",
+            "sys.float_info",
+            "sys.int_info",
+            "sys.hash_info",
+            "sys.float_repr_style",
+            "sys.flags",
+            "sys.getsizeof",
+            "sys.getrecursionlimit",
+            "sys.setrecursionlimit",
+            "sys.get_int_max_str_digits",
+            "sys.getdefaultencoding",
+            "sys.getfilesystemencoding",
+            "sys.intern",
+            "sys.stdout",
+            "sys.stderr",
+            "sys.exc_info",
+            "sys.exception",
+            "sys.exit",
+            "sys.stdlib_module_names",
+            "sys.builtin_module_names",
+        ],
+        None,
     ),
 }
 
@@ -227,8 +475,16 @@ LOOP_METHODS: dict[str, str] = {
     ),
 }
 
-# The os module under its platform names: ``posix.system`` is ``os.system``.
-OS_ALIASES = ("posix", "nt")
+# Modules under their platform names: ``posix.system`` is ``os.system``. Private twins whose
+# public name is the same but for the underscore (``_socket``) need no entry.
+TWINS: dict[str, str] = {
+    "posix": "os",
+    "nt": "os",
+    "posixpath": "os.path",
+    "ntpath": "os.path",
+    "genericpath": "os.path",
+    "_elementtree": "xml.etree.ElementTree",
+}
 
 # Callables that read attributes named by strings: like getattr, a computed or internal name is
 # dynamic. Value: how many leading arguments are names (None: all of them).
@@ -271,30 +527,151 @@ REFLECTIVE_BUILTINS = frozenset(
 )
 
 
-def capability_of(name: str) -> str | None:
-    """The capability kind a dotted name needs, by longest matching prefix (``os.exec*`` too)."""
+# Modules that other modules hand out as attributes (``random._os``, ``reprlib.builtins``,
+# ``os.path.os``): reached that way, they are themselves. Names that are also common attribute
+# names (``code``, ``site``, ``trace``) are left out.
+REEXPORTED = frozenset(
+    {
+        "os",
+        "posix",
+        "nt",
+        "sys",
+        "builtins",
+        "io",
+        "subprocess",
+        "socket",
+        "shutil",
+        "importlib",
+        "pickle",
+        "marshal",
+        "ctypes",
+        "types",
+        "inspect",
+        "tempfile",
+        "glob",
+        "codecs",
+        "pathlib",
+        "asyncio",
+        "multiprocessing",
+        "signal",
+        "linecache",
+        "copyreg",
+        "gc",
+        "pty",
+        "pkgutil",
+        "runpy",
+        "mmap",
+        "urllib",
+        "http",
+        "ssl",
+    }
+)
+
+# Members of stdlib modules that are the module's command line: they read sys.argv, files and
+# stdin, and some import what argv names.
+_COMMAND_LINES = frozenset({"main", "_main", "_test"})
+
+# ``os.path.expandvars`` reads the variables its argument names; these read fixed ones.
+ENV_READERS: dict[str, tuple[str, ...]] = {
+    "os.get_exec_path": ("PATH",),
+    "os.path.expanduser": ("HOME",),
+    "getpass.getuser": ("LOGNAME", "USER", "LNAME", "USERNAME"),
+    "locale.getdefaultlocale": ("LC_ALL", "LC_CTYPE", "LANG", "LANGUAGE"),
+    "time.tzset": ("TZ",),
+}
+
+
+def _twin(module: str) -> str:
+    """The public module behind a platform name or a private/C twin: ``posix`` is ``os``,
+    ``posixpath`` is ``os.path``, ``_pickle`` is ``pickle``, ``_pyio`` is ``io``; anything else
+    is itself."""
+    if module in TWINS:
+        return TWINS[module]
+    if module.startswith("_") and not module.startswith("__"):
+        bare = module[1:]
+        for public in (bare, bare.removeprefix("py"), bare.removeprefix("c")):
+            if public in sys.stdlib_module_names and not public.startswith("_"):
+                return public
+    return module
+
+
+def canonical(name: str) -> str:
+    """The name under which the table knows what a dotted ``name`` refers to.
+
+    Twins become their public module (``_io.open`` is ``io.open``, ``posix.system`` is
+    ``os.system``), and a module in ``REEXPORTED`` reached as another module's attribute is that
+    module (``logging.os.environ`` is ``os.environ``; the rightmost such part wins).
+    """
     parts = name.split(".")
-    if parts[0] in OS_ALIASES:
-        parts[0] = "os"
+    for i in range(len(parts) - 1, 0, -1):
+        module = _twin(parts[i])
+        if module in REEXPORTED:
+            return canonical(".".join([module, *parts[i + 1 :]]))
+    if parts[0] not in _TOPS:
+        parts[0] = _twin(parts[0])
+    return ".".join(parts)
+
+
+def _lookup(parts: list[str]) -> tuple[bool, str | None]:
+    """Longest matching prefix: whether any entry matched, and its kind."""
     for i in range(len(parts), 0, -1):
         prefix = ".".join(parts[:i])
         if prefix in CAPABILITIES:
-            return CAPABILITIES[prefix]
+            return True, CAPABILITIES[prefix]
         for stem, cap in _WILDCARDS:
             if prefix.startswith(stem) and prefix.count(".") == stem.count("."):
-                return cap
+                return True, cap
+    return False, None
+
+
+def capability_of(name: str) -> str | None:
+    """The capability kind a dotted name needs, by longest matching prefix (``os.exec*`` too).
+
+    Names are looked up as ``canonical`` spells them. Where the table has no entry, private
+    stdlib modules without a public twin (``_sre``, ``_testcapi``), private members of the
+    modules the table governs (``os._execvpe``) and stdlib modules' command lines
+    (``json.tool.main``) are ``dynamic``: what they reach is not listed anywhere.
+    """
+    parts = canonical(name).split(".")
+    matched, cap = _lookup(parts)
+    if matched:
+        return cap
+    top = parts[0]
+    if top.startswith("_") and not top.startswith("__") and top in sys.stdlib_module_names:
+        return "dynamic"
+    for i in range(1, len(parts)):
+        private = parts[i].startswith("_") and not parts[i].startswith("__")
+        if private and ".".join(parts[:i]) in GOVERNED_MODULES:
+            return "dynamic"
+    if parts[-1] in _COMMAND_LINES and len(parts) > 1 and top in sys.stdlib_module_names:
+        return "dynamic"
     return None
 
 
-_WILDCARDS = [(p.removesuffix("*"), c) for p, c in CAPABILITIES.items() if p.endswith("*")]
+_WILDCARDS = sorted(
+    ((p.removesuffix("*"), c) for p, c in CAPABILITIES.items() if p.endswith("*")),
+    key=lambda w: -len(w[0]),
+)
+_TOPS = frozenset(p.split(".")[0] for p in CAPABILITIES)
 
-
-OPENERS = frozenset(
-    {"builtins.open", "io.open", "io.FileIO", "_io.open", "_io.FileIO", "codecs.open", "os.open"}
+#: Modules the table says something about: each package above a listed name (``os``,
+#: ``os.path``, ``xml.sax``, ``concurrent.futures``, ``sys`` ...).
+GOVERNED_MODULES = frozenset(
+    ".".join(parts[:i])
+    for parts in (p.split(".") for p in CAPABILITIES)
+    for i in range(1, len(parts))
 )
 
-
-def os_name(name: str) -> str:
-    """``posix.open`` and ``nt.open`` are ``os.open``."""
-    head, dot, rest = name.partition(".")
-    return f"os{dot}{rest}" if head in OS_ALIASES else name
+OPENERS = frozenset(
+    {
+        "builtins.open",
+        "io.open",
+        "io.FileIO",
+        "codecs.open",
+        "os.open",
+        "os.fdopen",
+        "wave.open",
+        "aifc.open",
+        "sunau.open",
+    }
+)

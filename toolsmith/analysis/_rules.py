@@ -16,6 +16,7 @@ from typing import Literal, NamedTuple
 from pydantic import BaseModel, ConfigDict
 
 from toolsmith.analysis._capabilities import (
+    ENV_READERS,
     HARMLESS_DUNDERS,
     INTROSPECTION_ATTRS,
     LOOP_METHODS,
@@ -24,10 +25,10 @@ from toolsmith.analysis._capabilities import (
     PATH_METHODS,
     REFLECTIVE_BUILTINS,
     WRAPPER_HELPERS,
+    canonical,
     capability_of,
-    os_name,
 )
-from toolsmith.analysis._resolver import Use
+from toolsmith.analysis._resolver import Use, fold_str
 from toolsmith.spec import ToolSpec
 
 Severity = Literal["error", "advisory"]
@@ -56,6 +57,7 @@ class Analysis:
     tree: ast.Module
     uses: list[Use] = field(default_factory=list)
     imported: list[Use] = field(default_factory=list)
+    module_values: list[Use] = field(default_factory=list)
 
     def declared(self, kind: str) -> list[str]:
         """Declared targets of one capability kind ("network" -> hosts, "fs:read" -> paths)."""
@@ -110,7 +112,7 @@ def describe_use(use: Use) -> str:
 def _fs_kind(use: Use, cap: str) -> str:
     """open() is a write when its mode (second argument) writes, or when the mode is not known
     (a computed or keyword mode); ``os.open`` reads only with ``os.O_RDONLY`` as its flags."""
-    if os_name(use.name) not in OPENERS or use.kind != "call":
+    if canonical(use.name) not in OPENERS or use.kind != "call":
         return cap
     if {"mode", "flags", "**"} & set(use.keywords):
         return "fs:write"
@@ -130,12 +132,29 @@ def required_capabilities(use: Use) -> list[str]:
         path = use.args[0] if use.args else None
         return [f"{kind}:{path}" if path and path.startswith("/") else kind]
     if cap == "env":
-        var = use.args[0] if use.args else None
-        return [f"env:{var}" if var else "env"]
+        return [f"env:{var}" for var in _env_variables(use)] or ["env"]
     if cap == "network":
         hosts = [m.group(1) for a in use.args if a and (m := _URL_HOST_RE.match(a))]
         return [f"network:{h}" for h in hosts] or ["network"]
     return [cap]
+
+
+def _env_variables(use: Use) -> list[str]:
+    """The variables an env use reads, where the code shows them: the name it is given
+    (``os.getenv("HOME")``, ``os.environ["HOME"]``), the ``$NAME`` in ``os.path.expandvars``'
+    argument, or the fixed ones a helper reads (``getpass.getuser``: LOGNAME, USER ...)."""
+    name = canonical(use.name)
+    if name in ENV_READERS:
+        return list(ENV_READERS[name])
+    first = use.args[0] if use.args else None
+    if first is None:
+        return []
+    if name == "os.path.expandvars":
+        return [a or b for a, b in _ENV_REFERENCE_RE.findall(first)]
+    return [first]
+
+
+_ENV_REFERENCE_RE = re.compile(r"\$(?:\{([^}]*)\}|(\w+))")
 
 
 def _covered(required: str, analysis: Analysis) -> bool:
@@ -218,8 +237,8 @@ def check_url_hosts(analysis: Analysis) -> Iterator[Hit]:
 
 
 def check_pathlib_io(analysis: Analysis) -> Iterator[Hit]:
-    """Path methods that touch the filesystem count as fs use when pathlib is imported."""
-    if not any(u.name.split(".")[0] == "pathlib" for u in analysis.imported):
+    """Path methods that touch the filesystem count as fs use when pathlib is reached."""
+    if not _reaches(analysis, "pathlib"):
         return
     for node in ast.walk(analysis.tree):
         if (
@@ -239,11 +258,18 @@ def check_pathlib_io(analysis: Analysis) -> Iterator[Hit]:
                 )
 
 
+def _reaches(analysis: Analysis, module: str) -> bool:
+    """Does the code reach ``module``, by import, re-export or star import?"""
+    uses = [*analysis.imported, *analysis.uses]
+    return any(canonical(u.name).split(".")[0] == module for u in uses)
+
+
 def check_dynamic(analysis: Analysis) -> Iterator[Hit]:
     """Dynamic code, reflection and native code cannot be bounded statically."""
     for use in [*analysis.imported, *analysis.uses]:
+        name = canonical(use.name)
         cap = capability_of(use.name)
-        if use.kind == "import" and use.name.split(".")[0] == "builtins":
+        if use.kind == "import" and name.split(".")[0] == "builtins":
             cap = "dynamic"  # the builtins module hands out eval, exec and __import__
         if cap in ("dynamic", "native"):
             yield Hit(
@@ -253,18 +279,20 @@ def check_dynamic(analysis: Analysis) -> Iterator[Hit]:
                 f"{describe_use(use)} ({cap}); {cap} code cannot be checked statically, so it is "
                 "never accepted: rewrite without it",
             )
-        elif use.name in REFLECTIVE_BUILTINS and use.kind == "call":
-            attr = use.args[1] if len(use.args) > 1 else None
+        elif name in REFLECTIVE_BUILTINS:
+            attr = use.args[1] if use.kind == "call" and len(use.args) > 1 else None
             if attr is None or attr.startswith("__") or attr in INTROSPECTION_ATTRS:
                 shown = "a computed name" if attr is None else repr(attr)
+                if use.kind != "call":
+                    shown = "names given at run time"  # getattr handed on, as in map(getattr, ...)
                 yield Hit(
                     use.line,
                     use.col,
                     "dynamic",
                     f"{describe_use(use)} with {shown} (dynamic); use plain attribute access",
                 )
-        elif use.name in NAME_READERS:
-            count = NAME_READERS[use.name]
+        elif name in NAME_READERS:
+            count = NAME_READERS[name]
             names = use.args[:count] if use.kind == "call" and not use.keywords else ()
             bad = [n for n in names if n is None or _internal_name(n)]
             if bad or not names:
@@ -275,8 +303,8 @@ def check_dynamic(analysis: Analysis) -> Iterator[Hit]:
                     "dynamic",
                     f"{describe_use(use)} with {shown} (dynamic); use plain attribute access",
                 )
-        elif use.name in WRAPPER_HELPERS:
-            plain = use.kind == "call" and len(use.args) <= WRAPPER_HELPERS[use.name]
+        elif name in WRAPPER_HELPERS:
+            plain = use.kind == "call" and len(use.args) <= WRAPPER_HELPERS[name]
             if not plain or {"assigned", "updated", "**"} & set(use.keywords):
                 yield Hit(
                     use.line,
@@ -285,7 +313,22 @@ def check_dynamic(analysis: Analysis) -> Iterator[Hit]:
                     f"{describe_use(use)} with attribute names of its own (dynamic); "
                     "use it with its default assigned and updated, or plain attribute access",
                 )
-    for node in ast.walk(analysis.tree):
+    for use in analysis.module_values:
+        yield Hit(
+            use.line,
+            use.col,
+            "dynamic",
+            f"hands the module {use.name} on as a value (dynamic); what is done with it cannot "
+            f"be followed: call what you need of {use.name} directly",
+        )
+    yield from _internals(analysis.tree)
+    yield from _format_walks(analysis.tree)
+
+
+def _internals(tree: ast.Module) -> Iterator[Hit]:
+    """Dunder and frame attributes, the interpreter's own names, and the object-reconstruction
+    protocol (a ``__reduce__`` hands copy and pickle any callable with any arguments)."""
+    for node in ast.walk(tree):
         if isinstance(node, ast.Attribute):
             attr = node.attr
             dunder = attr.startswith("__") and attr.endswith("__")
@@ -303,6 +346,102 @@ def check_dynamic(analysis: Analysis) -> Iterator[Hit]:
                 "dynamic",
                 f"uses {node.id} (dynamic); interpreter internals are off limits",
             )
+        elif isinstance(node, ast.ClassDef):
+            for item in node.body:
+                defined = (
+                    [item.name]
+                    if isinstance(item, ast.FunctionDef | ast.AsyncFunctionDef)
+                    else [n.id for n in _assigned_names(item)]
+                )
+                for method in set(defined) & _RECONSTRUCTION:
+                    yield Hit(
+                        item.lineno,
+                        item.col_offset,
+                        "dynamic",
+                        f"defines {method} (dynamic); copy and pickle call whatever callable it "
+                        "returns: rewrite without it",
+                    )
+
+
+_RECONSTRUCTION = frozenset({"__reduce__", "__reduce_ex__"})
+
+
+def _assigned_names(node: ast.AST) -> list[ast.Name]:
+    if isinstance(node, ast.Assign):
+        return [t for t in node.targets if isinstance(t, ast.Name)]
+    if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+        return [node.target]
+    return []
+
+
+# A replacement field that walks into a private, dunder or frame attribute: "{0.__class__}",
+# "{x._private}", "{0.gi_frame}", also inside a nested format spec ("{0:{1.__class__}}").
+_FIELD_WALK_RE = re.compile(r"\{[^}]*?\.\s*(_\w*|" + "|".join(sorted(INTROSPECTION_ATTRS)) + r")\b")
+
+
+def _format_walks(tree: ast.Module) -> Iterator[Hit]:
+    """str.format walks the attributes its replacement fields name, outside any attribute rule:
+    a template that names internals, or one not known before run time, is dynamic."""
+    constant_names = _constant_string_names(tree)
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.expr):
+            continue
+        text = fold_str(node) if isinstance(node, ast.Constant | ast.BinOp | ast.Call) else None
+        match = _FIELD_WALK_RE.search(text) if text is not None else None
+        if match is not None:
+            yield Hit(
+                node.lineno,
+                node.col_offset,
+                "dynamic",
+                f"has a format field that walks into .{match.group(1)} (dynamic); interpreter "
+                "internals are off limits",
+            )
+        if not (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr in ("format", "format_map")
+        ):
+            continue
+        template: ast.expr | None = node.func.value
+        if isinstance(template, ast.Name) and template.id == "str":
+            template = node.args[0] if node.args else None  # str.format(template, ...)
+        known = template is not None and (
+            fold_str(template) is not None
+            or (isinstance(template, ast.Name) and template.id in constant_names)
+        )
+        if not known:
+            yield Hit(
+                node.lineno,
+                node.col_offset,
+                "dynamic",
+                f"calls .{node.func.attr}() on a template known only at run time (dynamic); its "
+                "fields could walk any attribute ({0.__class__}): use a literal template, an "
+                "f-string or string.Template",
+            )
+
+
+def _constant_string_names(tree: ast.Module) -> set[str]:
+    """Names bound only by assignments of constant strings (``fmt = "{:.2f}"``)."""
+    constant: set[str] = set()
+    other: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Assign | ast.AnnAssign) and node.value is not None:
+            folded = fold_str(node.value) is not None
+            for name in _assigned_names(node):
+                (constant if folded else other).add(name.id)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store | ast.Del):
+            if node.id not in constant:
+                other.add(node.id)
+        elif isinstance(node, ast.arg):
+            other.add(node.arg)
+        elif isinstance(node, ast.AugAssign | ast.For | ast.comprehension | ast.withitem):
+            target = node.optional_vars if isinstance(node, ast.withitem) else node.target
+            if target is not None:
+                other.update(n.id for n in ast.walk(target) if isinstance(n, ast.Name))
+        elif isinstance(node, ast.Global | ast.Nonlocal):
+            other.update(node.names)
+    return constant - other
 
 
 def _internal_name(dotted: str) -> bool:
@@ -311,8 +450,8 @@ def _internal_name(dotted: str) -> bool:
 
 
 def check_event_loop_io(analysis: Analysis) -> Iterator[Hit]:
-    """Event-loop methods that start processes or connect count when asyncio is imported."""
-    if not any(u.name.split(".")[0] == "asyncio" for u in analysis.imported):
+    """Event-loop methods that start processes or connect count when asyncio is reached."""
+    if not _reaches(analysis, "asyncio"):
         return
     for node in ast.walk(analysis.tree):
         if isinstance(node, ast.Attribute) and node.attr in LOOP_METHODS:
