@@ -75,11 +75,20 @@ def sandbox() -> Iterator[Sandbox]:
         yield sb
 
 
-def run(sandbox: Sandbox, code: str) -> TestReport:
+# What the leaky tools need to leave things behind; undeclared, the run-time barriers stop them
+# before any state rule could (tests/test_barriers.py).
+LEAVES = ["subprocess", "fs:write:/work"]
+
+
+def run(sandbox: Sandbox, code: str, capabilities: list[str] | None = None) -> TestReport:
     suite = constitution_tests(CONSTITUTION, SPEC, max_examples=10)
     assert suite is not None
     job = SandboxJob(
-        tool_name="tool", code=code, test_files=suite.files, expected_tests=suite.expected
+        tool_name="tool",
+        code=code,
+        test_files=suite.files,
+        expected_tests=suite.expected,
+        capabilities=capabilities or [],
     )
     return sandbox.run(job)
 
@@ -93,7 +102,7 @@ def test_tidy_tool_passes_every_state_rule(sandbox: Sandbox) -> None:
 
 def test_leaky_tool_breaks_each_state_rule_by_id(sandbox: Sandbox) -> None:
     """Leftover files (in /work too), a detached process and a big result are found by rule id."""
-    report = run(sandbox, LEAKY)
+    report = run(sandbox, LEAKY, LEAVES)
     violations = {v.rule: v.failure for v in state_violations(CONSTITUTION, report)}
     assert sorted(violations) == ["no-leftover-files", "no-leftover-processes", "small-results"]
     assert "[constitution no-leftover-files]" in violations["no-leftover-files"]
@@ -128,8 +137,33 @@ def tool(n):
 def test_leftovers_cannot_hide_behind_familiar_names(sandbox: Sandbox) -> None:
     """Files under any __pycache__ or .hypothesis directory, and an orphan whose command line
     names the worker, are still leftovers."""
-    report = run(sandbox, HIDING)
+    report = run(sandbox, HIDING, LEAVES)
     violations = {v.rule: v.failure for v in state_violations(CONSTITUTION, report)}
     assert sorted(violations) == ["no-leftover-files", "no-leftover-processes"], report
     assert "__pycache__/left-" in violations["no-leftover-files"]
     assert "toolsmith_runner/worker.py" in violations["no-leftover-processes"]
+
+
+# Leaves a file and a detached process on its first call only, which the job's first test makes
+# (the result-size check): a baseline taken per call would adopt both as the state before.
+FIRST_CALL_ONLY = """
+import subprocess
+import tempfile
+
+LEFT = []
+
+def tool(n):
+    if not LEFT:
+        LEFT.append(tempfile.mkstemp(prefix="first-", dir="/work")[1])
+        subprocess.Popen(["sleep", "30"], start_new_session=True)
+    return "x" * n
+"""
+
+
+def test_what_the_first_call_leaves_is_measured_against_the_job_start(sandbox: Sandbox) -> None:
+    """The state rules compare with the state before the job's first call, not each call's."""
+    report = run(sandbox, FIRST_CALL_ONLY, LEAVES)
+    violations = {v.rule: v.failure for v in state_violations(CONSTITUTION, report)}
+    assert sorted(violations) == ["no-leftover-files", "no-leftover-processes"], report
+    assert "/work/first-" in violations["no-leftover-files"]
+    assert "sleep 30" in violations["no-leftover-processes"]

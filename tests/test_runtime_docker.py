@@ -62,13 +62,23 @@ def hostile(action, arg=""):
             return "refused: " + type(e).__name__
     if action == "write_state":
         for place in ("/tmp", "/work", "/dev/shm"):
-            with open(place + "/left-behind", "w") as f:
-                f.write("secret")
+            try:
+                with open(place + "/left-behind", "w") as f:
+                    f.write("secret")
+            except PermissionError:
+                pass  # /dev/shm: not declared, so Landlock already refuses it
         os.makedirs("/tmp/locked/inner")
         os.chmod("/tmp/locked", 0)
         return "written"
     if action == "read_state":
-        return sorted(p for p in ("/tmp", "/work", "/dev/shm") if os.listdir(p))
+        found = []
+        for place in ("/tmp", "/work", "/dev/shm"):
+            try:
+                if os.listdir(place):
+                    found.append(place)
+            except PermissionError:
+                pass
+        return found
     if action == "spawn":
         code = "import time\\nwhile True:\\n    open('/tmp/heartbeat', 'w')\\n    time.sleep(0.02)"
         subprocess.Popen([sys.executable, "-c", code, "bg-marker"], start_new_session=True)
@@ -137,6 +147,9 @@ HOSTILE_SPEC = {
     },
     "returns": {},
     "raises": ["ValueError"],
+    # What the misbehaviour needs, so the tests reach the clean-up between calls rather than
+    # the run-time barriers (tests/test_barriers.py covers those).
+    "capabilities": ["subprocess", "fs:write:/work"],
 }
 
 
@@ -296,8 +309,12 @@ def test_exit_without_answer_is_an_execution_error(hostile: Tool) -> None:
 
 
 def test_killing_the_zygote_does_not_break_the_tool(hostile: Tool) -> None:
-    """A call that kills the process it was forked from; the next call still runs."""
-    assert hostile(action="kill_parent") == "killed"
+    """A call that kills the process it was forked from (Landlock's signal scope refuses it
+    where the kernel has ABI 6); either way the next call still runs."""
+    try:
+        assert hostile(action="kill_parent") == "killed"
+    except ToolExecutionError as e:
+        assert "raised PermissionError" in str(e)
     assert hostile(action="echo", arg="again") == "again"
 
 

@@ -223,6 +223,12 @@ def test_cli_check_passes_every_confinement_probe(sandbox_image: Any) -> None:
 
     result = CliRunner().invoke(app, ["sandbox", "check", "--json"])
     assert result.exit_code == 0, result.output
-    probes = json.loads(result.stdout)
-    assert len(probes) >= 15
+    data = json.loads(result.stdout)
+    probes = data["probes"]
+    assert len(probes) >= 30
     assert [p["name"] for p in probes if not p["ok"]] == []
+    names = {p["name"] for p in probes}
+    assert {"barrier_subprocess", "runtime_barrier_subprocess", "runtime_barrier_always"} <= names
+    assert {b["name"] for b in data["barriers"]} == {
+        "subprocess", "network", "fs:write", "fs:read", "env", "always"
+    }  # fmt: skip

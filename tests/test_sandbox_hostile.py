@@ -87,6 +87,7 @@ def test_state_does_not_leak_between_jobs(hostile_sandbox: Sandbox) -> None:
             "def test_leave():\n    assert call() is True\n"
         },
         expected_tests=1,
+        capabilities=["subprocess"],
     )
     look = SandboxJob(
         tool_name="look",

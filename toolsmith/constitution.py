@@ -327,6 +327,11 @@ def files_now():
     return found
 
 
+# Taken at collection, before the job's first call: one job shares one tool process and one tmp
+# across its tests, so a per-call baseline would adopt whatever an earlier call left.
+FILES_BEFORE_JOB = files_now()
+
+
 def remove(paths):
     """Undo what a failing call left, so hypothesis sees the same failure when it replays."""
     for path in sorted(paths, key=len, reverse=True):
@@ -346,9 +351,8 @@ REASON_{fn} = {reason!r}
 @given(args=ARGS)
 def test_constitution_{fn}(args):
     """Constitution {id}: a call leaves no new files or directories behind."""
-    before = files_now()
     invoke(copy.deepcopy(args))
-    left = sorted(files_now() - before)
+    left = sorted(files_now() - FILES_BEFORE_JOB)
     remove(left)
     assert not left, (
         f"[constitution {id}] with args {{short(args)}} the tool left "
@@ -384,6 +388,9 @@ def processes_now():
     return found
 
 
+PROCESSES_BEFORE_JOB = set(processes_now())  # at collection: see FILES_BEFORE_JOB
+
+
 def still_running(pids, grace_s={grace_s}):
     """New processes that outlive a short grace period (a tool's own children may be exiting)."""
     deadline = time.monotonic() + grace_s
@@ -404,10 +411,10 @@ REASON_{fn} = {reason!r}
 @given(args=ARGS)
 def test_constitution_{fn}(args):
     """Constitution {id}: a call leaves no processes running behind it."""
-    before = processes_now()
     invoke(copy.deepcopy(args))
     after = processes_now()
-    left = {{pid: after[pid] for pid in still_running(set(after) - set(before)) if pid in after}}
+    new = set(after) - PROCESSES_BEFORE_JOB
+    left = {{pid: after[pid] for pid in still_running(new) if pid in after}}
     for pid in left:
         try:
             os.kill(pid, signal.SIGKILL)

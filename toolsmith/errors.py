@@ -33,6 +33,7 @@ exits with ``exit_code``; library callers catch the branch they care about.
         ├── ToolArgumentsError        arguments fail the parameter schema
         ├── ToolRaisedError           the tool raised one of its declared exceptions
         ├── ToolExecutionError        undeclared failure, bad output, crash
+        ├── CapabilityDeniedError     a run-time barrier stopped an undeclared capability
         └── ToolTimeoutError
 """
 
@@ -171,6 +172,35 @@ class ToolExecutionError(ToolCallError):
 
 class ToolTimeoutError(ToolCallError):
     pass
+
+
+class CapabilityDeniedError(ToolCallError):
+    """The kernel stopped the tool doing what it did not declare (``toolsmith.sandbox.barriers``).
+
+    ``capability`` is what it lacked: ``subprocess``, ``network``, ``fs:read:<path>``,
+    ``fs:write:<path>``, ``env:<NAME>``, or ``""`` for a call no capability grants (ptrace,
+    mount, ...).
+    """
+
+    def __init__(self, tool: str, capability: str) -> None:
+        if capability == "network":
+            super().__init__(
+                f"{tool}: capability `network` not declared, so the sandbox denied a socket",
+                hint="declare network:<host> in the spec's capabilities for each host it needs",
+            )
+        elif capability:
+            super().__init__(
+                f"{tool}: capability `{capability}` not declared, so the sandbox denied it",
+                hint=f"declare `{capability}` in the spec's capabilities if the tool needs it",
+            )
+        else:
+            super().__init__(
+                f"{tool}: the tool made a system call the sandbox never allows",
+                hint="remove it from the tool: no capability grants ptrace, mount, namespaces, "
+                "keyrings, bpf, kernel modules or clock changes",
+            )
+        self.tool = tool
+        self.capability = capability
 
 
 class AuditError(ToolsmithError):

@@ -10,7 +10,14 @@ from rich.table import Table
 
 from toolsmith.cli._common import JsonOpt, console, emit, err_console
 from toolsmith.errors import ConfinementError, SandboxError
-from toolsmith.sandbox import check_confinement, connect, ensure_image, find_image, prune_images
+from toolsmith.sandbox import (
+    BARRIERS,
+    check_confinement,
+    connect,
+    ensure_image,
+    find_image,
+    prune_images,
+)
 
 app = typer.Typer(help="Build, inspect and self-test the Docker sandbox.", no_args_is_help=True)
 
@@ -72,7 +79,8 @@ def status(as_json: JsonOpt = False) -> None:
 
 @app.command("check")
 def check(as_json: JsonOpt = False) -> None:
-    """Run confinement probes inside the sandbox; exit non-zero if any property is missing."""
+    """Run confinement probes inside the sandbox, the run-time barriers' in both Docker paths;
+    exit non-zero if any property is missing. ``--json``: ``{probes, barriers}``."""
     probes = check_confinement()
 
     def render() -> None:
@@ -81,8 +89,12 @@ def check(as_json: JsonOpt = False) -> None:
             result = "[green]ok[/green]" if p.ok else f"[red]MISSING[/red] {escape(p.detail)}"
             table.add_row(p.name, p.description, result)
         console.print(table)
+        barriers = Table("barrier", "lifted by declaring", "denies", "by")
+        for b in BARRIERS:
+            barriers.add_row(b.name, b.capability or "(nothing)", b.denies, b.mechanism)
+        console.print(barriers)
 
-    emit(probes, as_json, render)
+    emit({"probes": probes, "barriers": list(BARRIERS)}, as_json, render)
     missing = [p.name for p in probes if not p.ok]
     if missing:
         raise ConfinementError(

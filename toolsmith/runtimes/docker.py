@@ -35,6 +35,8 @@ from typing import Any
 import docker.errors
 
 from toolsmith.errors import (
+    CapabilityDeniedError,
+    ConfinementError,
     PolicyError,
     SandboxError,
     ToolExecutionError,
@@ -52,6 +54,7 @@ from toolsmith.sandbox._container import (
     remove_container,
 )
 from toolsmith.sandbox._engine import Engine, docker_errors, shared_engine
+from toolsmith.sandbox.barriers import plan
 from toolsmith.sandbox.grants import Grants
 from toolsmith.sandbox.image import ImageInfo, ensure_image
 from toolsmith.sandbox.job import Limits
@@ -259,6 +262,7 @@ class DockerTool:
             "code": code,
             "timeout_s": timeout_s,
             "max_output_bytes": max_output_bytes,
+            "barriers": plan(self.grants).model_dump(mode="json"),
         }
         self._lock = threading.Lock()
         self._slot = _Slot()
@@ -388,6 +392,15 @@ class DockerTool:
 
     def _failure(self, doc: dict[str, Any], what: str) -> Exception:
         name = self.spec.name
+        if "capability" in doc:
+            return CapabilityDeniedError(name, self._text(doc, "capability", what))
+        if "barrier" in doc:
+            return ConfinementError(
+                f"{name}: the run-time barriers could not be installed, so the tool did not run: "
+                + self._text(doc, "barrier", what),
+                hint="run `toolsmith sandbox check`; rebuild the image with "
+                "`toolsmith sandbox build`",
+            )
         if "crash" in doc:
             crash = self._text(doc, "crash", what)
             return ToolExecutionError(f"{name}: {what} {crash}", hint="fix the tool")

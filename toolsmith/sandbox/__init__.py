@@ -5,11 +5,13 @@ Public API::
     ensure_image(...) -> ImageInfo          build (offline) or find the runner image
     Sandbox(...).run(SandboxJob) -> TestReport
     WarmPool(size, idle_expiry_s=..., image=...)
-    check_confinement(...) -> list[Probe]   the isolation self-test
+    check_confinement(...) -> list[Probe]   the isolation self-test, run-time barriers included
+    BARRIERS, plan(Grants) -> BarrierPlan   what the kernel denies a tool that did not declare it
     prune_images(...) -> PrunedImages       drop images older builds left behind
 """
 
 from toolsmith.sandbox._engine import Engine, connect
+from toolsmith.sandbox.barriers import BARRIERS, Barrier, BarrierPlan, plan
 from toolsmith.sandbox.check import Probe, check_confinement
 from toolsmith.sandbox.image import ImageInfo, ensure_image, find_image
 from toolsmith.sandbox.job import Limits, SandboxJob
@@ -18,6 +20,9 @@ from toolsmith.sandbox.prune import PrunedImages, prune_images
 from toolsmith.sandbox.sandbox import DockerBackend, Sandbox, SandboxBackend
 
 __all__ = [
+    "BARRIERS",
+    "Barrier",
+    "BarrierPlan",
     "DockerBackend",
     "Engine",
     "ImageInfo",
@@ -32,5 +37,6 @@ __all__ = [
     "connect",
     "ensure_image",
     "find_image",
+    "plan",
     "prune_images",
 ]

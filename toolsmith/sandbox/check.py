@@ -11,7 +11,7 @@ import re
 
 from pydantic import BaseModel, ConfigDict
 
-from toolsmith.errors import ConfinementError
+from toolsmith.errors import ConfinementError, ToolsmithError
 from toolsmith.report import Outcome
 from toolsmith.sandbox.job import Limits, SandboxJob
 from toolsmith.sandbox.sandbox import Sandbox
@@ -19,7 +19,11 @@ from toolsmith.sandbox.sandbox import Sandbox
 PROBE_LIMITS = Limits(timeout_s=60, memory_mb=256, pids=128, tmpfs_mb=64, call_timeout_s=20)
 
 PROBE_CODE = r"""
-import ctypes, json, os, socket, subprocess
+import ctypes, json, os, platform, socket, subprocess, threading
+
+ALWAYS, SUBPROCESS, NETWORK = 3001, 3002, 3003  # toolsmith.sandbox.barriers
+# keyctl and bpf have no C library wrapper: their numbers, per architecture.
+RAW_SYSCALLS = {"x86_64": {"keyctl": 250, "bpf": 321}, "aarch64": {"keyctl": 219, "bpf": 280}}
 
 ALLOWED_ENV = {"PATH", "HOME", "LANG", "PYTHONDONTWRITEBYTECODE", "LC_CTYPE"}
 STANDARD_BINDS = {"/etc/resolv.conf", "/etc/hostname", "/etc/hosts"}
@@ -57,7 +61,82 @@ def _cgroup_value(*paths):
     return None
 
 
+def _errno_of(fn):
+    try:
+        fn()
+    except OSError as e:
+        return e.errno
+    return None
+
+
+def _libc_errno(call, *args):
+    libc = ctypes.CDLL(None, use_errno=True)
+    ctypes.set_errno(0)
+    result = getattr(libc, call)(*args)
+    return ctypes.get_errno() if result == -1 else None
+
+
+def _barrier(expected, attempts):
+    got = {what: fn() for what, fn in attempts.items()}
+    bad = {what: e for what, e in got.items() if e != expected}
+    return {"ok": not bad, "detail": f"errno {expected} expected, got {bad}" if bad else "denied"}
+
+
 def probe(name, limit=0):
+    if name == "barrier_subprocess":
+        return _barrier(SUBPROCESS, {
+            "fork": lambda: _errno_of(lambda: os.fork() == 0 and os._exit(0)),
+            "posix_spawn": lambda: _errno_of(lambda: os.posix_spawn("/bin/true", ["true"], {})),
+            "execv": lambda: _errno_of(lambda: os.execv("/bin/true", ["true"])),
+        })
+    if name == "barrier_threads_allowed":
+        out = []
+        t = threading.Thread(target=lambda: out.append(1))
+        t.start()
+        t.join()
+        return {"ok": out == [1], "detail": "a thread ran" if out else "threads are denied"}
+    if name == "barrier_network":
+        return _barrier(NETWORK, {
+            "inet": lambda: _errno_of(lambda: socket.socket(socket.AF_INET)),
+            "inet6": lambda: _errno_of(lambda: socket.socket(socket.AF_INET6)),
+            "netlink": lambda: _errno_of(lambda: socket.socket(socket.AF_NETLINK, socket.SOCK_RAW)),
+            "socketpair": lambda: _errno_of(lambda: socket.socketpair(socket.AF_INET)),
+        })
+    if name == "barrier_fs_write":
+        return _barrier(13, {
+            "/work": lambda: _errno_of(lambda: open("/work/probe", "w")),
+            "/dev/shm": lambda: _errno_of(lambda: open("/dev/shm/probe", "w")),
+        })
+    if name == "barrier_fs_read":
+        return _barrier(13, {
+            "/var": lambda: _errno_of(lambda: os.listdir("/var")),
+            "/": lambda: _errno_of(lambda: os.listdir("/")),
+        })
+    if name == "barrier_env":
+        try:
+            os.environ["TOOLSMITH_PASS_ENV"]
+            denied = False
+        except KeyError as e:
+            denied = "not declared" in str(e)
+        extra = sorted(set(os.environ) - {"PATH", "HOME", "LANG", "TMPDIR"})
+        return {"ok": denied and not extra, "detail": f"variables {extra}, lookup named: {denied}"}
+    if name == "barrier_always":
+        ts = (ctypes.c_long * 2)(0, 0)
+        raw = RAW_SYSCALLS.get(platform.machine(), {})
+        attempts = {
+            "ptrace": lambda: _libc_errno("ptrace", 16, 1, None, None),
+            "unshare": lambda: _libc_errno("unshare", 0x10000000),
+            "mount": lambda: _libc_errno("mount", b"none", b"/tmp", b"tmpfs", 0, None),
+            "clock_settime": lambda: _libc_errno("clock_settime", 0, ctypes.byref(ts)),
+        }
+        for call, number in raw.items():
+            attempts[call] = lambda number=number: _libc_errno("syscall", number, 0, 0, 0)
+        return _barrier(ALWAYS, attempts)
+    if name == "landlock_abi":
+        libc = ctypes.CDLL(None, use_errno=True)
+        abi = libc.syscall(444, None, 0, 1)
+        return {"ok": abi >= 1, "detail": f"Landlock ABI {abi}"}
+
     if name == "non_root":
         return {"ok": os.getuid() != 0 and os.getgid() != 0, "detail": f"uid={os.getuid()}"}
     if name == "no_network":
@@ -142,7 +221,17 @@ PROBES: dict[str, str] = {
     "tests_hidden": "cannot read the test files",
     "no_docker_socket": "has no Docker socket",
     "no_host_mounts": "sees no host directory mounts",
+    "landlock_abi": "the kernel offers Landlock to the tool's process",
+    "barrier_subprocess": "without `subprocess`: fork, posix_spawn and exec are denied",
+    "barrier_threads_allowed": "without `subprocess`: threads still run",
+    "barrier_network": "without `network:`: no inet, inet6 or netlink socket",
+    "barrier_fs_write": "without `fs:write:`: nothing outside the private /tmp is writable",
+    "barrier_fs_read": "without `fs:read:`: nothing outside the interpreter's trees is readable",
+    "barrier_env": "without `env:`: only PATH, HOME, LANG and TMPDIR; lookups name the capability",
+    "barrier_always": "ptrace, unshare, mount, clock_settime, keyctl and bpf are denied",
 }
+# The probes of the run-time barriers, run again in the docker runtime (its own install path).
+BARRIER_PROBES = ("landlock_abi", *sorted(n for n in PROBES if n.startswith("barrier_")))
 _LIMIT_ARG = {
     "tmpfs_capped": PROBE_LIMITS.tmpfs_mb,
     "memory_limited": PROBE_LIMITS.memory_mb,
@@ -177,8 +266,13 @@ def probe_job() -> SandboxJob:
     )
 
 
-def check_confinement(sandbox: Sandbox | None = None) -> list[Probe]:
-    """Run every probe in the sandbox; raise ConfinementError if the job itself did not run."""
+def check_confinement(sandbox: Sandbox | None = None, *, runtime: bool = True) -> list[Probe]:
+    """Run every probe in a sandbox job, and (``runtime``) the barrier probes again in a docker
+    runtime tool, whose barriers are installed by another path (the zygote's call children).
+
+    Raises ConfinementError if the job itself did not run; a probe that did not report is a
+    missing property (fails closed).
+    """
     own = sandbox is None
     sandbox = sandbox or Sandbox(pool_size=0)
     try:
@@ -205,7 +299,43 @@ def check_confinement(sandbox: Sandbox | None = None) -> list[Probe]:
             f"the confinement probes did not run: {report.error[:500]}",
             hint="rebuild the image with `toolsmith sandbox build`",
         )
-    return [
+    probes = [
         by_name.get(n) or Probe(name=n, description=d, ok=False, detail="probe did not report")
         for n, d in sorted(PROBES.items())
     ]
+    return probes + (runtime_barrier_probes() if runtime else [])
+
+
+def runtime_barrier_probes() -> list[Probe]:
+    """The barrier probes as calls of a tool loaded into the docker runtime (``runtime_*``)."""
+    from toolsmith.runtimes.docker import load_docker
+    from toolsmith.spec import ToolSpec
+
+    spec = ToolSpec.parse(
+        {
+            "name": "probe",
+            "description": "Probes one isolation property from inside the sandbox.",
+            "parameters": {
+                "type": "object",
+                "properties": {"name": {"type": "string"}, "limit": {"type": "integer"}},
+                "required": ["name"],
+            },
+            "returns": {"type": "object"},
+        }
+    )
+    found: list[Probe] = []
+    tool = load_docker(spec, PROBE_CODE, timeout_s=20)
+    try:
+        for name in BARRIER_PROBES:
+            description = f"docker runtime: {PROBES[name]}"
+            try:
+                result = tool(name=name)
+                ok, detail = result.get("ok") is True, str(result.get("detail", ""))
+            except ToolsmithError as e:
+                ok, detail = False, f"{type(e).__name__}: {e}"
+            found.append(
+                Probe(name=f"runtime_{name}", description=description, ok=ok, detail=detail)
+            )
+    finally:
+        tool.close()
+    return found

@@ -14,6 +14,7 @@ from toolsmith.sandbox import _cleanup
 from toolsmith.sandbox._container import RunnerContainer, new_nonce
 from toolsmith.sandbox._engine import Engine, docker_errors, shared_engine
 from toolsmith.sandbox._protocol import judge, marker
+from toolsmith.sandbox.barriers import plan
 from toolsmith.sandbox.image import ImageInfo, ensure_image
 from toolsmith.sandbox.job import SandboxJob
 from toolsmith.sandbox.pool import WarmPool
@@ -110,6 +111,7 @@ class DockerBackend(SandboxBackend):
                 "expected_tests": job.expected_tests,
                 "call_timeout_s": job.limits.call_timeout_s,
                 "output_bytes": job.limits.output_bytes,
+                "barriers": plan(grants).model_dump(mode="json"),
             }
         ).encode()
         try:

@@ -179,6 +179,7 @@ def main() -> int:
         str(job["code"]),
         float(job["call_timeout_s"]),
         int(job["output_bytes"]),
+        job.get("barriers"),
     )
     oom_before = _oom_kills()
     testdir = _write_tests(job["test_files"])

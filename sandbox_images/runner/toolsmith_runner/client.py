@@ -130,7 +130,7 @@ class WorkerClient:
     def __init__(self, output_cap: int) -> None:
         self.sink = OutputSink(cap=output_cap)
         self._worker: _Worker | None = None
-        self._tool: dict[str, str] | None = None
+        self._tool: dict[str, Any] | None = None
         self.call_timeout_s = 10.0
         self.calls_open = False
 
@@ -141,8 +141,15 @@ class WorkerClient:
     def worker_pid(self) -> int | None:
         return None if self._worker is None else self._worker.proc.pid
 
-    def configure(self, tool_name: str, code: str, call_timeout_s: float, output_cap: int) -> None:
-        self._tool = {"tool_name": tool_name, "code": code}
+    def configure(
+        self,
+        tool_name: str,
+        code: str,
+        call_timeout_s: float,
+        output_cap: int,
+        barriers: dict[str, Any] | None,
+    ) -> None:
+        self._tool = {"tool_name": tool_name, "code": code, "barriers": barriers}
         self.call_timeout_s = call_timeout_s
         self.sink.cap = output_cap
 

@@ -176,7 +176,7 @@ class Server:
         self.timeout_s = float(str(load["timeout_s"]))
         self.cap = int(str(load["max_output_bytes"])) + 64 * 1024
         self.zygote_load = json.dumps(
-            {k: load[k] for k in ("tool_name", "code", "max_output_bytes")}
+            {k: load.get(k) for k in ("tool_name", "code", "max_output_bytes", "barriers")}
         ).encode()
         self.zygote: Zygote | None = None
         self.spare: Spare | None = None

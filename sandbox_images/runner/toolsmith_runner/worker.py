@@ -1,9 +1,11 @@
 """The worker: a fresh interpreter (``python3 -I``) that imports the tool and answers calls.
 
 It is exec'd before the job arrives, so its memory never held the job; it learns only the tool's
-code and then one argument dict per call. It reads requests on fd ``argv[1]`` and answers on fd
-``argv[2]``, one JSON document per line; anything the tool prints goes to stdout/stderr, which the
-runner drains and counts. Stdlib only: ``-I`` keeps site-packages and PYTHON* variables out.
+code and its barrier plan, installs the barriers (``toolsmith_runner.barriers``) before the
+module body runs, and then gets one argument dict per call. It reads requests on fd ``argv[1]``
+and answers on fd ``argv[2]``, one JSON document per line; anything the tool prints goes to
+stdout/stderr, which the runner drains and counts. Stdlib and libseccomp's binding only: ``-I``
+keeps the runner's site-packages and PYTHON* variables out.
 """
 
 import json
@@ -12,7 +14,12 @@ import os
 import sys
 import traceback
 import types
+from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the read-only runner tree
+
+from toolsmith_runner.barriers import BarrierError, Barriers, message
 
 _TEXT_LIMIT = 4000
 
@@ -44,14 +51,26 @@ def _encode_args(args: dict[str, Any]) -> str:
         return json.dumps({"<args no longer JSON-serialisable>": _safe_str(e)})
 
 
-def _answer(fn: Any, args: dict[str, Any]) -> str:
+def _error(e: BaseException, barriers: Barriers) -> dict[str, Any]:
+    """What the caller learns of ``e``; a barrier's denial is a PermissionError naming the
+    capability, whatever the tool's code made of it on the way out."""
+    capability = barriers.denied(e)
+    if capability is None:
+        return {"error_type": type(e).__name__, "error_message": _safe_str(e)}
+    return {
+        "error_type": "PermissionError",
+        "error_message": message(capability),
+        "capability": capability,
+    }
+
+
+def _answer(fn: Any, args: dict[str, Any], barriers: Barriers) -> str:
     try:
         value = fn(**args)
     except BaseException as e:
         head = {
             "ok": False,
-            "error_type": type(e).__name__,
-            "error_message": _safe_str(e),
+            **_error(e, barriers),
             "traceback": traceback.format_exc()[-_TEXT_LIMIT:],
         }
         return json.dumps(head)[:-1] + ', "args_after": ' + _encode_args(args) + "}"
@@ -77,17 +96,29 @@ def main() -> None:
         pass
     load = json.loads(requests.readline())
     try:
+        barriers = Barriers(load.get("barriers"))
+        barriers.apply()
+    except BarrierError as e:
+        msg = {"fatal": f"the run-time barriers could not be installed: {e}", "barrier": True}
+        answers.write((json.dumps(msg) + "\n").encode())
+        answers.flush()
+        os._exit(3)
+    try:
         fn = _load(load["tool_name"], load["code"])
     except BaseException as e:
         detail = traceback.format_exc()[-_TEXT_LIMIT:]
-        msg = {"fatal": f"tool module failed at import: {type(e).__name__}: {_safe_str(e)}"}
+        error = _error(e, barriers)
+        msg = {
+            "fatal": f"tool module failed at import: {error['error_type']}: "
+            f"{error['error_message']}"
+        }
         answers.write((json.dumps({**msg, "traceback": detail}) + "\n").encode())
         answers.flush()
         os._exit(3)
     answers.write(b'{"loaded": true}\n')
     answers.flush()
     for line in requests:
-        answers.write((_answer(fn, json.loads(line)["args"]) + "\n").encode())
+        answers.write((_answer(fn, json.loads(line)["args"], barriers) + "\n").encode())
         answers.flush()
 
 

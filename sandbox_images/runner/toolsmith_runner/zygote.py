@@ -4,8 +4,10 @@ Started by ``serve`` as ``python3 -I zygote.py`` with /dev/null on fds 0-2 (noth
 reaches any channel), a control socket on fd 3 and the load message on fd 4. It never runs tool
 code: it compiles the module and imports the stdlib modules the code names (stdlib code, not the
 tool's), then on request forks a spare child holding only the two pipe ends serve passed along with
-the request. The spare waits for its one argument message, runs the module body in a fresh
-namespace and the call, writes one answer and exits. Forking ahead keeps fork off the call's path;
+the request. The spare installs the tool's barriers (``toolsmith_runner.barriers``: seccomp,
+Landlock, a scrubbed environment; built once here, applied in each child), waits for its one
+argument message, runs the module body in a fresh namespace and the call, writes one answer and
+exits. Forking ahead keeps fork off the call's path;
 the zygote's control socket is off it too, since serve talks to the spare's pipes directly.
 Pipe messages are ``<length>\\n<bytes>``; an empty argument message asks for a load probe.
 """
@@ -24,6 +26,11 @@ import socket
 import sys
 import traceback
 import types
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the read-only runner tree
+
+from toolsmith_runner.barriers import BarrierError, Barriers, message
 
 TEXT_LIMIT = 4000
 # Stdlib modules whose import does something visible (opens a browser, prints, starts a GUI):
@@ -94,8 +101,11 @@ def preimport(tree: ast.AST) -> None:
 
 
 class Tool:
-    def __init__(self, tool_name: str, source: str, max_output_bytes: int) -> None:
+    def __init__(
+        self, tool_name: str, source: str, max_output_bytes: int, barriers: Barriers
+    ) -> None:
         self.name = tool_name
+        self.barriers = barriers
         self.filename = f"/tool/{tool_name}.py"
         self.max_output_bytes = max_output_bytes
         tree = ast.parse(source, self.filename)
@@ -115,6 +125,12 @@ class Tool:
                 f.write("1000")
             # Fault in (copy-on-write) the pages every call touches, while no call is waiting.
             json.loads(json.dumps({"ok": True, "value": [1, "x", {"a": 1.5}]}, allow_nan=False))
+            try:
+                self.barriers.apply()
+            except BarrierError as e:
+                write_message(answer_fd, json.dumps({"ok": False, "barrier": str(e)}).encode())
+                while True:
+                    signal.pause()
             body = read_message(args_fd)
             if body is None:
                 os._exit(0)
@@ -152,6 +168,16 @@ class Tool:
         return encoded
 
     def _error(self, e: BaseException) -> bytes:
+        capability = self.barriers.denied(e)
+        if capability is not None:
+            return json.dumps(
+                {
+                    "ok": False,
+                    "capability": capability,
+                    "message": message(capability),
+                    "traceback": traceback.format_exc()[-TEXT_LIMIT:],
+                }
+            ).encode()
         try:
             mro = [cls.__name__ for cls in type(e).__mro__]
         except BaseException:
@@ -227,7 +253,12 @@ def main() -> None:
         return
     spec = json.loads(load)
     try:
-        tool = Tool(spec["tool_name"], spec["code"], int(spec["max_output_bytes"]))
+        barriers = Barriers(spec.get("barriers"))
+    except BarrierError as e:
+        control.send(json.dumps({"ok": False, "barrier": str(e)}).encode())
+        return
+    try:
+        tool = Tool(spec["tool_name"], spec["code"], int(spec["max_output_bytes"]), barriers)
     except BaseException as e:
         fatal = {"ok": False, "fatal": f"{type(e).__name__}: {_safe_str(e)}"}
         control.send(json.dumps(fatal).encode())
