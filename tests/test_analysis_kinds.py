@@ -45,6 +45,18 @@ def tool(text):
     return copy.copy(A())
 """
 
+CLASS_ATTRIBUTE = """\
+import os
+
+
+class Runner:
+    m = os
+
+
+def tool(text):
+    return Runner().m.system("id")
+"""
+
 # (route, code, the kind it must be reported as)
 ROUTES: list[tuple[str, str, str]] = [
     # --- subprocess ------------------------------------------------------------------------
@@ -146,6 +158,14 @@ ROUTES: list[tuple[str, str, str]] = [
         tool("return ProcessPoolExecutor()", "from concurrent.futures import *"),
         "subprocess",
     ),
+    ("module as a class attribute", CLASS_ATTRIBUTE, "dynamic"),
+    (
+        "module from getattr handed on",
+        tool("return run(getattr(random, '_os'))", "import random"),
+        "dynamic",
+    ),
+    ("process state", tool("return os.setsid()", "import os"), "dynamic"),
+    ("psutil", tool("return psutil.Popen(['id'])", "import psutil"), "subprocess"),
     # --- network ---------------------------------------------------------------------------
     ("socket twin", tool("return _socket.socket()", "import _socket"), "network"),
     (
@@ -237,6 +257,8 @@ ROUTES: list[tuple[str, str, str]] = [
     ),
     ("lxml", tool("return etree.parse(text)", "from lxml import etree"), "fs:read"),
     ("glob", tool("return glob.glob('/etc/*')", "import glob"), "fs:read"),
+    ("path probes", tool("return Path(text).exists()", "from pathlib import Path"), "fs:read"),
+    ("path home", tool("return P.home()", "import pathlib\nP = pathlib.Path"), "env"),
     # --- fs:write --------------------------------------------------------------------------
     ("open for writing", tool("return open('/tmp/x', 'w').write(text)"), "fs:write"),
     ("shutil re-exported os", tool("return shutil.os.remove(text)", "import shutil"), "fs:write"),
@@ -318,6 +340,12 @@ ROUTES: list[tuple[str, str, str]] = [
         REDUCE,
         "dynamic",
     ),
+    (
+        "private stdlib member",
+        tool("return warnings._getcategory(text)", "import warnings"),
+        "dynamic",
+    ),
+    ("format handed on", tool("f = text.format\nreturn f(tool)"), "dynamic"),
     ("signal", tool("return signal.alarm(1)", "import signal"), "dynamic"),
     ("atexit", tool("return atexit.register(print)", "import atexit"), "dynamic"),
     (
@@ -352,6 +380,7 @@ PLAIN: list[tuple[str, str]] = [
     ("getattr of a public name", tool("return getattr(text, 'upper')()")),
     ("module alias", tool("j = json\nreturn j.dumps(text)", "import json")),
     ("sys.stdout", tool("sys.stdout.write(text)\nreturn 1", "import sys")),
+    ("http status codes", tool("return HTTPStatus.OK.phrase", "from http import HTTPStatus")),
     (
         "sax from a string",
         tool("return xml.sax.parseString(text.encode(), None)", "import xml.sax"),

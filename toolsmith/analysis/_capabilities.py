@@ -22,6 +22,7 @@ CAPABILITIES: dict[str, str | None] = {
             "ssl",
             "http",
             "urllib",
+            "httplib2",
             "ftplib",
             "smtplib",
             "poplib",
@@ -74,7 +75,7 @@ CAPABILITIES: dict[str, str | None] = {
         ],
         "network",
     ),
-    "urllib.parse": None,
+    **dict.fromkeys(["urllib.parse", "http.HTTPStatus", "http.HTTPMethod"], None),
     **dict.fromkeys(
         [
             "subprocess",
@@ -104,6 +105,9 @@ CAPABILITIES: dict[str, str | None] = {
             "os.startfile",
             "os.register_at_fork",
             "os.pidfd_open",
+            "psutil",
+            "invoke",
+            "fabric",
             "signal.pthread_kill",
             "signal.pidfd_send_signal",
             # Helpers that run programs to answer: ``file``, ``uname -p``, ``ip link``.
@@ -151,6 +155,8 @@ CAPABILITIES: dict[str, str | None] = {
             "os.listxattr",
             "os.getcwd",
             "os.getcwdb",
+            "os.getlogin",
+            "builtins.license",
             "os.path.exists",
             "os.path.lexists",
             "os.path.isfile",
@@ -350,6 +356,11 @@ CAPABILITIES: dict[str, str | None] = {
             "types.CodeType",
             "types.LambdaType",
             "types.FrameType",
+            # Process state the runner shares: ids, sessions, priorities, the CPU set.
+            "os.set*",
+            "os.sched_*",
+            "os.nice",
+            "os.abort",
             # The interpreter itself: import machinery (meta_path, path_hooks), hooks, frames,
             # argv; the pure corners follow.
             "sys.*",
@@ -447,14 +458,57 @@ CAPABILITIES: dict[str, str | None] = {
     ),
 }
 
-# Path methods that read or write whatever a Path object points at; only counted when the module
-# imports pathlib, since names such as ``open`` are common on other objects.
+# Path methods that read or write whatever a Path object points at, or read the environment
+# (``home``, ``expanduser``); only counted when the module reaches pathlib, since names such as
+# ``open`` are common on other objects (``replace`` is left out: str.replace is everywhere).
 PATH_METHODS: dict[str, str] = {
-    **dict.fromkeys(["read_text", "read_bytes", "iterdir", "glob", "rglob", "open"], "fs:read"),
     **dict.fromkeys(
-        ["write_text", "write_bytes", "mkdir", "unlink", "rmdir", "touch", "symlink_to", "chmod"],
+        [
+            "read_text",
+            "read_bytes",
+            "iterdir",
+            "glob",
+            "rglob",
+            "walk",
+            "open",
+            "exists",
+            "is_file",
+            "is_dir",
+            "is_symlink",
+            "is_mount",
+            "is_socket",
+            "is_fifo",
+            "is_block_device",
+            "is_char_device",
+            "stat",
+            "lstat",
+            "owner",
+            "group",
+            "readlink",
+            "samefile",
+            "resolve",
+            "absolute",
+            "cwd",
+        ],
+        "fs:read",
+    ),
+    **dict.fromkeys(
+        [
+            "write_text",
+            "write_bytes",
+            "mkdir",
+            "unlink",
+            "rmdir",
+            "touch",
+            "symlink_to",
+            "hardlink_to",
+            "rename",
+            "chmod",
+            "lchmod",
+        ],
         "fs:write",
     ),
+    **dict.fromkeys(["home", "expanduser"], "env"),
 }
 
 # Event-loop methods that start processes or open connections, counted when asyncio is imported.
@@ -628,8 +682,8 @@ def capability_of(name: str) -> str | None:
     """The capability kind a dotted name needs, by longest matching prefix (``os.exec*`` too).
 
     Names are looked up as ``canonical`` spells them. Where the table has no entry, private
-    stdlib modules without a public twin (``_sre``, ``_testcapi``), private members of the
-    modules the table governs (``os._execvpe``) and stdlib modules' command lines
+    stdlib modules without a public twin (``_sre``, ``_testcapi``), private members of stdlib
+    modules (``os._execvpe``, ``warnings._getcategory``) and stdlib modules' command lines
     (``json.tool.main``) are ``dynamic``: what they reach is not listed anywhere.
     """
     parts = canonical(name).split(".")
@@ -639,11 +693,10 @@ def capability_of(name: str) -> str | None:
     top = parts[0]
     if top.startswith("_") and not top.startswith("__") and top in sys.stdlib_module_names:
         return "dynamic"
-    for i in range(1, len(parts)):
-        private = parts[i].startswith("_") and not parts[i].startswith("__")
-        if private and ".".join(parts[:i]) in GOVERNED_MODULES:
-            return "dynamic"
-    if parts[-1] in _COMMAND_LINES and len(parts) > 1 and top in sys.stdlib_module_names:
+    stdlib = top in sys.stdlib_module_names
+    if stdlib and any(p.startswith("_") and not p.startswith("__") for p in parts[1:]):
+        return "dynamic"
+    if parts[-1] in _COMMAND_LINES and len(parts) > 1 and stdlib:
         return "dynamic"
     return None
 

@@ -269,12 +269,15 @@ def module_values(tree: ast.Module, resolver: Resolver) -> list[Use]:
     A module reached that way hands out everything it holds, capabilities included, under
     names no rule sees. Its attributes, ``getattr(module, "constant")``, ``attrgetter`` and
     ``methodcaller`` applied to it, and bindings to plain names (``s = os``, ``a, b = os, sys``)
-    are followed and so not listed.
+    are followed and so not listed; a class attribute is not (``self.m`` reaches it).
     """
     parents = parents_of(tree)
     found: list[Use] = []
     for node in ast.walk(tree):
-        if not (isinstance(node, ast.Name | ast.Attribute) and isinstance(node.ctx, ast.Load)):
+        # A call can hand back a module too: getattr(random, "_os").
+        if not isinstance(node, ast.Name | ast.Attribute | ast.Call):
+            continue
+        if not isinstance(node, ast.Call) and not isinstance(node.ctx, ast.Load):
             continue
         parent = parents.get(node)
         if isinstance(parent, ast.Attribute) and parent.value is node:
@@ -301,6 +304,7 @@ def _followed(node: ast.expr, parents: dict[ast.AST, ast.AST], resolver: Resolve
         holder = parents.get(parent)
         return (
             isinstance(holder, ast.Assign)
+            and not isinstance(parents.get(holder), ast.ClassDef)
             and holder.value is parent
             and all(
                 isinstance(t, ast.Tuple | ast.List)
@@ -309,6 +313,10 @@ def _followed(node: ast.expr, parents: dict[ast.AST, ast.AST], resolver: Resolve
                 for t in holder.targets
             )
         )
+    if isinstance(parent, ast.Expr):
+        return True  # the value is dropped
+    if parent is None or isinstance(parents.get(parent), ast.ClassDef):
+        return False
     if isinstance(parent, ast.Assign):
         return parent.value is node and all(isinstance(t, ast.Name) for t in parent.targets)
     if isinstance(parent, ast.AnnAssign | ast.NamedExpr):

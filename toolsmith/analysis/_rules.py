@@ -28,7 +28,7 @@ from toolsmith.analysis._capabilities import (
     canonical,
     capability_of,
 )
-from toolsmith.analysis._resolver import Use, fold_str
+from toolsmith.analysis._resolver import Use, fold_str, parents_of
 from toolsmith.spec import ToolSpec
 
 Severity = Literal["error", "advisory"]
@@ -253,7 +253,7 @@ def check_pathlib_io(analysis: Analysis) -> Iterator[Hit]:
                     node.col_offset,
                     kind,
                     f"calls .{node.func.attr}() on a path ({kind}) but the spec declares no "
-                    f"{kind} capability; declare {kind}:<path> or remove the call",
+                    f"{kind} capability; declare {_suggestion(kind)} or remove the call",
                     undeclared=True,
                 )
 
@@ -383,6 +383,7 @@ def _format_walks(tree: ast.Module) -> Iterator[Hit]:
     """str.format walks the attributes its replacement fields name, outside any attribute rule:
     a template that names internals, or one not known before run time, is dynamic."""
     constant_names = _constant_string_names(tree)
+    parents = parents_of(tree)
     for node in ast.walk(tree):
         if not isinstance(node, ast.expr):
             continue
@@ -396,15 +397,14 @@ def _format_walks(tree: ast.Module) -> Iterator[Hit]:
                 f"has a format field that walks into .{match.group(1)} (dynamic); interpreter "
                 "internals are off limits",
             )
-        if not (
-            isinstance(node, ast.Call)
-            and isinstance(node.func, ast.Attribute)
-            and node.func.attr in ("format", "format_map")
-        ):
+        if not (isinstance(node, ast.Attribute) and node.attr in ("format", "format_map")):
             continue
-        template: ast.expr | None = node.func.value
+        # The template is what .format is read from, or str.format's first argument.
+        template: ast.expr | None = node.value
         if isinstance(template, ast.Name) and template.id == "str":
-            template = node.args[0] if node.args else None  # str.format(template, ...)
+            call = parents.get(node)
+            called = isinstance(call, ast.Call) and call.func is node and call.args
+            template = call.args[0] if called and isinstance(call, ast.Call) else None
         known = template is not None and (
             fold_str(template) is not None
             or (isinstance(template, ast.Name) and template.id in constant_names)
@@ -414,7 +414,7 @@ def _format_walks(tree: ast.Module) -> Iterator[Hit]:
                 node.lineno,
                 node.col_offset,
                 "dynamic",
-                f"calls .{node.func.attr}() on a template known only at run time (dynamic); its "
+                f"uses .{node.attr} of a template known only at run time (dynamic); its "
                 "fields could walk any attribute ({0.__class__}): use a literal template, an "
                 "f-string or string.Template",
             )
