@@ -51,3 +51,11 @@ def sandbox(sandbox_image: Any) -> Iterator[Any]:
 
     with Sandbox(pool_size=1, image=sandbox_image) as sb:
         yield sb
+
+
+@pytest.fixture(autouse=True)
+def _no_mutation_gate_unless_asked(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Builds in tests run without the mutation gate (a sandbox job and, for designed specs, a
+    designer round each) unless they ask for it with BuildOptions(mutants=N): the gate's own
+    tests do, in tests/test_mutation.py, and the CI budget covers them rather than every build."""
+    monkeypatch.setenv("TOOLSMITH_MUTANTS", "0")

@@ -10,11 +10,11 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from toolsmith.llm import LLM, Message, ask_structured
 from toolsmith.log import get_logger
-from toolsmith.spec import ToolSpec
+from toolsmith.spec import Example, Property, ToolSpec
 
 log = get_logger(__name__)
 
@@ -108,3 +108,100 @@ def design(
         ]
         answer = ask_structured(llm, messages, DesignAnswer)
     return answer
+
+
+class EquivalentMutant(BaseModel):
+    """A surviving mutant the designer holds to behave exactly like the candidate."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    mutant: str = Field(description="the mutant's id, e.g. m3")
+    reason: str = Field(min_length=10, description="why no valid input tells them apart")
+
+
+class Strengthening(BaseModel):
+    """The designer's answer to surviving mutants: tests that pin the behaviour down, or the
+    mutants it holds equivalent (each with a reason). Every survivor gets one or the other."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    examples: list[Example] = Field(default_factory=list, description="examples to add")
+    properties: list[Property] = Field(default_factory=list, description="properties to add")
+    equivalent: list[EquivalentMutant] = Field(default_factory=list)
+
+    def applied_to(self, spec: ToolSpec) -> ToolSpec:
+        """``spec`` with the new examples and properties appended (a ValueError if they do not
+        fit it: arguments against its schema, duplicate property names)."""
+        if not self.examples and not self.properties:
+            return spec
+        data = spec.model_dump(mode="json")
+        data["examples"] += [e.model_dump(mode="json") for e in self.examples]
+        data["properties"] += [p.model_dump(mode="json") for p in self.properties]
+        try:
+            return ToolSpec.model_validate(data)
+        except ValidationError as e:
+            raise ValueError(
+                "; ".join(str(err["msg"]).removeprefix("Value error, ") for err in e.errors())
+            ) from None
+
+
+STRENGTHEN_SYSTEM = """You review the tests of a tool you designed. Its implementation passed
+every test, yet some mutants (copies of the implementation with one small change) passed them
+too: behaviour the tests leave open. For each surviving mutant, either
+- add examples (args with the expected "returns" or "raises") or properties (`def check(args,
+  result)` or `def check(args, result, tool)`, where tool(**kwargs) calls the tool again) that the
+  correct tool satisfies and the mutant breaks, or
+- if no valid input can tell the mutant from the implementation, list it under "equivalent" with
+  the reason.
+Expected values must be what the specification says, not what the implementation happens to do.
+Tighten vague parameter schemas by saying so in a property only if it matters for a mutant."""
+
+
+def strengthen_messages(
+    spec: ToolSpec, survivors: Sequence[Any], task: str | None
+) -> list[Message]:
+    lines = [f"Task: {task}" if task else "Task: implement the specification below."]
+    lines.append("Specification:\n" + json.dumps(spec.model_dump(mode="json")))
+    warnings = spec.vague_parameters()
+    if warnings:
+        lines.append("Validation warnings:\n" + "\n".join(f"- {w}" for w in warnings))
+    lines.append("Surviving mutants:")
+    for mutant in survivors:
+        text = f"## {mutant.id} ({mutant.operator}, line {mutant.line})\n{mutant.diff}"
+        if mutant.distinguishing_input is not None:
+            text += f"\nOn args {json.dumps(mutant.distinguishing_input)}: {mutant.difference}."
+        else:
+            text += "\nNo drawn input told it apart from the implementation."
+        lines.append(text)
+    return [
+        {"role": "system", "content": STRENGTHEN_SYSTEM},
+        {"role": "user", "content": "\n\n".join(lines)},
+    ]
+
+
+def strengthen(
+    spec: ToolSpec, survivors: Sequence[Any], llm: LLM, *, task: str | None = None
+) -> Strengthening:
+    """Ask the designer to answer ``survivors`` (``toolsmith.mutation.MutantResult``s): new
+    examples and properties that fit ``spec``, or mutants marked equivalent with a reason. An
+    answer naming unknown mutants, leaving one unanswered, or adding tests that do not fit the
+    spec is sent back with the problem (``ask_structured``'s repairs)."""
+    ids = {m.id for m in survivors}
+
+    class Answer(Strengthening):
+        @model_validator(mode="after")
+        def _fits(self) -> Answer:
+            marked = {e.mutant for e in self.equivalent}
+            unknown = sorted(marked - ids)
+            if unknown:
+                raise ValueError(f"equivalent names mutants that did not survive: {unknown}")
+            if not self.examples and not self.properties and marked != ids:
+                raise ValueError(
+                    f"add examples or properties, or mark {sorted(ids - marked)} equivalent"
+                )
+            self.applied_to(spec)
+            return self
+
+    Answer.__name__ = "Strengthening"
+    answer = ask_structured(llm, strengthen_messages(spec, survivors, task), Answer)
+    return Strengthening.model_validate(answer.model_dump(mode="json"))

@@ -11,6 +11,7 @@ import asyncio
 import dataclasses
 import hashlib
 import json
+import os
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -31,7 +32,7 @@ from toolsmith.constitution import (
     policy_rules,
     state_violations,
 )
-from toolsmith.designer import Candidate, design
+from toolsmith.designer import Candidate, design, strengthen
 from toolsmith.errors import (
     BuildError,
     LLMNotConfiguredError,
@@ -44,9 +45,10 @@ from toolsmith.errors import (
 from toolsmith.llm import HOW_TO_CONFIGURE, LLM, Completion, Message
 from toolsmith.loader import RuntimeName, Tool
 from toolsmith.log import bound, get_logger
+from toolsmith.mutation import DEFAULT_MUTANTS, DEFAULT_TIME_S, rerun, run_mutants
 from toolsmith.policy import CapabilityPolicy, PolicyDecision, evaluate_policy, load_policy
 from toolsmith.registry import Registry, VerifiedTool, VersionRecord, VersionStatus
-from toolsmith.report import Attempt, Provenance, TestReport
+from toolsmith.report import Attempt, MutantStatus, MutationReport, Provenance, TestReport
 from toolsmith.sandbox import Sandbox, SandboxJob
 from toolsmith.sandbox.grants import Grants
 from toolsmith.spec import ToolSpec
@@ -73,6 +75,21 @@ class AttemptVerdict(StrEnum):
     SPEC_CONFLICT = "spec_conflict"
 
 
+MUTANTS_ENV = "TOOLSMITH_MUTANTS"
+
+
+def _default_mutants() -> int:
+    value = os.environ.get(MUTANTS_ENV, "").strip()
+    if not value:
+        return DEFAULT_MUTANTS
+    if not value.isdigit():
+        raise UsageError(
+            f"${MUTANTS_ENV} is {value!r}, not a whole number of mutants",
+            hint=f"set it to 0 (no mutation gate) or more, or unset it for {DEFAULT_MUTANTS}",
+        )
+    return int(value)
+
+
 class BuildOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -83,6 +100,17 @@ class BuildOptions(BaseModel):
     dry_run: bool = False
     version: str | None = None
     bump: Literal["patch", "minor", "major"] = "patch"
+    mutants: int = Field(
+        default_factory=_default_mutants,
+        ge=0,
+        le=1000,
+        description="mutants the mutation gate runs after the tests pass (0: no gate); "
+        f"default ${MUTANTS_ENV} or {DEFAULT_MUTANTS}",
+    )
+    mutation_time_s: float = Field(default=DEFAULT_TIME_S, gt=0, le=3600)
+    mutation_rounds: int = Field(
+        default=2, ge=0, le=5, description="rounds of survivors sent back to the designer"
+    )
 
     @field_validator("version")
     @classmethod
@@ -350,6 +378,7 @@ class Toolsmith:
                 )
         attempts: list[AttemptRecord] = []
         revisions = 0
+        rounds = 0  # rounds of surviving mutants sent to the designer, across attempts
         code = impl or ""
         report: TestReport | None = None
         decision: PolicyDecision | None = None
@@ -403,6 +432,19 @@ class Toolsmith:
                 elif checked.verdict != AttemptVerdict.PASSED and blocks > 1:
                     note = ambiguous(blocks, spec.name)
                     checked = dataclasses.replace(checked, failure=f"{checked.failure}\n{note}")
+                if checked.verdict == AttemptVerdict.PASSED:
+                    spec, checked, rounds = self._gate_adequacy(
+                        spec,
+                        code,
+                        checked,
+                        opts,
+                        suites,
+                        number,
+                        max_attempts,
+                        task=task,
+                        llm=llm,
+                        rounds=rounds,
+                    )
                 report, decision = checked.report, checked.decision
                 attempts.append(
                     AttemptRecord(
@@ -533,6 +575,100 @@ class Toolsmith:
         if violated:
             summary += "; constitution: " + ", ".join(v.rule for v in violated)
         return Checked(AttemptVerdict.FAILED, summary, report.failure_text(), report)
+
+    def _gate_adequacy(
+        self,
+        spec: ToolSpec,
+        code: str,
+        checked: Checked,
+        opts: BuildOptions,
+        suites: dict[bytes, TestSuite],
+        number: int,
+        max_attempts: int,
+        *,
+        task: str | None,
+        llm: PromptLog | None,
+        rounds: int,
+    ) -> tuple[ToolSpec, Checked, int]:
+        """The mutation gate after the tests pass, its bounded loop back to the designer, and
+        the policy's minimum score. Returns the (possibly strengthened) spec, the attempt's
+        outcome with the mutation report in its test report, and the rounds used so far.
+
+        Survivors go to the designer only for a designed spec (a task): a spec the caller wrote
+        is theirs to change. New tests the candidate fails make the attempt a failure, which the
+        fix loop answers like any other.
+        """
+        mutation: MutationReport | None = None
+        if opts.mutants > 0:
+            assert checked.report is not None
+            self._progress(Progress("mutation", number, max_attempts))
+            mutation = run_mutants(
+                self.sandbox,
+                spec,
+                code,
+                suites[spec.canonical_json()],
+                mutants=opts.mutants,
+                time_s=opts.mutation_time_s,
+                max_examples=opts.max_examples,
+            )
+            while (
+                mutation.survivors
+                and llm is not None
+                and task is not None
+                and rounds < opts.mutation_rounds
+            ):
+                rounds += 1
+                self._progress(Progress("strengthen tests", number, max_attempts))
+                answer = strengthen(spec, mutation.survivors, llm, task=task)
+                for marked in answer.equivalent:
+                    for result in mutation.survivors:
+                        if result.id == marked.mutant:
+                            result.status = MutantStatus.EQUIVALENT
+                            result.reason = marked.reason
+                stronger = answer.applied_to(spec)
+                if stronger is spec:
+                    continue
+                rechecked = self._check(stronger, code, opts, suites, number, max_attempts)
+                spec = stronger
+                if rechecked.verdict != AttemptVerdict.PASSED:
+                    log.info("mutation.new_tests_fail", round=rounds)
+                    return spec, rechecked, rounds
+                checked = rechecked
+                mutation = rerun(
+                    self.sandbox,
+                    spec,
+                    code,
+                    suites[spec.canonical_json()],
+                    mutation,
+                    max_examples=opts.max_examples,
+                )
+            mutation.rounds = rounds
+            log.info("build.mutation", score=mutation.score, summary=mutation.summary())
+            assert checked.report is not None
+            checked = dataclasses.replace(
+                checked,
+                report=checked.report.model_copy(update={"mutation": mutation}),
+                summary=f"{checked.summary}; {mutation.summary()}",
+            )
+        minimum = self.policy.tests.min_mutation_score
+        score = mutation.score if mutation is not None else None
+        if minimum is not None and (score is None or score < minimum):
+            shown = "not measured (no mutant ran)" if score is None else f"{score:.0%}"
+            text = (
+                f"policy {self.policy.source}: denied\n  [tests.min_mutation_score] the tests' "
+                f"mutation score is {shown}, below the required {minimum:.0%}"
+            )
+            if mutation is not None and mutation.survivors:
+                text += "; survivors:\n" + "\n".join(m.diff for m in mutation.survivors)
+            elif mutation is None:
+                text += "; run the mutation gate (--mutants above 0)"
+            summary = f"policy: mutation score {shown} below {minimum:.0%}"
+            return (
+                spec,
+                Checked(AttemptVerdict.POLICY, summary, text, checked.report, final=True),
+                rounds,
+            )
+        return spec, checked, rounds
 
     def _suite(self, spec: ToolSpec, opts: BuildOptions) -> TestSuite:
         """This spec's tests, the constitution's state checks, and earlier versions' tests."""

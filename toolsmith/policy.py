@@ -52,14 +52,30 @@ class PolicySection(BaseModel):
         return self.default, "default", None
 
 
+class TestsSection(BaseModel):
+    """What a tool's tests must show beyond passing."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    __test__ = False
+
+    min_mutation_score: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="least share of counted mutants the tests must kill (0 to 1); unset: none",
+    )
+
+
 class CapabilityPolicy(BaseModel):
-    """Which capabilities, imports and dependencies tools may have, and which need a person."""
+    """Which capabilities, imports and dependencies tools may have, which need a person, and
+    what their tests must show (``tests``)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     capabilities: PolicySection = Field(default_factory=PolicySection)
     imports: PolicySection = Field(default_factory=lambda: PolicySection(default="allow"))
     dependencies: PolicySection = Field(default_factory=PolicySection)
+    tests: TestsSection = Field(default_factory=TestsSection)
     source: str = Field(default="<policy>", exclude=True, description="where it was loaded from")
 
     @field_validator("capabilities")
@@ -105,7 +121,8 @@ class CapabilityPolicy(BaseModel):
                 f"policy {source}: {key}: {err['msg'].removeprefix('Value error, ')}",
                 hint="sections are [capabilities], [imports] and [dependencies], each with "
                 "allow / needs_approval / deny lists of patterns and default = "
-                '"allow" | "needs_approval" | "deny"',
+                '"allow" | "needs_approval" | "deny", and [tests] with min_mutation_score '
+                "= a number from 0 to 1",
             ) from None
 
 

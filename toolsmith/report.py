@@ -84,6 +84,90 @@ class TestCase(BaseModel):
         return self.accepted / self.inputs
 
 
+class VariantResult(BaseModel):
+    """How one variant of the tool (a mutant) fared against the job's tests."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    finished: bool = Field(description="false: it started and the job ended before its result")
+    ran: int = Field(default=0, ge=0, description="tests run before the first failure, if any")
+    failed: str | None = Field(default=None, description="the first test it failed")
+    duration_s: float = 0.0
+
+    def passed(self, expected: int) -> bool:
+        """True when every one of the ``expected`` tests ran and none failed."""
+        return self.finished and self.failed is None and self.ran == expected
+
+
+class MutantStatus(StrEnum):
+    KILLED = "killed"
+    SURVIVED = "survived"
+    EQUIVALENT = "equivalent"
+
+
+class MutantResult(BaseModel):
+    """One mutant that ran: what was changed and what became of it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(description="m1, m2, ... in the order mutants were made")
+    operator: str
+    line: int = Field(ge=1)
+    diff: str = Field(description="unified diff from the candidate")
+    status: MutantStatus
+    distinguishing_input: dict[str, Any] | None = Field(
+        default=None, description="arguments on which the mutant and the candidate differ"
+    )
+    difference: str | None = Field(default=None, description="both outcomes on that input")
+    reason: str | None = Field(default=None, description="why it is equivalent, if it is")
+
+
+class MutationReport(BaseModel):
+    """The mutation gate's account, signed as part of the test report."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    operators: list[str] = Field(description="operator names the mutants were drawn with")
+    generated: int = Field(ge=0, description="distinct compiling mutants the operators made")
+    budget_mutants: int = Field(ge=0)
+    budget_time_s: float = Field(ge=0)
+    mutants: list[MutantResult] = Field(default_factory=list, description="those that ran")
+    rounds: int = Field(default=0, ge=0, description="rounds of survivors sent to the designer")
+    duration_s: float = 0.0
+
+    def _count(self, status: MutantStatus) -> int:
+        return sum(1 for m in self.mutants if m.status == status)
+
+    @property
+    def killed(self) -> int:
+        return self._count(MutantStatus.KILLED)
+
+    @property
+    def survivors(self) -> list[MutantResult]:
+        return [m for m in self.mutants if m.status == MutantStatus.SURVIVED]
+
+    @property
+    def equivalent(self) -> list[MutantResult]:
+        return [m for m in self.mutants if m.status == MutantStatus.EQUIVALENT]
+
+    @property
+    def score(self) -> float | None:
+        """``killed / (run - equivalent)`` in [0, 1]; None when no mutant counts."""
+        counted = len(self.mutants) - len(self.equivalent)
+        return self.killed / counted if counted else None
+
+    def summary(self) -> str:
+        if self.score is None:
+            return f"mutation: no mutant counted ({self.generated} generated)"
+        text = (
+            f"mutation score {self.score:.0%}: {self.killed} killed, {len(self.survivors)} survived"
+        )
+        if self.equivalent:
+            text += f", {len(self.equivalent)} equivalent"
+        return text + f" of {len(self.mutants)} run ({self.generated} generated)"
+
+
 class TestReport(BaseModel):
     """The sandbox's account of one job, produced outside the reach of the code under test."""
 
@@ -98,6 +182,12 @@ class TestReport(BaseModel):
     duration_s: float = 0.0
     image_digest: str = ""
     runtime: str = ""
+    mutation: MutationReport | None = Field(
+        default=None, description="the mutation gate's account, when it ran"
+    )
+    variants: list[VariantResult] | None = Field(
+        default=None, description="variants of the tool run in the same job (mutation gate)"
+    )
 
     def count(self, outcome: Outcome) -> int:
         return sum(1 for t in self.tests if t.outcome == outcome)

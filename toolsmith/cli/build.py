@@ -63,6 +63,11 @@ def render_result(result: BuildResult) -> None:
                 f"{a.duration_s:.2f}",
             )
         console.print(table)
+    if result.report is not None:
+        if result.report.mutation is not None:
+            console.print(escape(result.report.mutation.summary()))
+        for warning in result.report.warnings():
+            console.print(f"[yellow]warning[/yellow] {escape(warning)}")
     if result.status == "reused":
         console.print(
             f"[green]reused[/green] {escape(result.reused or '')} (use --force to build anew)"
@@ -124,6 +129,18 @@ def build(
     force: Annotated[bool, typer.Option(help="Build even if a registry tool fits.")] = False,
     version: Annotated[str | None, typer.Option(help="Publish as this exact version.")] = None,
     bump: Annotated[Bump, typer.Option(help="Which part of the version to raise.")] = Bump.PATCH,
+    mutants: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            max=1000,
+            help="Mutants the mutation gate runs once the tests pass; 0 turns it off "
+            "(else $TOOLSMITH_MUTANTS; 12).",
+        ),
+    ] = None,
+    mutation_time: Annotated[
+        float, typer.Option(min=1, max=3600, help="Seconds the mutation gate may start mutants.")
+    ] = 60.0,
     as_json: JsonOpt = False,
 ) -> None:
     """Build a tool from a task (LLM), or from --spec [--impl], prove it and publish it."""
@@ -145,6 +162,8 @@ def build(
             force=force,
             version=version,
             bump=bump.value,
+            mutation_time_s=mutation_time,
+            **({} if mutants is None else {"mutants": mutants}),
         )
     except ValidationError as e:
         raise UsageError(e.errors()[0]["msg"].removeprefix("Value error, ")) from None

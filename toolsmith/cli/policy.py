@@ -55,6 +55,11 @@ def show(policy: PolicyOpt = None, as_json: JsonOpt = False) -> None:
                 escape(section.default),
             )
         console.print(table)
+        minimum = loaded.tests.min_mutation_score
+        console.print(
+            "tests: min_mutation_score "
+            + ("unset (measured, not required)" if minimum is None else f"{minimum:g}")
+        )
 
     emit(loaded, as_json, render)
 

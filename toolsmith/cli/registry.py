@@ -14,6 +14,7 @@ from toolsmith.errors import CorruptRegistryError, ToolsmithError, TrustError
 from toolsmith.export import ExportFormat, export_spec
 from toolsmith.keys import DEFAULT_KEY, KeyStore
 from toolsmith.registry import Registry, VersionRecord, VersionStatus
+from toolsmith.report import MutationReport
 
 app = typer.Typer(help="Browse, verify, yank and export registry tools.", no_args_is_help=True)
 
@@ -148,6 +149,8 @@ def show(ref: RefArg, registry: RegistryOpt = None, as_json: JsonOpt = False) ->
         "signers": list(tool.signers),
         "spec": tool.spec.model_dump(mode="json"),
         "report_summary": tool.report.summary(),
+        "report_warnings": tool.report.warnings(),
+        "mutation": _mutation(tool.report.mutation),
         "provenance": tool.provenance.model_dump(mode="json"),
     }
 
@@ -166,9 +169,32 @@ def show(ref: RefArg, registry: RegistryOpt = None, as_json: JsonOpt = False) ->
             ),
             highlight=False,
         )
+        mutation = tool.report.mutation
+        if mutation is not None:
+            lines = [f"mutation   {mutation.summary()}"]
+            lines += [
+                f"  survived   {m.id} ({m.operator}, line {m.line})" for m in mutation.survivors
+            ]
+            lines += [f"  equivalent {m.id}: {m.reason}" for m in mutation.equivalent]
+            console.print(escape("\n".join(lines)), highlight=False)
+        for warning in tool.report.warnings():
+            console.print(f"[yellow]warning[/yellow] {escape(warning)}", highlight=False)
         console.print(tool.spec.to_yaml(), highlight=False, markup=False)
 
     emit(data, as_json, render)
+
+
+def _mutation(report: MutationReport | None) -> dict[str, Any] | None:
+    """The mutation gate's account with its score, for --json."""
+    if report is None:
+        return None
+    return {
+        "score": report.score,
+        "killed": report.killed,
+        "survived": len(report.survivors),
+        "equivalent": len(report.equivalent),
+        **report.model_dump(mode="json"),
+    }
 
 
 def _show_unpublished(reg: Registry, record: VersionRecord, as_json: bool) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from toolsmith.report import TestCase, TestReport, Verdict
+from toolsmith.report import TestCase, TestReport, VariantResult, Verdict
 
 FRAME = "TOOLSMITH"
 
@@ -59,6 +59,7 @@ def judge(
     tests: dict[str, TestCase] = {}
     collected: list[str] | None = None
     done: dict[str, Any] | None = None
+    variants: dict[str, VariantResult] = {}
     for kind, doc in records(stdout, nonce):
         if kind == "collected" and collected is None:
             collected = [str(n) for n in doc.get("nodeids", [])]
@@ -75,6 +76,13 @@ def judge(
             if case.nodeid in tests:
                 errors.append(f"test {case.nodeid} reported twice")
             tests[case.nodeid] = case
+        elif kind == "variant_start" and isinstance(doc.get("id"), str):
+            variants.setdefault(doc["id"], VariantResult(id=doc["id"], finished=False))
+        elif kind == "variant" and doc.get("id") in variants:
+            try:
+                variants[doc["id"]] = VariantResult.model_validate({**doc, "finished": True})
+            except ValidationError as e:
+                errors.append(f"malformed variant record: {e.errors()[0]['msg']}")
         elif kind == "done" and done is None:
             done = doc
     if timed_out:
@@ -123,4 +131,5 @@ def judge(
         duration_s=round(duration_s, 6),
         image_digest=image_digest,
         runtime=runtime,
+        variants=list(variants.values()) or None,
     )

@@ -43,6 +43,14 @@ class SandboxJob(BaseModel):
     capabilities: list[str] = Field(
         default_factory=list, description="the spec's capabilities: what the container is granted"
     )
+    variants: dict[str, str] = Field(
+        default_factory=dict,
+        description="id -> code of variants (mutants) the same tests run against after the "
+        "tool, each in a fresh worker, each stopped at its first failing test",
+    )
+    variant_time_s: float = Field(
+        default=60.0, gt=0, le=3600, description="no variant starts after this many seconds"
+    )
 
     @field_validator("tool_name")
     @classmethod

@@ -112,6 +112,8 @@ class DockerBackend(SandboxBackend):
                 "call_timeout_s": job.limits.call_timeout_s,
                 "output_bytes": job.limits.output_bytes,
                 "barriers": plan(grants).model_dump(mode="json"),
+                "variants": job.variants,
+                "variant_time_s": job.variant_time_s,
             }
         ).encode()
         try:

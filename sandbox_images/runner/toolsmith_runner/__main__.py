@@ -28,7 +28,7 @@ import toolsmith_harness
 from toolsmith_runner import FRAME, READY
 from toolsmith_runner.client import WorkerClient
 from toolsmith_runner.imports import ImportGuard, lock
-from toolsmith_runner.plugin import Recorder
+from toolsmith_runner.plugin import Recorder, Variants
 
 PR_SET_DUMPABLE = 4
 MAX_JOB_BYTES = 64 * 1024 * 1024
@@ -188,7 +188,15 @@ def main() -> int:
         guard.close()  # the tool may write modules from now on: import none from its places
         client.calls_open = True
 
-    recorder = Recorder(emit, testdir, open_calls)
+    codes = job.get("variants") or {}
+    variants = None
+    if codes:
+        if not isinstance(codes, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in codes.items()
+        ):
+            raise ValueError("variants must map ids to code")
+        variants = Variants(codes, client.switch, float(job.get("variant_time_s") or 60.0))
+    recorder = Recorder(emit, testdir, open_calls, variants)
     guard.open(str(testdir))
     exit_code = pytest.main(_pytest_args(testdir), plugins=[recorder])
     client.close()

@@ -153,6 +153,13 @@ class WorkerClient:
         self.call_timeout_s = call_timeout_s
         self.sink.cap = output_cap
 
+    def switch(self, code: str) -> None:
+        """Call ``code`` from now on, in a fresh worker process (a variant of the tool)."""
+        if self._tool is None:
+            raise WorkerFailure("switch before configure")
+        self._tool = {**self._tool, "code": code}
+        self._discard()
+
     def call(self, args: dict[str, Any]) -> dict[str, Any]:
         if not self.calls_open or self._tool is None:
             raise WorkerFailure("the tool may only be called from inside a test")

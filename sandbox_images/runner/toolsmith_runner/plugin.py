@@ -5,12 +5,14 @@ from __future__ import annotations
 import linecache
 import os
 import shutil
+import time
 from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import toolsmith_harness
+from _pytest.runner import runtestprotocol
 
 FAILURE_LIMIT = 4000
 # How hypothesis words the note it attaches to a failing test's exception, across versions.
@@ -28,13 +30,36 @@ def truncate(text: str, limit: int = FAILURE_LIMIT) -> str:
     return f"{text[:head]}\n... ({len(text) - limit} characters cut) ...\n{text[-tail:]}"
 
 
-class Recorder:
-    """Records collection and per-test outcomes; removes the tests from disk once collected."""
+class Variants:
+    """Other versions of the tool (mutants) to run the same collected tests against, after the
+    tool itself, each in a fresh worker: ``switch(code)`` makes the harness call that code."""
 
-    def __init__(self, emit: Emit, testdir: Path, on_collected: Callable[[], None]) -> None:
+    def __init__(self, codes: dict[str, str], switch: Callable[[str], None], time_s: float) -> None:
+        self.codes = codes
+        self.switch = switch
+        self.time_s = time_s
+
+
+class Recorder:
+    """Records collection and per-test outcomes; removes the tests from disk once collected.
+
+    With ``variants``, the collected tests then run again for each variant, in order, stopping a
+    variant at its first failing test and starting none after ``variants.time_s`` seconds. Each
+    gets a ``variant_start`` record before it runs and a ``variant`` record (its failing test, or
+    none) after; one that ends the job on its way has a start and no result.
+    """
+
+    def __init__(
+        self,
+        emit: Emit,
+        testdir: Path,
+        on_collected: Callable[[], None],
+        variants: Variants | None = None,
+    ) -> None:
         self._emit = emit
         self._testdir = testdir
         self._on_collected = on_collected
+        self._variants = variants
         self._phases: dict[str, list[pytest.TestReport]] = {}
         self._falsifying: dict[str, str] = {}
         self.collected: list[str] = []
@@ -76,6 +101,46 @@ class Recorder:
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         self._phases.setdefault(report.nodeid, []).append(report)
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtestloop(self, session: pytest.Session) -> Generator[None, object, object]:
+        result = yield
+        if self._variants is not None:
+            self._run_variants(session, self._variants)
+        return result
+
+    def _run_variants(self, session: pytest.Session, variants: Variants) -> None:
+        started = time.monotonic()
+        for name, code in variants.codes.items():
+            if time.monotonic() - started > variants.time_s:
+                break
+            self._emit("variant_start", {"id": name})
+            variants.switch(code)
+            t0 = time.monotonic()
+            failed: str | None = None
+            ran = 0
+            for i, item in enumerate(session.items):
+                nextitem = session.items[i + 1] if i + 1 < len(session.items) else None
+                reports = runtestprotocol(item, nextitem=nextitem, log=False)
+                ran += 1
+                if any(r.failed for r in reports) or not any(
+                    r.when == "call" and r.passed for r in reports
+                ):
+                    failed = item.nodeid
+                    # Torn down for the next item, not for a new pass: finish the teardown.
+                    session._setupstate.teardown_exact(None)
+                    break
+            toolsmith_harness.take_tally()
+            self._falsifying.clear()
+            self._emit(
+                "variant",
+                {
+                    "id": name,
+                    "ran": ran,
+                    "failed": failed,
+                    "duration_s": round(time.monotonic() - t0, 6),
+                },
+            )
 
     def pytest_runtest_logstart(self, nodeid: str) -> None:
         toolsmith_harness.take_tally()

@@ -1,0 +1,261 @@
+"""The mutation gate: mutants of the candidate run against its tests in the sandbox, survivors go
+back to the designer (a scripted model here: a real loopback server speaking the OpenAI API with
+canned answers), and the score is signed into the test report and checked against the policy.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from toolsmith.designer import strengthen
+from toolsmith.errors import LLMResponseError
+from toolsmith.llm import LLMConfig, OpenAILLM
+from toolsmith.mutation import differences, generate_mutants, operator_names, select
+from toolsmith.pipeline import AttemptVerdict, BuildOptions, BuildStatus, Toolsmith
+from toolsmith.policy import CapabilityPolicy
+from toolsmith.registry import Registry
+from toolsmith.report import MutantResult, MutantStatus, MutationReport, TestCase, TestReport
+from toolsmith.sandbox import Sandbox
+from toolsmith.spec import ToolSpec
+from toolsmith.testing import ScriptedLLMServer
+
+CLAMP = """\
+def clamp(value, low, high):
+    \"\"\"value limited to [low, high].\"\"\"
+    if low > high:
+        raise ValueError(f"low {low} is above high {high}")
+    if value < low:
+        return low
+    if value > high:
+        return high
+    return value
+"""
+WEAK = {
+    "name": "clamp",
+    "description": "Limit an integer to the range [low, high].",
+    "parameters": {
+        "type": "object",
+        "properties": {
+            "value": {"type": "integer", "minimum": -1000, "maximum": 1000},
+            "low": {"type": "integer", "minimum": -1000, "maximum": 1000},
+            "high": {"type": "integer", "minimum": -1000, "maximum": 1000},
+        },
+        "required": ["value", "low", "high"],
+        "additionalProperties": False,
+    },
+    "returns": {"type": "integer"},
+    "raises": ["ValueError"],
+    "examples": [{"args": {"value": 5, "low": 0, "high": 10}, "returns": 5}],
+}
+STRONGER_EXAMPLES = [
+    {"args": {"value": -3, "low": 0, "high": 10}, "returns": 0},
+    {"args": {"value": 15, "low": 0, "high": 10}, "returns": 10},
+    {"args": {"value": 1, "low": 2, "high": 1}, "raises": "ValueError"},
+    {"args": {"value": 5, "low": 3, "high": 3}, "returns": 3},
+]
+WITHIN = {
+    "name": "within_bounds",
+    "source": "def check(args, result):\n"
+    "    assert args['low'] <= result <= args['high']\n"
+    "    if args['low'] <= args['value'] <= args['high']:\n"
+    "        assert result == args['value']\n",
+}
+
+
+def test_mutants_cover_mutmut_operators_and_ours_and_all_compile() -> None:
+    mutants = generate_mutants(CLAMP)
+    operators = {m.operator for m in mutants}
+    assert {"swap_op", "forced_branch", "return_none"} <= operators
+    assert {"forced_branch", "return_none", "statement_deletion", "number", "string"} <= set(
+        operator_names()
+    )
+    for m in mutants:
+        compile(m.code, m.id, "exec")
+        assert m.code != CLAMP and m.diff.startswith("--- candidate")
+    assert len({m.code for m in mutants}) == len(mutants)
+    # The message of a raise is not behaviour under the contract: never mutated.
+    assert not [m for m in mutants if "low {low} is above" not in m.code]
+    assert any("if True:" in m.code for m in mutants)
+    assert any("value <= low" in m.code for m in mutants)
+
+
+def test_selection_is_deterministic_and_spread_over_operators() -> None:
+    mutants = generate_mutants(CLAMP)
+    chosen = select(mutants, 6, CLAMP)
+    assert chosen == select(mutants, 6, CLAMP) and len(chosen) == 6
+    assert len({m.operator for m in chosen}) >= 3
+    assert select(mutants, 1000, CLAMP) == mutants
+
+
+def test_unparsable_code_has_no_mutants() -> None:
+    assert generate_mutants("def broken(:\n") == []
+
+
+def test_differences_are_read_from_the_differential_failures() -> None:
+    doc = {"args": {"value": 1}, "candidate": {"returned": 1}, "mutant": {"raised": "KeyError"}}
+    failure = "E   AssertionError: TOOLSMITH-DIFFERS " + json.dumps(doc) + "\nmore"
+    report = TestReport(
+        tests=[
+            TestCase(nodeid="test_differs.py::test_differs_m3", outcome="failed", failure=failure),
+            TestCase(nodeid="test_differs.py::test_differs_m4", outcome="passed"),
+        ],
+        expected=2,
+        collected=2,
+    )
+    assert differences(report) == {"m3": doc}
+
+
+def test_score_counts_equivalent_mutants_out() -> None:
+    def result(i: int, status: MutantStatus) -> MutantResult:
+        return MutantResult(id=f"m{i}", operator="number", line=1, diff="", status=status)
+
+    report = MutationReport(
+        operators=["number"],
+        generated=5,
+        budget_mutants=4,
+        budget_time_s=60,
+        mutants=[
+            result(1, MutantStatus.KILLED),
+            result(2, MutantStatus.KILLED),
+            result(3, MutantStatus.SURVIVED),
+            result(4, MutantStatus.EQUIVALENT),
+        ],
+    )
+    assert report.score == pytest.approx(2 / 3)
+    assert "1 survived, 1 equivalent of 4 run" in report.summary()
+    assert MutationReport(operators=[], generated=0, budget_mutants=0, budget_time_s=1).score is None
+
+
+def survivor(mutant_id: str) -> MutantResult:
+    return MutantResult(
+        id=mutant_id,
+        operator="swap_op",
+        line=5,
+        diff="-    if value < low:\n+    if value <= low:\n",
+        status=MutantStatus.SURVIVED,
+    )
+
+
+def test_designer_marks_an_equivalent_mutant_and_a_wrong_answer_is_sent_back() -> None:
+    """The scripted model first names a mutant that did not survive, is told so, then marks the
+    survivor equivalent with a reason and adds an example."""
+    spec = ToolSpec.parse(WEAK)
+    script = {
+        "steps": [
+            {
+                "label": "names an unknown mutant",
+                "when": "Surviving mutants:",
+                "json": {"equivalent": [{"mutant": "m9", "reason": "it is the same thing"}]},
+            },
+            {
+                "label": "corrected",
+                "when": "invalid",
+                "json": {
+                    "examples": STRONGER_EXAMPLES[:1],
+                    "equivalent": [
+                        {"mutant": "m2", "reason": "at value == low both branches return low"}
+                    ],
+                },
+            },
+        ]
+    }
+    with ScriptedLLMServer(script) as server:
+        llm = OpenAILLM(LLMConfig(base_url=server.base_url, model="scripted"))
+        answer = strengthen(spec, [survivor("m2")], llm, task="clamp an integer")
+        assert server.remaining == 0
+        first_prompt = server.requests[0]["messages"][-1]["content"]
+    assert "## m2 (swap_op, line 5)" in first_prompt and "value <= low" in first_prompt
+    assert [e.mutant for e in answer.equivalent] == ["m2"]
+    stronger = answer.applied_to(spec)
+    assert len(stronger.examples) == 2 and stronger.examples[1].args["value"] == -3
+
+
+def test_designer_answer_that_does_not_fit_the_spec_is_refused() -> None:
+    spec = ToolSpec.parse(WEAK)
+    bad = {"examples": [{"args": {"value": "x", "low": 0, "high": 1}, "returns": 0}]}
+    with ScriptedLLMServer({"steps": [{"json": bad, "times": 3}]}) as server:
+        llm = OpenAILLM(LLMConfig(base_url=server.base_url, model="scripted", max_retries=0))
+        with pytest.raises(LLMResponseError, match="Strengthening"):
+            strengthen(spec, [survivor("m2")], llm)
+
+
+def registry_json(registry: Path, *args: str) -> Any:
+    from typer.testing import CliRunner
+
+    from toolsmith.cli import app
+
+    result = CliRunner().invoke(app, [*args, "--registry", str(registry), "--json"])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.output)
+
+
+@pytest.mark.docker
+def test_survivors_go_to_the_designer_whose_examples_kill_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sandbox: Sandbox
+) -> None:
+    """A designed spec with one example lets mutants survive; the scripted designer answers with
+    examples and a property, the candidate passes them, the survivors run again and die. The
+    signed report carries the score and `registry show --json` shows it."""
+    monkeypatch.setenv("TOOLSMITH_HOME", str(tmp_path / "home"))
+    fence = "```python\n" + CLAMP + "```"
+    script = {
+        "steps": [
+            {"label": "design", "when": "Task:", "json": {"spec": WEAK}},
+            {"label": "code", "when": "Specification", "reply": fence},
+            {
+                "label": "strengthen",
+                "when": "Surviving mutants:",
+                "json": {"examples": STRONGER_EXAMPLES, "properties": [WITHIN]},
+            },
+        ]
+    }
+    registry = tmp_path / "registry"
+    with ScriptedLLMServer(script) as server:
+        llm = OpenAILLM(LLMConfig(base_url=server.base_url, model="scripted"))
+        ts = Toolsmith(Registry(registry), llm, sandbox)
+        options = BuildOptions(mutants=40, mutation_rounds=1, max_examples=30, force=True)
+        result = ts.build("clamp an integer to a range", options)
+        assert server.remaining == 0, "the designer was never asked about survivors"
+        prompt = server.requests[2]["messages"][-1]["content"]
+    assert result.status == BuildStatus.PUBLISHED, result.attempts
+    assert result.report is not None and result.report.mutation is not None
+    mutation = result.report.mutation
+    assert mutation.rounds == 1 and mutation.generated >= len(mutation.mutants) > 10
+    assert result.spec is not None and len(result.spec.examples) == 5
+    assert [p.name for p in result.spec.properties] == ["within_bounds"]
+    assert "## m" in prompt and "@@" in prompt and "On args {" in prompt
+    assert mutation.score is not None and mutation.score >= 0.8
+    # Left: `value <= low` for `value < low` and the like, equivalent, with no telling input.
+    assert all(m.distinguishing_input is None for m in mutation.survivors)
+    shown = registry_json(registry, "registry", "show", "clamp")
+    assert shown["mutation"]["score"] == mutation.score
+    assert shown["mutation"]["killed"] == mutation.killed
+    assert len(shown["mutation"]["mutants"]) == len(mutation.mutants)
+
+
+@pytest.mark.docker
+def test_policy_minimum_refuses_a_weakly_tested_tool(tmp_path: Path, sandbox: Sandbox) -> None:
+    """A caller's spec is not sent to the designer: its survivors stand, with the inputs that
+    tell them apart, and a policy asking for a score of 1.0 refuses the build."""
+    policy = CapabilityPolicy.from_toml("[tests]\nmin_mutation_score = 1.0\n")
+    ts = Toolsmith(Registry(tmp_path / "registry"), None, sandbox, policy=policy)
+    result = ts.build_from_spec(
+        ToolSpec.parse(WEAK), CLAMP, BuildOptions(mutants=40, max_examples=30)
+    )
+    assert result.status == BuildStatus.FAILED
+    last = result.attempts[-1]
+    assert last.verdict == AttemptVerdict.POLICY
+    assert "[tests.min_mutation_score]" in last.failure and "below the required 100%" in last.failure
+    assert result.report is not None and result.report.mutation is not None
+    survivors = result.report.mutation.survivors
+    assert survivors and result.report.mutation.rounds == 0
+    told = [m for m in survivors if m.distinguishing_input is not None]
+    assert told, "no survivor came with an input telling it from the candidate"
+    assert all(
+        (m.difference or "").startswith("candidate r") and ", mutant r" in (m.difference or "")
+        for m in told
+    )
