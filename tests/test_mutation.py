@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from toolsmith.designer import strengthen
-from toolsmith.errors import LLMResponseError
+from toolsmith.errors import LLMResponseError, PolicyError, UsageError
 from toolsmith.llm import LLMConfig, OpenAILLM
 from toolsmith.mutation import differences, generate_mutants, operator_names, select
 from toolsmith.pipeline import AttemptVerdict, BuildOptions, BuildStatus, Toolsmith
@@ -127,7 +127,31 @@ def test_score_counts_equivalent_mutants_out() -> None:
     )
     assert report.score == pytest.approx(2 / 3)
     assert "1 survived, 1 equivalent of 4 run" in report.summary()
-    assert MutationReport(operators=[], generated=0, budget_mutants=0, budget_time_s=1).score is None
+    assert (
+        MutationReport(operators=[], generated=0, budget_mutants=0, budget_time_s=1).score is None
+    )
+
+
+def test_policy_tests_section_is_checked() -> None:
+    assert CapabilityPolicy.from_toml("").tests.min_mutation_score is None
+    assert (
+        CapabilityPolicy.from_toml("[tests]\nmin_mutation_score = 0.8\n").tests.min_mutation_score
+        == 0.8
+    )
+    with pytest.raises(PolicyError, match=r"tests.min_mutation_score: .*less than or equal to 1"):
+        CapabilityPolicy.from_toml("[tests]\nmin_mutation_score = 80\n")
+    with pytest.raises(PolicyError, match=r"tests.min_score: Extra inputs"):
+        CapabilityPolicy.from_toml("[tests]\nmin_score = 0.8\n")
+
+
+def test_mutant_budget_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TOOLSMITH_MUTANTS", "7")
+    assert BuildOptions().mutants == 7
+    monkeypatch.delenv("TOOLSMITH_MUTANTS")
+    assert BuildOptions().mutants == 12
+    monkeypatch.setenv("TOOLSMITH_MUTANTS", "lots")
+    with pytest.raises(UsageError, match="TOOLSMITH_MUTANTS is 'lots'"):
+        BuildOptions()
 
 
 def survivor(mutant_id: str) -> MutantResult:
@@ -249,7 +273,9 @@ def test_policy_minimum_refuses_a_weakly_tested_tool(tmp_path: Path, sandbox: Sa
     assert result.status == BuildStatus.FAILED
     last = result.attempts[-1]
     assert last.verdict == AttemptVerdict.POLICY
-    assert "[tests.min_mutation_score]" in last.failure and "below the required 100%" in last.failure
+    assert (
+        "[tests.min_mutation_score]" in last.failure and "below the required 100%" in last.failure
+    )
     assert result.report is not None and result.report.mutation is not None
     survivors = result.report.mutation.survivors
     assert survivors and result.report.mutation.rounds == 0
