@@ -50,7 +50,15 @@ from toolsmith.errors import (
     UsageError,
     VersionConflictError,
 )
-from toolsmith.report import Outcome, Provenance, TestCase, TestReport, Verdict
+from toolsmith.report import (
+    MutantResult,
+    MutationReport,
+    Outcome,
+    Provenance,
+    TestCase,
+    TestReport,
+    Verdict,
+)
 from toolsmith.spec import Example, Property, ToolSpec
 
 __version__ = "0.1.0"
@@ -83,6 +91,8 @@ _LAZY = {
     "load_constitution": "toolsmith.constitution",
     "load_policy": "toolsmith.policy",
     "load_tool": "toolsmith.loader",
+    "run_mutants": "toolsmith.mutation",
+    "seed_arguments": "toolsmith.seeds",
 }
 
 if TYPE_CHECKING:
@@ -94,11 +104,13 @@ if TYPE_CHECKING:
     from toolsmith.llm import LLMConfig, OpenAILLM
     from toolsmith.loader import Tool, load_tool
     from toolsmith.mcp import build_server
+    from toolsmith.mutation import run_mutants
     from toolsmith.pipeline import BuildOptions, BuildResult, BuildStatus, Toolsmith
     from toolsmith.policy import CapabilityPolicy, load_policy
     from toolsmith.registry import KeyRole, Registry, VerifiedTool, VersionRecord, VersionStatus
     from toolsmith.sandbox import Limits, Sandbox, SandboxJob
     from toolsmith.sandbox.grants import Grants
+    from toolsmith.seeds import seed_arguments
     from toolsmith.testing import ScriptedLLMServer
 
 
@@ -139,6 +151,8 @@ __all__ = [
     "LLMTruncatedError",
     "LLMUnavailableError",
     "Limits",
+    "MutantResult",
+    "MutationReport",
     "OpenAILLM",
     "Outcome",
     "PolicyError",
@@ -179,4 +193,6 @@ __all__ = [
     "load_constitution",
     "load_policy",
     "load_tool",
+    "run_mutants",
+    "seed_arguments",
 ]
