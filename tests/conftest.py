@@ -36,6 +36,15 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     pytest.skip(f"{problem}; start Docker to run the sandbox tests")
 
 
+@pytest.fixture(autouse=True)
+def _own_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test gets its own TOOLSMITH_HOME (keys, consumer state with its pinned roots, its
+    audit log), so no test trusts a registry because another one did."""
+    monkeypatch.setenv("TOOLSMITH_HOME", str(tmp_path_factory.mktemp("home")))
+    for name in ("TOOLSMITH_STATE", "TOOLSMITH_REGISTRY", "TOOLSMITH_POLICY"):
+        monkeypatch.delenv(name, raising=False)
+
+
 @pytest.fixture(scope="session")
 def sandbox_image() -> Any:
     """The runner image for the current inputs, built once (offline) if missing."""

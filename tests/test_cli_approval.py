@@ -121,7 +121,7 @@ def test_untrusted_approver_refused(reg: Registry, env: dict[str, str]) -> None:
 def test_keys_list_shows_roles(reg: Registry, env: dict[str, str]) -> None:
     """keys list --json gives each trusted key's roles."""
     data = cli_json(env, "keys", "list")
-    assert sorted((k["name"], k["roles"][0]) for k in data["trusted"]) == [
-        ("alice", "approver"),
-        ("default", "publisher"),
+    assert sorted((k["name"], k["roles"]) for k in data["trusted"]) == [
+        ("", ["root", "targets", "snapshot", "timestamp"]),
+        ("alice", ["approvers"]),
     ]

@@ -13,11 +13,11 @@ import pytest
 
 from tests.test_registry_support import (
     code_for,
-    edit_record,
     flip_byte,
     make_spec,
     passing_report,
     provenance,
+    target_file,
 )
 from toolsmith.registry import Registry
 
@@ -94,24 +94,28 @@ def test_versions_yank_unyank(reg: Registry, env: dict[str, str]) -> None:
     assert cli_json(env, "registry", "list", "--registry", p)[0]["version"] == "1.1.0"
 
 
-@pytest.mark.parametrize("damage", ["garbage", "unsigned edit"])
-def test_list_shows_the_readable_tools_and_names_the_bad_index(
-    reg: Registry, env: dict[str, str], damage: str
+@pytest.mark.parametrize(
+    ("damage", "error"),
+    [("garbage", "TrustError"), ("unsigned edit", "SignatureError")],
+)
+def test_damaged_metadata_is_one_clear_error_and_changes_nothing(
+    reg: Registry, env: dict[str, str], damage: str, error: str
 ) -> None:
-    """One damaged index does not hide the other tools: they are listed, the bad one is named
-    on stderr with its fix, and the exit code is non-zero."""
+    """Metadata that does not verify (garbage, or a targets file edited without its key) fails
+    the command with the problem named and a fix, and never enters the consumer's trusted
+    state (its newer timestamp and snapshot, which do verify, may)."""
+    meta = reg.path / "metadata"
+    targets = max(meta.glob("*.targets.json"), key=lambda p: int(p.name.split(".")[0]))
     if damage == "garbage":
-        (reg.path / "index" / "add_ints.json").write_text("{not json")
-        error = "CorruptRegistryError"
+        targets.write_text("{not json")
     else:
-        edit_record(reg, "add_ints", "1.1.0", None, yanked=True)
-        error = "SignatureError"
+        targets.write_text(targets.read_text().replace('"yanked":false', '"yanked":true', 1))
+    tmp_state = Path(env["TOOLSMITH_HOME"]) / "state"
+    state = sorted(p.read_bytes() for p in tmp_state.rglob("targets.json"))
     r = cli(env, "registry", "list", "--registry", str(reg.path), "--json")
-    assert r.returncode != 0
-    assert [row["name"] for row in json.loads(r.stdout)] == ["parse_csv"]
-    assert f"add_ints: {error}: index of 'add_ints'" in r.stderr and "fix:" in r.stderr
-    hits = Registry(reg.path).search("add integers csv")
-    assert [h.name for h in hits] == ["parse_csv"]
+    assert r.returncode == 4 and r.stdout == ""
+    assert error in r.stderr and "fix:" in r.stderr and "Traceback" not in r.stderr
+    assert sorted(p.read_bytes() for p in tmp_state.rglob("targets.json")) == state
 
 
 def test_data_is_printed_literally_not_as_markup(tmp_path: Path, env: dict[str, str]) -> None:
@@ -164,7 +168,7 @@ def test_verify_ok_then_fails_after_tampering(reg: Registry, env: dict[str, str]
     """verify exits 0 on a clean registry and non-zero naming the tampered version."""
     rows = cli_json(env, "registry", "verify", "--registry", str(reg.path))
     assert len(rows) == 3 and all(r["ok"] for r in rows)
-    flip_byte(reg.path / "blobs" / "sha256" / reg.find("add_ints@1.0.0").parts["code"])
+    flip_byte(target_file(reg, reg.find("add_ints@1.0.0").parts["code"]))
     r = cli(env, "registry", "verify", "--registry", str(reg.path), "--json")
     assert r.returncode == 4
     failed = [row for row in json.loads(r.stdout) if not row["ok"]]
@@ -209,8 +213,9 @@ def test_errors_are_one_line(
 
 
 def test_keys_generate_list_trust_untrust(tmp_path: Path, env: dict[str, str]) -> None:
-    """keys generate/trust/list/untrust manage local keys and the registry's trust store."""
+    """keys generate/trust/list/threshold/untrust change the registry's signed root."""
     p = str(tmp_path / "reg")
+    created = cli_json(env, "registry", "init", "--registry", p)
     made = cli_json(env, "keys", "generate", "--name", "ci")
     assert Path(made["public_key"]).parent == tmp_path / "home" / "keys"
     assert (
@@ -218,12 +223,40 @@ def test_keys_generate_list_trust_untrust(tmp_path: Path, env: dict[str, str]) -
         == made["key_id"]
     )
     listed = cli_json(env, "keys", "list", "--registry", p)
-    assert listed["local"] == [{"name": "ci", "key_id": made["key_id"], "trusted": True}]
+    assert {"name": "ci", "key_id": made["key_id"], "roles": ["targets"]} in listed["local"]
     assert listed["threshold"] == 1
     cli_json(env, "keys", "threshold", "2", "--registry", p)
+    assert cli_json(env, "keys", "list", "--registry", p)["threshold"] == 2
+    r = cli(env, "keys", "untrust", made["key_id"][:10], "--registry", p)
+    assert r.returncode == 2 and "fewer publishers than the threshold" in r.stderr
+    cli_json(env, "keys", "threshold", "1", "--registry", p)
     cli_json(env, "keys", "untrust", made["key_id"][:10], "--registry", p)
     listed = cli_json(env, "keys", "list", "--registry", p)
-    assert listed["trusted"] == [] and listed["threshold"] == 2
+    assert made["key_id"] not in {k["key_id"] for k in listed["trusted"]}
+    assert cli_json(env, "registry", "fingerprint", "--registry", p) == created
+
+
+def test_registry_trust_pins_a_root_by_fingerprint(
+    reg: Registry, tmp_path: Path, env: dict[str, str]
+) -> None:
+    """Another user cannot read the registry until they pin its root by fingerprint; a wrong
+    fingerprint is refused; refresh re-signs the timestamp for them to see."""
+    other = {**env, "TOOLSMITH_HOME": str(tmp_path / "other-home")}
+    p = str(reg.path)
+    r = cli(other, "registry", "list", "--registry", p)
+    assert r.returncode == 4 and "UntrustedRegistryError" in r.stderr
+    assert "toolsmith registry trust" in r.stderr
+    fp = cli_json(env, "registry", "fingerprint", "--registry", p)["fingerprint"]
+    bad = cli(other, "registry", "trust", p, "--root", "0" * 64)
+    assert bad.returncode == 4 and fp in bad.stderr
+    assert cli_json(other, "registry", "trust", p, "--root", fp)["fingerprint"] == fp
+    assert {row["name"] for row in cli_json(other, "registry", "list", "--registry", p)} == {
+        "add_ints",
+        "parse_csv",
+    }
+    version = cli_json(env, "registry", "refresh", "--days", "7", "--registry", p)
+    assert version["timestamp_version"] > 1
+    assert cli(other, "registry", "list", "--registry", p).returncode == 0
 
 
 def test_keys_refuses_world_readable_key(tmp_path: Path, env: dict[str, str]) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,17 +11,16 @@ from typing import Any
 
 import pytest
 
+from tests.test_registry_support import curated_copy
 from toolsmith.cli.run import parse_args
 from toolsmith.errors import UsageError
 from toolsmith.spec import ToolSpec
-
-CURATED = Path(__file__).resolve().parent.parent / "registry"
 
 
 @pytest.fixture
 def registry(tmp_path: Path) -> Path:
     copy = tmp_path / "registry"
-    shutil.copytree(CURATED, copy, ignore=shutil.ignore_patterns("sources", "tmp", ".lock"))
+    curated_copy(copy)
     return copy
 
 
@@ -91,7 +89,7 @@ def test_tampered_tool_is_refused_before_running(registry: Path) -> None:
     from toolsmith.registry import Registry
 
     record = Registry(registry).find("to_roman")
-    blob = registry / "blobs" / "sha256" / record.parts["code"].removeprefix("sha256:")
+    [blob] = registry.glob(f"targets/**/{record.parts['code']}.code")
     data = bytearray(blob.read_bytes())
     data[0] ^= 1
     blob.write_bytes(bytes(data))

@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-import shutil
-from pathlib import Path
-
 import pytest
 
+from tests.test_registry_support import CURATED, curated_copy
 from toolsmith.errors import ToolRaisedError
 from toolsmith.loader import load_tool
 from toolsmith.registry import Registry
-
-CURATED = Path(__file__).resolve().parent.parent / "registry"
 
 
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory: pytest.TempPathFactory) -> Registry:
     copy = tmp_path_factory.mktemp("curated") / "registry"
-    shutil.copytree(CURATED, copy, ignore=shutil.ignore_patterns("sources", "tmp", ".lock"))
+    curated_copy(copy)
     return Registry(copy)
 
 

@@ -76,32 +76,39 @@ def test_default_key_is_generated_once(home: Path) -> None:
     assert len(KeyStore().list()) == 1
 
 
-def test_trust_store_trust_untrust_threshold(tmp_path: Path) -> None:
-    """Keys are trusted idempotently, untrusted by id prefix, and the threshold persists."""
-    store = Registry(tmp_path / "reg").trust
+def test_publisher_keys_trust_untrust_threshold(tmp_path: Path) -> None:
+    """Publisher keys are added idempotently (new root versions), removed by id prefix, and the
+    threshold is part of the signed root: a fresh Registry object reads it back."""
+    reg = Registry(tmp_path / "reg")
+    reg.init()
     info = KeyStore().generate("k")
-    kid = store.trust(info.public_path.read_bytes(), "k")
-    assert store.trust(info.public_path.read_bytes(), "k") == kid
-    assert [k.key_id for k in store.trusted_keys()] == [kid]
-    store.set_threshold(2)
-    assert Registry(tmp_path / "reg").trust.threshold == 2
-    assert store.untrust(kid[:12]) == kid
-    assert store.trusted_keys() == []
+    kid = reg.trust_key(info.public_path.read_bytes(), "k")
+    assert reg.trust_key(info.public_path.read_bytes(), "k") == kid
+    publishers = {k.key_id: k for k in reg.trusted_keys() if "targets" in k.roles}
+    assert kid in publishers and publishers[kid].name == "k" and len(publishers) == 2
+    reg.set_threshold(2)
+    assert Registry(tmp_path / "reg").threshold() == 2
+    with pytest.raises(UsageError, match="fewer publishers than the threshold"):
+        reg.untrust_key(kid[:12])
+    reg.set_threshold(1)
+    assert reg.untrust_key(kid[:12]) == kid
+    assert kid not in {k.key_id for k in Registry(tmp_path / "reg").trusted_keys()}
 
 
 def test_untrust_unknown_or_short_prefix(tmp_path: Path) -> None:
     """Untrusting needs a key id or a unique prefix of 8+ characters."""
-    store = Registry(tmp_path / "reg").trust
-    with pytest.raises(UsageError, match="0 trusted keys match"):
-        store.untrust("deadbeef")
+    reg = Registry(tmp_path / "reg")
+    reg.init()
+    with pytest.raises(UsageError, match="0 publisher or approver keys match"):
+        reg.untrust_key("deadbeef")
     with pytest.raises(UsageError, match="threshold must be at least 1"):
-        store.set_threshold(0)
+        reg.set_threshold(0)
 
 
 def test_trusting_a_non_key_file(tmp_path: Path) -> None:
     """A file that is not a PEM public key is refused with a hint."""
     with pytest.raises(SignatureError, match="not a PEM public key"):
-        Registry(tmp_path / "reg").trust.trust(b"hello")
+        Registry(tmp_path / "reg").trust_key(b"hello")
 
 
 def test_processes_racing_to_create_the_default_key_agree(home: Path) -> None:

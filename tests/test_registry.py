@@ -219,11 +219,12 @@ def test_default_path_from_environment(tmp_path: Path, monkeypatch: pytest.Monke
 
 
 def test_first_publish_trusts_its_key_later_keys_are_refused(reg: Registry) -> None:
-    """An empty trust store adopts the first signer; an unknown signer later is refused."""
+    """A registry created by a publish is held by its signer; an unknown signer later is
+    refused, and nothing is written."""
     publish(reg)
     stranger = SigningKey.generate("stranger")
     before = snapshot(reg.path)
-    with pytest.raises(PublishRefusedError, match="is not trusted by"):
+    with pytest.raises(PublishRefusedError, match=r"is not a publisher \(targets role\)"):
         publish(reg, signer=stranger)
     assert snapshot(reg.path) == before
 
@@ -231,9 +232,10 @@ def test_first_publish_trusts_its_key_later_keys_are_refused(reg: Registry) -> N
 def test_threshold_two_needs_two_signers(reg: Registry) -> None:
     """With threshold 2, one signer is refused at publish time; two signers pass and verify."""
     alice, bob = KeyStore().generate("alice"), KeyStore().generate("bob")
-    reg.trust.trust(alice.public_path.read_bytes())
-    reg.trust.trust(bob.public_path.read_bytes())
-    reg.trust.set_threshold(2)
+    reg.init()
+    reg.trust_key(alice.public_path.read_bytes())
+    reg.trust_key(bob.public_path.read_bytes())
+    reg.set_threshold(2)
     keys = [KeyStore().load("alice"), KeyStore().load("bob")]
     with pytest.raises(PublishRefusedError, match="threshold is 2"):
         publish(reg, signer=keys[0])

@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 
 from tests.test_registry_support import (
     code_for,
-    edit_record,
+    edit_version,
     flip_byte,
     make_spec,
     passing_report,
+    plant_decision,
     provenance,
     registry_with_roles,
     snapshot,
+    target_file,
 )
 from toolsmith import signing
 from toolsmith.errors import (
@@ -43,7 +44,14 @@ def approver() -> SigningKey:
 
 
 @pytest.fixture
-def reg(tmp_path: Path, publisher: SigningKey, approver: SigningKey) -> Registry:
+def reg(
+    tmp_path: Path, publisher: SigningKey, approver: SigningKey, monkeypatch: pytest.MonkeyPatch
+) -> Registry:
+    """The consumer's policy allows network access, so only the publisher's "approval
+    required" gates these versions (the consumer's own gate is tested below)."""
+    policy = tmp_path / "policy.toml"
+    policy.write_text('[capabilities]\nallow = ["network:*"]\n')
+    monkeypatch.setenv("TOOLSMITH_POLICY", str(policy))
     return registry_with_roles(tmp_path / "reg", publisher, approver)
 
 
@@ -106,8 +114,10 @@ def test_approve_makes_version_resolvable(
     tool = reg.resolve("add_ints")
     assert (tool.version, tool.approvers) == ("1.0.0", (approver.key_id,))
     assert reg.pending() == []
-    envelope = (reg.path / "blobs" / "sha256" / approved.approval).read_bytes()
-    decision = signing.verify_decision(envelope, reg.trust.policy(KeyRole.APPROVER))
+    envelope = target_file(reg, approved.approval).read_bytes()
+    decision = signing.verify_decision(
+        envelope, signing.TrustPolicy({approver.key_id: approver.tuf_key})
+    )
     assert (decision.subject, decision.decision, decision.reason, decision.approver) == (
         record.digest,
         Decision.APPROVED,
@@ -170,84 +180,86 @@ def test_publish_as_rejected_is_refused(reg: Registry, publisher: SigningKey) ->
 
 
 def test_forged_status_edit_fails_verification(reg: Registry, publisher: SigningKey) -> None:
-    """Flipping a pending version to published in the index, with no approval, is a TrustError."""
+    """A publisher re-signing a pending version as published, with no approval: its signed
+    statement still asks for one, so it is refused; verification of the signatures still
+    passes (the metadata is validly signed)."""
     publish(reg, publisher, "1.0.0")
-    edit_record(reg, "add_ints", "1.0.0", publisher, status="published")
+    edit_version(reg, "add_ints", "1.0.0", {"targets": [publisher]}, status="published")
     before = snapshot(reg.path)
-    with pytest.raises(ApprovalRequiredError, match="no trusted approver approved it"):
+    with pytest.raises(ApprovalRequiredError, match="pending approval"):
         reg.resolve("add_ints")
     with pytest.raises(TrustError):
         reg.resolve("add_ints@1.0.0")
-    [result] = reg.verify("add_ints")
-    assert not result.ok and "ApprovalRequiredError" in (result.error or "")
     assert snapshot(reg.path) == before
 
 
 def test_rejection_relabelled_published_fails(
     reg: Registry, publisher: SigningKey, approver: SigningKey
 ) -> None:
-    """A rejected version edited to published still carries a signed rejection: refused."""
+    """A rejected version re-signed as published still carries a signed rejection: refused."""
     publish(reg, publisher, "1.0.0")
     reg.reject("add_ints@1.0.0", approver, "no")
-    edit_record(reg, "add_ints", "1.0.0", publisher, status="published")
-    with pytest.raises(ApprovalRequiredError, match="signed statements make it rejected"):
+    edit_version(reg, "add_ints", "1.0.0", {"targets": [publisher]}, status="published")
+    with pytest.raises(ToolNotFoundError):
         reg.resolve("add_ints")
+    with pytest.raises(ApprovalRequiredError, match="was rejected"):
+        reg.resolve("add_ints@1.0.0")
 
 
 def test_approval_of_another_version_is_refused(
     reg: Registry, publisher: SigningKey, approver: SigningKey
 ) -> None:
-    """An approval moved from 1.0.0 onto pending 1.1.0 in the index does not approve 1.1.0."""
+    """1.0.0's approval planted as the decision on pending 1.1.0 does not approve 1.1.0."""
     publish(reg, publisher, "1.0.0")
     good = reg.approve("add_ints@1.0.0", approver)
     publish(reg, publisher, "1.1.0")
-    edit_record(reg, "add_ints", "1.1.0", publisher, status="published", approval=good.approval)
+    assert good.approval is not None
+    plant_decision(reg, "add_ints", "1.1.0", target_file(reg, good.approval).read_bytes(), approver)
     with pytest.raises(SignatureError, match=r"is about add_ints@1\.0\.0"):
         reg.resolve("add_ints@1.1.0")
     assert reg.resolve("add_ints@1.0.0").version == "1.0.0"
 
 
-def test_tampered_approval_blob_and_untrusted_approver(
+def test_tampered_approval_and_untrusted_approver(
     reg: Registry, publisher: SigningKey, approver: SigningKey
 ) -> None:
-    """An altered approval blob, or an approver no longer trusted, fails resolution."""
+    """An approver removed from the approvers role, or an altered decision file, fails
+    resolution."""
     publish(reg, publisher, "1.0.0")
     approved = reg.approve("add_ints@1.0.0", approver)
     assert approved.approval is not None
-    reg.trust.untrust(approver.key_id)
-    with pytest.raises(SignatureError, match="threshold is 1"):
+    reg.untrust_key(approver.key_id, signer=publisher)
+    with pytest.raises(TrustError):
         reg.resolve("add_ints")
-    reg.trust.trust(public_pem(approver.public_key), "alice", KeyRole.APPROVER)
-    flip_byte(reg.path / "blobs" / "sha256" / approved.approval, 10)
-    with pytest.raises(DigestMismatchError, match=r"approval envelope of add_ints@1\.0\.0"):
-        reg.resolve("add_ints")
+    reg.trust_key(public_pem(approver.public_key), "alice", KeyRole.APPROVER, signer=publisher)
+    assert reg.resolve("add_ints").approvers == (approver.key_id,)
+    flip_byte(target_file(reg, approved.approval), 10)
+    with pytest.raises(DigestMismatchError, match=r"decision on add_ints@1\.0\.0"):
+        Registry(reg.path).resolve("add_ints")
+
+
+def test_consumer_trusts_only_its_own_approvers(
+    tmp_path: Path, reg: Registry, publisher: SigningKey, approver: SigningKey
+) -> None:
+    """A consumer naming its own trusted approvers refuses an approval by any other key, even
+    one the registry lists as approver."""
+    publish(reg, publisher, "1.0.0")
+    reg.approve("add_ints@1.0.0", approver)
+    assert Registry(reg.path, trusted_approvers=[approver.key_id]).resolve("add_ints")
+    with pytest.raises(SignatureError, match="0 trusted key"):
+        Registry(reg.path, trusted_approvers=["f" * 64]).resolve("add_ints")
 
 
 def test_decision_must_be_signed_by_its_named_approver(reg: Registry, approver: SigningKey) -> None:
     """A decision naming one approver but signed by another is refused."""
     other = SigningKey.generate("bob")
-    reg.trust.trust(public_pem(other.public_key), "bob", KeyRole.APPROVER)
     statement = signing.build_decision(
         "add_ints", "1.0.0", "0" * 64, Decision.APPROVED, None, approver.key_id, "2026-01-01"
     )
     envelope = signing.sign_envelope(statement, [other])
+    policy = signing.TrustPolicy({k.key_id: k.tuf_key for k in (approver, other)})
     with pytest.raises(SignatureError, match="not a trusted signer"):
-        signing.verify_decision(envelope, reg.trust.policy(KeyRole.APPROVER))
-
-
-def test_trust_store_roles_and_old_format(tmp_path: Path, publisher: SigningKey) -> None:
-    """A trust.json without roles reads as publishers; trusting again adds the approver role."""
-    reg = Registry(tmp_path / "reg")
-    pem = public_pem(publisher.public_key).decode()
-    (tmp_path / "reg").mkdir()
-    old = {"threshold": 1, "keys": [{"key_id": publisher.key_id, "name": "p", "public_pem": pem}]}
-    (tmp_path / "reg" / "trust.json").write_text(json.dumps(old))
-    assert publisher.key_id in reg.trust.policy().keys
-    assert reg.trust.policy(KeyRole.APPROVER).keys == {}
-    publish(reg, publisher, "1.0.0")
-    reg.trust.trust(pem.encode(), "p", KeyRole.APPROVER)
-    assert [k.roles for k in reg.trust.trusted_keys()] == [[KeyRole.PUBLISHER, KeyRole.APPROVER]]
-    assert reg.approve("add_ints@1.0.0", publisher).status == VersionStatus.PUBLISHED
+        signing.verify_decision(envelope, policy)
 
 
 def test_tampered_pending_version_cannot_be_approved(
@@ -255,8 +267,27 @@ def test_tampered_pending_version_cannot_be_approved(
 ) -> None:
     """Approval verifies the version first: altered code is refused and nothing is recorded."""
     record = publish(reg, publisher, "1.0.0")
-    flip_byte(reg.path / "blobs" / "sha256" / record.parts["code"])
+    flip_byte(target_file(reg, record.parts["code"]))
     before = snapshot(reg.path)
     with pytest.raises(DigestMismatchError, match=r"code of add_ints@1\.0\.0"):
         reg.approve("add_ints@1.0.0", approver)
     assert snapshot(reg.path) == before
+
+
+def test_consumer_policy_gates_what_the_publisher_published(
+    reg: Registry, publisher: SigningKey, approver: SigningKey, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Published without asking for approval, a network tool is still refused by a consumer
+    whose policy wants approval for network access, until a trusted approver approves it; a
+    consumer whose policy denies the capability refuses it whatever was approved."""
+    from toolsmith.errors import PolicyError
+
+    publish(reg, publisher, "1.0.0", VersionStatus.PUBLISHED)
+    monkeypatch.delenv("TOOLSMITH_POLICY")
+    with pytest.raises(ApprovalRequiredError, match="needs approval under your policy"):
+        Registry(reg.path).resolve("add_ints")
+    denying = reg.path.parent / "deny.toml"
+    denying.write_text('[capabilities]\ndeny = ["network:*"]\n')
+    monkeypatch.setenv("TOOLSMITH_POLICY", str(denying))
+    with pytest.raises(PolicyError, match="denies"):
+        Registry(reg.path).resolve("add_ints")

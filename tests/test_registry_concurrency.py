@@ -21,7 +21,8 @@ PRELUDE = """
 import os, signal, sys, tempfile, time
 from pathlib import Path
 from tests.test_registry_support import code_for, make_spec, passing_report, provenance
-from toolsmith.registry import FileStorage, Registry
+from toolsmith.registry import Registry
+from toolsmith.registry._storage import RepoDir
 
 def publish(reg, version=None, body="a + b"):
     return reg.publish(make_spec(), code_for("add_ints", body), passing_report(), provenance(),
@@ -78,57 +79,58 @@ def test_two_processes_publishing_at_once_lose_nothing(seeded: Registry, tmp_pat
 
 
 KILLERS = {
-    "half_written_blob": """
-    class Storage(FileStorage):
-        def _atomic_write(self, target, data):
-            if target.parent.name == "sha256" and not target.exists():
-                fd, _ = tempfile.mkstemp(dir=self._tmp, prefix=target.name, suffix=".tmp")
-                os.write(fd, data[: len(data) // 2])
-                os.kill(os.getpid(), signal.SIGKILL)
-            super()._atomic_write(target, data)
-    """,
-    "after_blobs_before_index": """
-    class Storage(FileStorage):
-        def write_index(self, name, data):
-            os.kill(os.getpid(), signal.SIGKILL)
-    """,
-    "half_written_index": """
-    class Storage(FileStorage):
-        def _atomic_write(self, target, data):
-            if target.parent.name == "index":
-                fd, _ = tempfile.mkstemp(dir=self._tmp, prefix=target.name, suffix=".tmp")
-                os.write(fd, data[: len(data) // 2])
-                os.kill(os.getpid(), signal.SIGKILL)
-            super()._atomic_write(target, data)
-    """,
+    # SIGKILL inside RepoDir.write at one step of a publish; "half" first leaves half the bytes
+    # in the write's temporary file, as a kill mid-write would.
+    "half_written_target": ("targets/", True),
+    "after_targets_before_metadata": (".targets.json", False),
+    "half_written_targets_metadata": (".targets.json", True),
+    "before_timestamp_commit": ("metadata/timestamp.json", False),
+    "half_written_timestamp": ("metadata/timestamp.json", True),
 }
+KILLER = """
+write = RepoDir.write
+def killing_write(self, rel, data):
+    if {prefix!r} in rel:
+        if {half!r}:
+            d, _, name = rel.rpartition("/")
+            (self.root / d).mkdir(parents=True, exist_ok=True)
+            (self.root / d / f".{{name}}.killed.tmp").write_bytes(data[: len(data) // 2])
+        os.kill(os.getpid(), signal.SIGKILL)
+    write(self, rel, data)
+RepoDir.write = killing_write
+"""
+
+
+def metadata_files(reg: Registry) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in (reg.path / "metadata").glob("*.json")}
 
 
 @pytest.mark.parametrize("stage", sorted(KILLERS))
 def test_publisher_killed_mid_publish_leaves_registry_consistent(
     seeded: Registry, tmp_path: Path, stage: str
 ) -> None:
-    """SIGKILL at a chosen point of a publish: the index is intact and the publish can be redone."""
-    index_before = (seeded.path / "index" / "add_ints.json").read_bytes()
-    script = (
-        KILLERS[stage]
-        + """
-    reg = Registry(Path(os.environ["REG"]), storage=Storage(Path(os.environ["REG"])))
-    publish(reg, version="1.1.0", body="a - -b")
-    """
-    )
+    """SIGKILL at a chosen point of a publish: the committed metadata is intact, readers see the
+    registry as it was, and the publish can be redone."""
+    prefix, half = KILLERS[stage]
+    timestamp = (seeded.path / "metadata" / "timestamp.json").read_bytes()
+    script = KILLER.format(prefix=prefix, half=half) + textwrap.dedent("""
+        reg = Registry(Path(os.environ["REG"]))
+        publish(reg, version="1.1.0", body="a - -b")
+    """)
     child = run_child(script, seeded.path, tmp_path / "home")
     _, err = child.communicate(timeout=60)
     assert child.returncode == -signal.SIGKILL, err
-    assert (seeded.path / "index" / "add_ints.json").read_bytes() == index_before
-    assert [r.version for r in seeded.versions("add_ints")] == ["1.0.0"]
-    assert_consistent(seeded)
-    if stage != "after_blobs_before_index":
-        assert list((seeded.path / "tmp").iterdir()), "the kill should leave a partial temp file"
-    retry = seeded.publish(
+    assert (seeded.path / "metadata" / "timestamp.json").read_bytes() == timestamp
+    fresh = Registry(seeded.path)
+    assert [r.version for r in fresh.versions("add_ints")] == ["1.0.0"]
+    assert_consistent(fresh)
+    retry = fresh.publish(
         make_spec(), code_for("add_ints", "a - -b"), passing_report(), provenance(), version="1.1.0"
     )
-    assert seeded.resolve("add_ints").digest == retry.digest
+    assert fresh.resolve("add_ints").digest == retry.digest
+    if half:
+        assert fresh.gc().leftovers >= 1, "the kill should leave a partial temp file for gc"
+    assert_consistent(Registry(seeded.path))
 
 
 @pytest.mark.parametrize("delay", [0.4, 0.7, 1.0])

@@ -5,15 +5,15 @@ A passing TestReport is just data here: the registry signs and stores what the s
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import json
+import re
+import shutil
 from pathlib import Path
-from typing import Any
 
-from toolsmith.registry import KeyRole, Registry
+from toolsmith.keys import default_signing_key
+from toolsmith.registry import KeyRole, Registry, trust_registry
 from toolsmith.report import Outcome, Provenance, TestCase, TestReport
-from toolsmith.signing import SigningKey, build_index, public_pem, sign_envelope
+from toolsmith.signing import SigningKey, public_pem
 from toolsmith.spec import ToolSpec
 
 
@@ -72,40 +72,77 @@ def flip_byte(path: Path, offset: int = 0) -> None:
 
 
 def registry_with_roles(path: Path, publisher: SigningKey, approver: SigningKey) -> Registry:
-    """A registry trusting ``publisher``, and ``approver`` as an approver named alice."""
+    """A registry whose root and targets (publisher) role ``publisher`` holds, with ``approver``
+    as an approver named alice; the online roles (snapshot, timestamp) are held by the key
+    store's default key, as on a maintainer's machine."""
+    online = [default_signing_key()]
     reg = Registry(path)
-    reg.trust.trust(public_pem(publisher.public_key), "publisher")
-    reg.trust.trust(public_pem(approver.public_key), "alice", KeyRole.APPROVER)
+    reg.init(root=[publisher], targets=[publisher], snapshot=online, timestamp=online)
+    reg.trust_key(public_pem(approver.public_key), "alice", KeyRole.APPROVER, signer=publisher)
     return reg
 
 
-def read_index_doc(reg: Registry, name: str) -> dict[str, Any]:
-    """The index document inside ``name``'s signed index file."""
-    envelope = json.loads((reg.path / "index" / f"{name}.json").read_bytes())
-    return json.loads(base64.b64decode(envelope["payload"]))["predicate"]["index"]
-
-
-def write_index_doc(
-    reg: Registry, name: str, doc: dict[str, Any], signer: SigningKey | None
+def edit_version(
+    reg: Registry, name: str, version: str, signers: dict[str, list[SigningKey]], **custom: object
 ) -> None:
-    """Store an edited index document: re-signed by ``signer``, or with ``None`` under the old
-    signatures, which is all an attacker without a trusted key can do."""
-    path = reg.path / "index" / f"{name}.json"
-    statement = build_index(doc["name"], doc)
-    if signer is not None:
-        path.write_bytes(sign_envelope(statement, [signer]))
-        return
-    envelope = json.loads(path.read_bytes())
-    envelope["payload"] = base64.b64encode(statement).decode()
-    path.write_text(json.dumps(envelope))
+    """Re-sign ``name@version``'s statement target with changed custom fields, as a holder of
+    the targets keys could (the registry's own commit path, so the metadata chain is valid)."""
+    with reg._edit() as state:
+        info = state.targets.signed.targets[f"tools/{name}/{version}/statement"]
+        info.unrecognized_fields["custom"] = {**info.custom, **custom}
+        state.changed.add("targets")
+        reg._commit(
+            state, dict(signers), "publish", subject=name, actor="test", reason=None, data={}
+        )
 
 
-def edit_record(
-    reg: Registry, name: str, version: str, signer: SigningKey | None, **changes: object
+def plant_decision(
+    reg: Registry, name: str, version: str, envelope: bytes, approver: SigningKey
 ) -> None:
-    """Change fields of one version's record in ``name``'s index (see ``write_index_doc``)."""
-    doc = read_index_doc(reg, name)
-    for rec in doc["records"]:
-        if rec["version"] == version:
-            rec.update(changes)
-    write_index_doc(reg, name, doc, signer)
+    """Record ``envelope`` as the decision on ``name@version`` in the approvers role, signed by
+    ``approver`` (what a holder of an approver key could do)."""
+    from tuf.api.metadata import Metadata, Targets
+
+    assert reg._repo is not None
+    with reg._edit() as state:
+        info = reg._repo.put_target(
+            f"approvals/{name}/{version}", envelope, {"decision": "approved", "digest": "x"}
+        )
+        if state.approvers is None:
+            state.approvers = Metadata(Targets())
+        state.approvers.signed.targets[info.path] = info
+        state.changed.add("approvers")
+        reg._commit(
+            state,
+            {"approvers": [approver]},
+            "approve",
+            subject=name,
+            actor="t",
+            reason=None,
+            data={},
+        )
+
+
+def target_file(reg: Registry, sha256: str) -> Path:
+    """The stored file of the target whose sha256 is ``sha256``."""
+    [path] = [p for p in (reg.path / "targets").rglob(f"{sha256}.*")]
+    return path
+
+
+CURATED = Path(__file__).resolve().parent.parent / "registry"
+
+
+def curated_fingerprint() -> str:
+    """The curated registry's root fingerprint, as README.md's quick start pins it."""
+    readme = (CURATED.parent / "README.md").read_text()
+    match = re.search(r"toolsmith registry trust registry --root ([0-9a-f]{64})", readme)
+    assert match is not None, "README.md must pin the curated registry's root"
+    return match.group(1)
+
+
+def curated_copy(dest: Path) -> Path:
+    """A copy of the curated registry at ``dest``, trusted by the README's fingerprint (a copy
+    is another location, so it is pinned like any registry a user is given)."""
+    shutil.copytree(CURATED, dest, ignore=shutil.ignore_patterns("sources", "*.py", ".lock"))
+    trust_registry(dest, curated_fingerprint())
+    return dest

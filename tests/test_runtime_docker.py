@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import textwrap
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import docker.errors
 import pytest
 
-from tests.test_registry_support import passing_report, provenance
+from tests.test_registry_support import curated_copy, passing_report, provenance
 from toolsmith.errors import (
     PolicyError,
     ToolArgumentsError,
@@ -24,6 +22,7 @@ from toolsmith.errors import (
     ToolTimeoutError,
     UsageError,
 )
+from toolsmith.keys import KeyStore
 from toolsmith.loader import Tool, load_tool
 from toolsmith.registry import Registry
 from toolsmith.runtimes.docker import DockerTool, load_docker
@@ -32,7 +31,6 @@ from toolsmith.spec import ToolSpec
 
 pytestmark = pytest.mark.docker
 
-CURATED = Path(__file__).resolve().parent.parent / "registry"
 
 HOSTILE = """\
 import os
@@ -155,9 +153,12 @@ HOSTILE_SPEC = {
 
 @pytest.fixture(scope="module")
 def curated(tmp_path_factory: pytest.TempPathFactory) -> Registry:
+    """The curated registry, pinned in a home of the module's own (its tests share it)."""
     copy = tmp_path_factory.mktemp("curated") / "registry"
-    shutil.copytree(CURATED, copy, ignore=shutil.ignore_patterns("sources", "tmp", ".lock"))
-    return Registry(copy)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TOOLSMITH_HOME", str(copy.parent / "home"))
+        curated_copy(copy)
+        return Registry(copy)
 
 
 @pytest.fixture(scope="module")
@@ -165,7 +166,8 @@ def hostile_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Regis
     root = tmp_path_factory.mktemp("hostile")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("TOOLSMITH_HOME", str(root / "home"))
-        reg = Registry(root / "reg")
+        # The module's own keys, so its tests (each with a home of its own) can publish too.
+        reg = Registry(root / "reg", keys=KeyStore(root / "home" / "keys"))
         reg.publish(ToolSpec.parse(HOSTILE_SPEC), HOSTILE, passing_report(), provenance())
         yield reg
 
@@ -359,6 +361,7 @@ def test_no_container_survives_its_process(curated: Registry) -> None:
         """
     )
     env = {k: v for k, v in os.environ.items() if k != "PYTEST_CURRENT_TEST"}
+    env["TOOLSMITH_HOME"] = str(curated.path.parent / "home")
     for how in ("exit", "term"):
         proc = subprocess.run(
             [sys.executable, "-c", script, how],

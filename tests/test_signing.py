@@ -26,7 +26,7 @@ PARTS_BYTES = {p: f"{p} bytes".encode() for p in PARTS}
 
 
 def policy(*keys: SigningKey, threshold: int = 1) -> TrustPolicy:
-    return TrustPolicy({k.key_id: k.public_key for k in keys}, threshold)
+    return TrustPolicy({k.key_id: k.tuf_key for k in keys}, threshold)
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +67,7 @@ def test_untrusted_signer_is_rejected(alice: SigningKey, bob: SigningKey) -> Non
 def test_threshold_needs_distinct_trusted_keys(alice: SigningKey, bob: SigningKey) -> None:
     """Two signatures by one key are one signature; two keys meet a threshold of two."""
     statement = build_statement("t", "1.0.0", PARTS_BYTES)
-    with pytest.raises(SignatureError, match="threshold is 2"):
+    with pytest.raises(SignatureError, match="fewer than 2 valid signature"):
         verify_envelope(sign_envelope(statement, [alice, alice]), policy(alice, bob, threshold=2))
     got = verify_envelope(sign_envelope(statement, [alice, bob]), policy(alice, bob, threshold=2))
     assert set(got.signers) == {alice.key_id, bob.key_id}
@@ -79,20 +79,20 @@ def test_altered_payload_fails_signature(alice: SigningKey) -> None:
     payload = bytearray(base64.b64decode(env["payload"]))
     payload[10] ^= 0x01
     env["payload"] = base64.b64encode(bytes(payload)).decode()
-    with pytest.raises(SignatureError, match="does not match the payload"):
+    with pytest.raises(SignatureError, match="fewer than 1 valid signature"):
         verify_envelope(json.dumps(env).encode(), policy(alice))
 
 
 @pytest.mark.parametrize(
     ("mutate", "message"),
     [
-        (lambda env: b"not json", "not JSON"),
+        (lambda env: b"not json", "JSONDecodeError"),
         (lambda env: json.dumps({**env, "signatures": []}).encode(), "no signatures"),
-        (lambda env: json.dumps({**env, "payload": "%%%"}).encode(), "not valid base64"),
+        (lambda env: json.dumps({**env, "payload": "%%%"}).encode(), "base64"),
         (lambda env: json.dumps({**env, "payloadType": "text/plain"}).encode(), "payloadType"),
         (
             lambda env: json.dumps({**env, "signatures": [{"sig": "AA=="}]}).encode(),
-            "has no keyid",
+            "keyid",
         ),
     ],
 )

@@ -26,6 +26,7 @@ from toolsmith.errors import (
     CorruptRegistryError,
     DigestMismatchError,
     EngineUnavailableError,
+    FreezeError,
     ImageError,
     KeyStoreError,
     LLMError,
@@ -33,9 +34,13 @@ from toolsmith.errors import (
     LLMResponseError,
     LLMTruncatedError,
     LLMUnavailableError,
+    MetadataTooLargeError,
+    MixAndMatchError,
     PolicyError,
     PublishRefusedError,
     RegistryError,
+    RegistryUnavailableError,
+    RollbackError,
     SandboxError,
     SignatureError,
     SpecError,
@@ -47,6 +52,8 @@ from toolsmith.errors import (
     ToolsmithError,
     ToolTimeoutError,
     TrustError,
+    UnsafePathError,
+    UntrustedRegistryError,
     UsageError,
     VersionConflictError,
 )
@@ -77,6 +84,7 @@ _LAZY = {
     "Limits": "toolsmith.sandbox",
     "OpenAILLM": "toolsmith.llm",
     "Registry": "toolsmith.registry",
+    "trust_registry": "toolsmith.registry",
     "Sandbox": "toolsmith.sandbox",
     "SandboxJob": "toolsmith.sandbox",
     "ScriptedLLMServer": "toolsmith.testing",
@@ -107,7 +115,14 @@ if TYPE_CHECKING:
     from toolsmith.mutation import run_mutants
     from toolsmith.pipeline import BuildOptions, BuildResult, BuildStatus, Toolsmith
     from toolsmith.policy import CapabilityPolicy, load_policy
-    from toolsmith.registry import KeyRole, Registry, VerifiedTool, VersionRecord, VersionStatus
+    from toolsmith.registry import (
+        KeyRole,
+        Registry,
+        VerifiedTool,
+        VersionRecord,
+        VersionStatus,
+        trust_registry,
+    )
     from toolsmith.sandbox import Limits, Sandbox, SandboxJob
     from toolsmith.sandbox.grants import Grants
     from toolsmith.seeds import seed_arguments
@@ -139,6 +154,7 @@ __all__ = [
     "DigestMismatchError",
     "EngineUnavailableError",
     "Example",
+    "FreezeError",
     "Grants",
     "ImageError",
     "KeyRole",
@@ -151,6 +167,8 @@ __all__ = [
     "LLMTruncatedError",
     "LLMUnavailableError",
     "Limits",
+    "MetadataTooLargeError",
+    "MixAndMatchError",
     "MutantResult",
     "MutationReport",
     "OpenAILLM",
@@ -161,6 +179,8 @@ __all__ = [
     "PublishRefusedError",
     "Registry",
     "RegistryError",
+    "RegistryUnavailableError",
+    "RollbackError",
     "Sandbox",
     "SandboxError",
     "SandboxJob",
@@ -180,6 +200,8 @@ __all__ = [
     "Toolsmith",
     "ToolsmithError",
     "TrustError",
+    "UnsafePathError",
+    "UntrustedRegistryError",
     "UsageError",
     "Verdict",
     "VerifiedTool",
@@ -195,4 +217,5 @@ __all__ = [
     "load_tool",
     "run_mutants",
     "seed_arguments",
+    "trust_registry",
 ]

@@ -33,7 +33,19 @@ from toolsmith.errors import AuditError
 from toolsmith.spec import canonical_json
 
 AuditEvent = Literal[
-    "build", "publish", "approve", "reject", "yank", "unyank", "load", "gc", "resign"
+    "build",
+    "publish",
+    "approve",
+    "reject",
+    "yank",
+    "unyank",
+    "load",
+    "gc",
+    "init",
+    "trust",
+    "untrust",
+    "threshold",
+    "refresh",
 ]
 AUDIT_EVENTS: tuple[str, ...] = get_args(AuditEvent)
 AUDIT_FILE = "audit.jsonl"
@@ -205,8 +217,12 @@ class AuditLog:
 
     @contextlib.contextmanager
     def _locked(self, mode: str, how: int) -> Iterator[IO[bytes]]:
+        flags = {"rb": os.O_RDONLY, "ab+": os.O_RDWR | os.O_APPEND | os.O_CREAT}[mode]
         try:
-            f = open(self.path, mode)  # noqa: SIM115  (closed below, after the lock)
+            # Never through a symlink: a link planted as the log must not make an append write
+            # (or a read disclose) a file elsewhere.
+            fd = os.open(self.path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+            f = os.fdopen(fd, mode)  # (closed below, after the lock)
         except OSError as e:
             raise AuditError(
                 f"cannot open audit log {self.path}: {e.strerror}",
@@ -246,7 +262,9 @@ class AuditLog:
 
     def _read_head(self) -> _Head:
         try:
-            return _Head.model_validate_json(self.head_path.read_bytes())
+            fd = os.open(self.head_path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            with os.fdopen(fd, "rb") as f:
+                return _Head.model_validate_json(f.read(4096))
         except (OSError, ValidationError) as e:
             raise AuditError(
                 f"audit head file {self.head_path} is unreadable: {e}",
@@ -255,7 +273,9 @@ class AuditLog:
 
     def _write_head(self, head: _Head) -> None:
         tmp = self.head_path.with_name(f"{self.head_path.name}.{os.getpid()}.tmp")
-        with open(tmp, "wb") as f:
+        tmp.unlink(missing_ok=True)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+        with os.fdopen(fd, "wb") as f:
             f.write(head.model_dump_json().encode())
             f.flush()
             os.fsync(f.fileno())

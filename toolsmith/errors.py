@@ -11,11 +11,18 @@ exits with ``exit_code``; library callers catch the branch they care about.
     │   ├── ToolNotFoundError         no such tool / no version matches
     │   ├── VersionConflictError      publishing a version that already exists
     │   ├── PublishRefusedError       e.g. a test report that is not a pass
-    │   └── CorruptRegistryError      an index or blob that cannot be read
+    │   ├── CorruptRegistryError      metadata or a target that cannot be read
+    │   ├── UnsafePathError           a symlink, hard link or non-file inside the registry
+    │   └── RegistryUnavailableError  a served registry that cannot be reached
     ├── TrustError                    verification failed: never run such a tool
     │   ├── DigestMismatchError
     │   ├── SignatureError            missing, malformed, untrusted, below threshold
-    │   └── ApprovalRequiredError     a pending or rejected version
+    │   ├── ApprovalRequiredError     a pending or rejected version, or no trusted approval
+    │   ├── UntrustedRegistryError    no root of this registry is pinned by this consumer
+    │   ├── RollbackError             metadata older than the consumer last trusted (TUF)
+    │   ├── FreezeError               expired metadata: the registry stopped moving (TUF)
+    │   ├── MixAndMatchError          metadata of different registry states combined (TUF)
+    │   └── MetadataTooLargeError     metadata over its size cap (endless-data attack)
     ├── KeyStoreError                 signing keys: missing, unsafe permissions
     ├── SandboxError
     │   ├── EngineUnavailableError    no Docker engine reachable
@@ -82,6 +89,14 @@ class PublishRefusedError(RegistryError):
 
 class CorruptRegistryError(RegistryError):
     pass
+
+
+class UnsafePathError(RegistryError):
+    """A symlink, hard link or special file where the registry keeps a file: never followed."""
+
+
+class RegistryUnavailableError(RegistryError):
+    """A served registry that did not answer (network, HTTP error)."""
 
 
 class TrustError(ToolsmithError):
@@ -211,3 +226,24 @@ class AuditError(ToolsmithError):
 
 class ApprovalRequiredError(TrustError):
     """A version no person has approved (pending) or one that was rejected: never load it."""
+
+
+class UntrustedRegistryError(TrustError):
+    """This consumer has no pinned root for the registry: it was neither created here nor
+    trusted with ``toolsmith registry trust``."""
+
+
+class RollbackError(TrustError):
+    """A metadata version lower than the one this consumer already trusted (TUF rollback)."""
+
+
+class FreezeError(TrustError):
+    """Expired metadata: someone may be serving an old registry state forever (TUF freeze)."""
+
+
+class MixAndMatchError(TrustError):
+    """Metadata files from different registry states served together (TUF mix-and-match)."""
+
+
+class MetadataTooLargeError(TrustError):
+    """A metadata file over its size cap (TUF endless-data attack)."""

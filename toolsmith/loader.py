@@ -1,10 +1,11 @@
 """Loading verified tools for agents: one trust gate, then a runtime chosen by policy.
 
-``load_tool`` only accepts a ``VerifiedTool``, which only ``Registry.resolve`` makes, after every
-digest and signature checked out. So no path leads from the registry to executing tool code without
-verification. The runtime is ``docker`` unless the caller asks for ``restricted`` and the tool is
-eligible (pure, policy-clean, allowlisted stdlib only); an ineligible request is refused with the
-reason rather than quietly run somewhere else.
+``load_tool`` only accepts a ``VerifiedTool`` the registry's verifier issued (``toolsmith.verified``
+makes any other one impossible to build, and ``is_issued`` catches one assembled by hand), after
+every digest, signature and the consumer's policy checked out. So no path leads to executing tool
+code without verification. The runtime is ``docker`` unless the caller asks for ``restricted``
+and the tool is eligible (pure, policy-clean, allowlisted stdlib only); an ineligible request is
+refused with the reason rather than quietly run somewhere else.
 """
 
 from __future__ import annotations
@@ -13,12 +14,12 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any, Literal, Protocol
 
-from toolsmith.errors import PolicyError, UsageError
+from toolsmith.errors import PolicyError, TrustError, UsageError
 from toolsmith.export import to_mcp, to_openai
 from toolsmith.log import get_logger
-from toolsmith.registry import VerifiedTool
 from toolsmith.runtimes.restricted import load_restricted, restricted_refusal
 from toolsmith.spec import ToolSpec
+from toolsmith.verified import VerifiedTool, is_issued
 
 log = get_logger(__name__)
 
@@ -102,7 +103,14 @@ class Tool:
 
 
 def load_tool(verified: VerifiedTool, runtime: RuntimeName = "auto", **options: Any) -> Tool:
-    """Bind a verified tool to a runtime. ``docker`` is the default for every tool."""
+    """Bind a verified tool to a runtime. ``docker`` is the default for every tool.
+
+    Raises ``TrustError`` for anything the registry's verifier did not issue."""
+    if not is_issued(verified):
+        raise TrustError(
+            f"refusing to load {verified!r}: it did not come out of the registry's verifier",
+            hint="load tools with Registry.load(ref), or pass what Registry.resolve(ref) returned",
+        )
     if runtime == "restricted":
         refusal = restricted_refusal(verified.spec, verified.code)
         if refusal is not None:

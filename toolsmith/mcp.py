@@ -213,8 +213,9 @@ def build_server(registry: Registry, *, runtime: RuntimeName = "docker") -> Serv
         "toolsmith",
         version=toolsmith.__version__,
         instructions=(
-            f"Tools from the toolsmith registry at {registry.path}. Each was tested in a sandbox, "
-            f"signed, and is verified before it is listed; calls run in the {runtime} runtime."
+            f"Tools from the toolsmith registry at {registry.location}. Each was tested in a "
+            "sandbox, signed, and is verified before it is listed; calls run in the "
+            f"{runtime} runtime."
         ),
         lifespan=lifespan,
         on_list_tools=on_list_tools,
@@ -231,7 +232,7 @@ async def serve_stdio(registry: Registry, *, runtime: RuntimeName = "docker") ->
     the client would wait for an answer that never comes.)
     """
     server = build_server(registry, runtime=runtime)
-    log.info("mcp.serving", transport="stdio", registry=str(registry.path), runtime=runtime)
+    log.info("mcp.serving", transport="stdio", registry=registry.location, runtime=runtime)
     async with stdio_server() as (read_stream, write_stream):
         send, receive = anyio.create_memory_object_stream[SessionMessage | Exception](0)
 

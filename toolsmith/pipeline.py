@@ -513,14 +513,6 @@ class Toolsmith:
             reason=f"{result.status.value}: {last or result.reused or ''}",
             data={"build_id": result.build_id, "task": task, "attempts": len(result.attempts)},
         )
-        if result.record is not None:
-            self.registry.record(
-                "publish",
-                actor=f"build {result.build_id}",
-                subject=f"{result.record.name}@{result.record.version}",
-                reason=result.policy,
-                data={"digest": result.record.digest, "status": result.record.status.value},
-            )
 
     def _check(
         self,

@@ -12,25 +12,25 @@ says so in that signed predicate, so editing the index cannot make it skip the a
 A person's decision on such a version is a second Statement (predicate type ``approval/v1``) whose
 one subject is the version's statement digest, signed by the approver.
 
-A tool's index (every version's record: yanked flag, status, approval) is a third Statement
-(predicate type ``index/v1``) carrying the whole index, re-signed by whoever changes it, so that
-editing, deleting or adding a record without a trusted key is caught like a flipped blob byte.
+Envelopes are DSSE v1 through securesystemslib (``securesystemslib.dsse.Envelope``); keys are
+Ed25519 and carry toolsmith's key id (sha256 of the raw public key) in TUF metadata as well, so one
+key has one id everywhere.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
 
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from securesystemslib.dsse import Envelope
+from securesystemslib.exceptions import Error as SSLibError
+from securesystemslib.exceptions import VerificationError
+from securesystemslib.signer import CryptoSigner, Key, SSlibKey
 
 from toolsmith.errors import DigestMismatchError, SignatureError
 from toolsmith.spec import canonical_json
@@ -39,7 +39,6 @@ PAYLOAD_TYPE = "application/vnd.in-toto+json"
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 PREDICATE_TYPE = "https://toolsmith.dev/tool-build/v1"
 APPROVAL_PREDICATE_TYPE = "https://toolsmith.dev/approval/v1"
-INDEX_PREDICATE_TYPE = "https://toolsmith.dev/index/v1"
 PARTS = ("code", "spec", "report", "provenance")
 _TRUST_HINT = "trust the signer with `toolsmith keys trust PUBKEY_FILE` if you mean to"
 
@@ -81,6 +80,11 @@ def public_pem(public_key: Ed25519PublicKey) -> bytes:
     )
 
 
+def tuf_key(public_key: Ed25519PublicKey) -> SSlibKey:
+    """``public_key`` as a securesystemslib key whose keyid is toolsmith's ``key_id``."""
+    return SSlibKey.from_crypto(public_key, keyid=key_id(public_key))
+
+
 @dataclass(frozen=True)
 class SigningKey:
     """A private Ed25519 key with its id and a name for people."""
@@ -96,6 +100,16 @@ class SigningKey:
     def key_id(self) -> str:
         return key_id(self.public_key)
 
+    @property
+    def tuf_key(self) -> SSlibKey:
+        """The public key as securesystemslib/TUF metadata carries it, under toolsmith's id."""
+        return tuf_key(self.public_key)
+
+    @property
+    def signer(self) -> CryptoSigner:
+        """A securesystemslib signer (for DSSE envelopes and TUF metadata)."""
+        return CryptoSigner(self.private_key, self.tuf_key)
+
     @classmethod
     def generate(cls, name: str = "default") -> SigningKey:
         return cls(Ed25519PrivateKey.generate(), name)
@@ -103,9 +117,10 @@ class SigningKey:
 
 @dataclass(frozen=True)
 class TrustPolicy:
-    """Which keys may sign, and how many distinct ones must."""
+    """Which keys may sign (by key id, as TUF metadata lists them), and how many distinct ones
+    must."""
 
-    keys: Mapping[str, Ed25519PublicKey] = field(default_factory=dict)
+    keys: Mapping[str, Key] = field(default_factory=dict)
     threshold: int = 1
 
 
@@ -134,21 +149,6 @@ class VerifiedDecision:
     approver: str
     time: str
     signers: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class VerifiedIndex:
-    """A tool's index as a trusted key signed it; ``document`` is the index's JSON data."""
-
-    name: str
-    document: Mapping[str, Any]
-    signers: tuple[str, ...]
-
-
-def pae(payload_type: str, payload: bytes) -> bytes:
-    """DSSE v1 pre-authentication encoding: what is actually signed."""
-    t = payload_type.encode()
-    return b"DSSEv1 %d %b %d %b" % (len(t), t, len(payload), payload)
 
 
 def build_statement(
@@ -194,46 +194,14 @@ def build_decision(
     return canonical_json(statement)
 
 
-def build_index(name: str, document: Mapping[str, Any]) -> bytes:
-    """The canonical bytes of the Statement carrying ``name``'s whole index; its subjects are the
-    versions' statement digests, so the index names exactly what it lists."""
-    records = document.get("records")
-    if document.get("name") != name or not isinstance(records, list):
-        raise ValueError(f"not an index of {name!r}")
-    statement = {
-        "_type": STATEMENT_TYPE,
-        "subject": [
-            {"name": f"{name}@{r['version']}", "digest": {"sha256": r["digest"]}} for r in records
-        ],
-        "predicateType": INDEX_PREDICATE_TYPE,
-        "predicate": {"index": document},
-    }
-    return canonical_json(statement)
-
-
 def sign_envelope(statement: bytes, signers: Sequence[SigningKey]) -> bytes:
     """A DSSE envelope (JSON bytes) carrying ``statement`` signed by every key in ``signers``."""
     if not signers:
         raise ValueError("at least one signer is needed")
-    message = pae(PAYLOAD_TYPE, statement)
-    envelope = {
-        "payload": base64.b64encode(statement).decode(),
-        "payloadType": PAYLOAD_TYPE,
-        "signatures": [
-            {"keyid": k.key_id, "sig": base64.b64encode(k.private_key.sign(message)).decode()}
-            for k in signers
-        ],
-    }
-    return canonical_json(envelope)
-
-
-def _b64(value: Any, what: str) -> bytes:
-    if not isinstance(value, str):
-        raise SignatureError(f"malformed envelope: {what} is not a base64 string")
-    try:
-        return base64.b64decode(value, validate=True)
-    except (binascii.Error, ValueError):
-        raise SignatureError(f"malformed envelope: {what} is not valid base64") from None
+    envelope = Envelope(statement, PAYLOAD_TYPE, {})
+    for k in signers:
+        envelope.sign(k.signer)
+    return canonical_json(envelope.to_dict())
 
 
 def verify_envelope(envelope: bytes, policy: TrustPolicy) -> VerifiedStatement:
@@ -253,91 +221,37 @@ def verify_decision(envelope: bytes, policy: TrustPolicy) -> VerifiedDecision:
     return _parse_decision(payload, signers)
 
 
-def is_envelope(data: bytes) -> bool:
-    """Whether ``data`` has the shape of a DSSE envelope at all (else it is not signed data)."""
-    try:
-        env = json.loads(data)
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
-        return False
-    return isinstance(env, dict) and "payload" in env and "signatures" in env
-
-
-def unverified_index(data: bytes) -> Any:
-    """The index document in ``data`` (a signed index, or a plain one from before indexes were
-    signed) WITHOUT checking any signature: only for a person re-signing it after review."""
-    try:
-        doc = json.loads(data)
-        if isinstance(doc, dict) and "payload" in doc:
-            return json.loads(_b64(doc["payload"], "payload"))["predicate"]["index"]
-    except (ValueError, KeyError, TypeError, RecursionError) as e:
-        raise SignatureError(f"not an index: {e}") from None
-    return doc
-
-
-def verify_index(envelope: bytes, policy: TrustPolicy) -> VerifiedIndex:
-    """Check a signed index against ``policy`` (any one maintaining key) and return it."""
-    hint = (
-        "the index was changed without a trusted key; restore it from a copy, or trust the key "
-        "that signed it with `toolsmith keys trust PUBKEY_FILE`"
-    )
-    payload, signers = _verified_payload(envelope, policy, hint)
-    try:
-        st = json.loads(payload)
-        if st["_type"] != STATEMENT_TYPE or st["predicateType"] != INDEX_PREDICATE_TYPE:
-            raise ValueError("unexpected _type or predicateType")
-        document = st["predicate"]["index"]
-        name = document["name"]
-        listed = {(s["name"], s["digest"]["sha256"]) for s in st["subject"]}
-        recorded = {(f"{name}@{r['version']}", r["digest"]) for r in document["records"]}
-    except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as e:
-        raise SignatureError(f"signed payload is not a toolsmith index: {e}") from None
-    if not isinstance(name, str) or listed != recorded:
-        raise SignatureError("signed index subjects differ from the records it carries")
-    return VerifiedIndex(name, document, signers)
-
-
 def _verified_payload(
     envelope: bytes, policy: TrustPolicy, trust_hint: str
 ) -> tuple[bytes, tuple[str, ...]]:
     try:
-        env = json.loads(envelope)
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
-        raise SignatureError(f"malformed envelope: not JSON ({e})") from None
-    if not isinstance(env, dict) or env.get("payloadType") != PAYLOAD_TYPE:
+        data = json.loads(envelope)
+        if not isinstance(data, dict):
+            raise TypeError("not an object")
+        env = Envelope.from_dict(data)
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as e:
+        raise SignatureError(f"malformed envelope: {type(e).__name__}: {e}") from None
+    except SSLibError as e:
+        raise SignatureError(f"malformed envelope: {e}") from None
+    if env.payload_type != PAYLOAD_TYPE:
         raise SignatureError(f"malformed envelope: payloadType must be {PAYLOAD_TYPE!r}")
-    payload = _b64(env.get("payload"), "payload")
-    sigs = env.get("signatures")
-    if not isinstance(sigs, list) or not sigs:
+    if not env.signatures:
         raise SignatureError("envelope carries no signatures", hint="republish with a signing key")
-    message = pae(PAYLOAD_TYPE, payload)
-    valid: list[str] = []
-    untrusted: list[str] = []
-    for i, sig in enumerate(sigs):
-        if not isinstance(sig, dict) or not isinstance(sig.get("keyid"), str):
-            raise SignatureError(f"malformed envelope: signatures[{i}] has no keyid")
-        kid = sig["keyid"]
-        raw = _b64(sig.get("sig"), f"signatures[{i}].sig")
-        key = policy.keys.get(kid)
-        if key is None:
-            untrusted.append(kid)
-            continue
-        if kid in valid:
-            continue
-        try:
-            key.verify(raw, message)
-        except InvalidSignature:
-            raise SignatureError(
-                f"signature by key {kid[:16]} does not match the payload"
-            ) from None
-        valid.append(kid)
-    if len(valid) < policy.threshold:
+    if len(policy.keys) < policy.threshold:
+        raise SignatureError(
+            f"{len(policy.keys)} trusted key(s), threshold is {policy.threshold}", hint=trust_hint
+        )
+    try:
+        accepted = env.verify(list(policy.keys.values()), policy.threshold)
+    except VerificationError:
+        untrusted = [k for k in env.signatures if k not in policy.keys]
         detail = f"; signed by untrusted key(s) {', '.join(k[:16] for k in untrusted)}"
         raise SignatureError(
-            f"{len(valid)} valid signature(s) from trusted keys, threshold is {policy.threshold}"
+            f"fewer than {policy.threshold} valid signature(s) from trusted keys"
             + (detail if untrusted else ""),
             hint=trust_hint,
-        )
-    return payload, tuple(valid)
+        ) from None
+    return env.payload, tuple(accepted)
 
 
 def _parse_statement(payload: bytes, signers: tuple[str, ...]) -> VerifiedStatement:

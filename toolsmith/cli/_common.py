@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -20,11 +19,12 @@ err_console = Console(stderr=True)
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 RegistryOpt = Annotated[
-    Path | None,
+    str | None,
     typer.Option(
         "--registry",
         envvar="TOOLSMITH_REGISTRY",
-        help="Registry directory (default: $TOOLSMITH_REGISTRY, else a per-user data dir).",
+        help="Registry directory or http(s) URL (default: $TOOLSMITH_REGISTRY, else a per-user "
+        "data dir).",
         show_default=False,
     ),
 ]

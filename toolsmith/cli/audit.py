@@ -1,8 +1,7 @@
-"""`toolsmith audit`: read and verify a registry's audit log."""
+"""`toolsmith audit`: read and verify a registry's audit log, or your own (`--consumer`)."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -12,7 +11,7 @@ from rich.table import Table
 from toolsmith.audit import AuditLog
 from toolsmith.cli._common import JsonOpt, RegistryOpt, console, emit, plain
 from toolsmith.errors import AuditError
-from toolsmith.registry import Registry
+from toolsmith.registry import Registry, consumer_audit
 
 app = typer.Typer(help="Show and verify the registry's audit log.", no_args_is_help=True)
 
@@ -22,14 +21,29 @@ LimitOpt = Annotated[
 ]
 
 
-def _log(registry: Path | None) -> AuditLog:
-    return AuditLog.for_registry(registry if registry is not None else Registry.default_path())
+ConsumerOpt = Annotated[
+    bool,
+    typer.Option(
+        "--consumer", help="Your own log of loads (allowed and refused), not the registry's."
+    ),
+]
+
+
+def _log(registry: str | None, consumer: bool) -> AuditLog:
+    if consumer:
+        return consumer_audit()
+    return Registry(registry).audit
 
 
 @app.command("show")
-def show(registry: RegistryOpt = None, as_json: JsonOpt = False, limit: LimitOpt = None) -> None:
+def show(
+    registry: RegistryOpt = None,
+    consumer: ConsumerOpt = False,
+    as_json: JsonOpt = False,
+    limit: LimitOpt = None,
+) -> None:
     """List audit entries, oldest first: who did what to which tool, and why."""
-    log = _log(registry)
+    log = _log(registry, consumer)
     entries = list(log.entries()) if log.path.exists() else []
     if limit is not None:
         entries = entries[-limit:]
@@ -47,9 +61,11 @@ def show(registry: RegistryOpt = None, as_json: JsonOpt = False, limit: LimitOpt
 
 
 @app.command("verify")
-def verify(registry: RegistryOpt = None, as_json: JsonOpt = False) -> None:
+def verify(
+    registry: RegistryOpt = None, consumer: ConsumerOpt = False, as_json: JsonOpt = False
+) -> None:
     """Check the hash chain and its head anchor; exit non-zero naming the first bad entry."""
-    log = _log(registry)
+    log = _log(registry, consumer)
     result = log.verify()
     if not result.ok:
         if as_json:

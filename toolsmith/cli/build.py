@@ -206,7 +206,7 @@ def demo(
 
     script = resources.files("toolsmith").joinpath("data/demo_script.yaml")
     with tempfile.TemporaryDirectory(prefix="toolsmith-demo-") as tmp:
-        reg = Registry(registry or Path(tmp) / "registry")
+        reg = Registry(registry or str(Path(tmp) / "registry"))
         if not as_json:
             console.print(
                 Panel(

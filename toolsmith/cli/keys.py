@@ -37,29 +37,26 @@ def generate(
 
 @app.command("list")
 def list_(registry: RegistryOpt = None, as_json: JsonOpt = False) -> None:
-    """Local signing keys and the keys the registry trusts."""
+    """Local signing keys and the keys the registry's signed metadata lists, by role."""
     local = KeyStore().list()
-    store = Registry(registry).trust
-    trusted = store.trusted_keys()
-    trusted_ids = {k.key_id for k in trusted}
+    reg = Registry(registry)
+    trusted = reg.trusted_keys() if reg.trusted() else []
+    roles = {k.key_id: k.roles for k in trusted}
     data = {
         "local": [
-            {"name": k.name, "key_id": k.key_id, "trusted": k.key_id in trusted_ids} for k in local
+            {"name": k.name, "key_id": k.key_id, "roles": roles.get(k.key_id, [])} for k in local
         ],
-        "trusted": [
-            {"name": k.name, "key_id": k.key_id, "roles": [r.value for r in k.roles]}
-            for k in trusted
-        ],
-        "threshold": store.threshold,
+        "trusted": [k.model_dump() for k in trusted],
+        "threshold": reg.threshold() if trusted else None,
     }
 
     def render() -> None:
         mine = Table(title="local signing keys")
-        for col in ("name", "key id", "trusted by registry"):
+        for col in ("name", "key id", "roles in the registry"):
             mine.add_column(col)
         for k in local:
-            mine.add_row(plain(k.name), k.key_id, "yes" if k.key_id in trusted_ids else "no")
-        theirs = Table(title=f"registry trust store (threshold {data['threshold']})")
+            mine.add_row(plain(k.name), k.key_id, ", ".join(roles.get(k.key_id, [])) or "-")
+        theirs = Table(title=f"registry keys (publisher threshold {data['threshold']})")
         for col in ("name", "key id", "roles"):
             theirs.add_column(col)
         for t in trusted:
@@ -80,14 +77,15 @@ def trust(
     registry: RegistryOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Add a public key to the registry's trust store in a role (a key may hold both)."""
+    """Add a public key to the registry in a role: a publisher by a new root version (signed
+    with the root key), an approver by a new targets version (signed with a publisher key)."""
     try:
         pem = pubkey_file.read_bytes()
     except OSError as e:
         raise UsageError(
             f"cannot read {pubkey_file}: {e.strerror}", hint="check the path"
         ) from None
-    kid = Registry(registry).trust.trust(pem, name or pubkey_file.stem, role)
+    kid = Registry(registry).trust_key(pem, name or pubkey_file.stem, role)
     emit(
         {"key_id": kid, "role": role.value},
         as_json,
@@ -101,17 +99,17 @@ def untrust(
     registry: RegistryOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Remove a key from the registry's trust store."""
-    kid = Registry(registry).trust.untrust(key_id)
+    """Remove a publisher or approver key from the registry."""
+    kid = Registry(registry).untrust_key(key_id)
     emit({"key_id": kid}, as_json, lambda: console.print(f"untrusted {kid}", highlight=False))
 
 
 @app.command("threshold")
 def threshold(
-    count: Annotated[int, typer.Argument(help="Distinct trusted signatures a version needs.")],
+    count: Annotated[int, typer.Argument(help="Distinct publisher signatures a version needs.")],
     registry: RegistryOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Set how many trusted keys must sign each version."""
-    Registry(registry).trust.set_threshold(count)
+    """Set how many publisher keys must sign each version (a new root version)."""
+    Registry(registry).set_threshold(count)
     emit({"threshold": count}, as_json, lambda: console.print(f"threshold set to {count}"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 from enum import StrEnum
+from pathlib import Path
 from typing import Annotated
 
 import anyio
@@ -55,10 +56,10 @@ def serve(
     from toolsmith.mcp import serve_http, serve_stdio
 
     reg = Registry(registry)
-    if not reg.path.is_dir():
+    if isinstance(reg.path, Path) and not reg.path.is_dir():
         raise UsageError(
             f"no registry at {reg.path}",
-            hint="pass --registry DIR or set TOOLSMITH_REGISTRY to a registry directory",
+            hint="pass --registry DIR|URL or set TOOLSMITH_REGISTRY to a registry",
         )
     if transport is Transport.HTTP:
         serve_http(reg, runtime=runtime.value, host=host, port=port)

@@ -13,7 +13,7 @@ from toolsmith.cli._common import JsonOpt, RegistryOpt, console, emit, exit_for_
 from toolsmith.errors import CorruptRegistryError, ToolsmithError, TrustError
 from toolsmith.export import ExportFormat, export_spec
 from toolsmith.keys import DEFAULT_KEY, KeyStore
-from toolsmith.registry import Registry, VersionRecord, VersionStatus
+from toolsmith.registry import Registry, VersionRecord, VersionStatus, trust_registry
 from toolsmith.report import MutationReport
 
 app = typer.Typer(help="Browse, verify, yank and export registry tools.", no_args_is_help=True)
@@ -21,7 +21,7 @@ app = typer.Typer(help="Browse, verify, yank and export registry tools.", no_arg
 RefArg = Annotated[str, typer.Argument(help="NAME, NAME@1.2.3 or NAME@<range> (^1.2, >=1,<2).")]
 PinArg = Annotated[str, typer.Argument(help="NAME@VERSION (an exact version).")]
 KeyOpt = Annotated[
-    str, typer.Option("--key", help="Local signing key that signs the index change; trusted.")
+    str, typer.Option("--key", help="Local signing key that signs the change (a publisher).")
 ]
 
 
@@ -67,14 +67,14 @@ def list_(
         emit(
             [_row(r) for r in records],
             as_json,
-            lambda: console.print(_table(records, f"{len(records)} tools in {reg.path}")),
+            lambda: console.print(_table(records, f"{len(records)} tools in {reg.location}")),
         )
         exit_for_problems(problems)
         return
     queue = reg.pending(on_error=problems.__setitem__)
 
     def render() -> None:
-        table = Table(title=escape(f"{len(queue)} version(s) awaiting approval in {reg.path}"))
+        table = Table(title=escape(f"{len(queue)} version(s) awaiting approval in {reg.location}"))
         for col in ("name", "version", "capabilities", "published", "digest"):
             table.add_column(col)
         for r in queue:
@@ -277,21 +277,70 @@ def unyank(
     emit(_row(r), as_json, lambda: console.print(plain(f"unyanked {r.name}@{r.version}")))
 
 
-@app.command("resign")
-def resign(
-    name: Annotated[str, typer.Argument(help="Tool name.")],
-    dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="Show what would be vouched for; sign nothing.")
-    ] = False,
-    key: KeyOpt = DEFAULT_KEY,
+@app.command("init")
+def init(
+    timestamp_days: Annotated[
+        int | None,
+        typer.Option(
+            "--timestamp-days",
+            min=1,
+            help="How long a timestamp stays valid (a served registry: short, with `refresh`).",
+        ),
+    ] = None,
     registry: RegistryOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Re-sign an index that no longer verifies (signer untrusted, or written before indexes were
-    signed), after checking each version's own signatures. Review the list first."""
-    records = Registry(registry).resign(name, KeyStore().load(key), dry_run=dry_run)
-    title = f"{'would re-sign' if dry_run else 're-signed'} the index of {name}"
-    emit([_row(r) for r in records], as_json, lambda: console.print(_table(records, title)))
+    """Create a registry held by your default key, trusted by you from creation."""
+    reg = Registry(registry)
+    days = {"timestamp": timestamp_days} if timestamp_days else None
+    fp = reg.init(expiry_days=days)
+    emit(
+        {"registry": reg.location, "fingerprint": fp},
+        as_json,
+        lambda: console.print(plain(f"created {reg.location}\nroot fingerprint {fp}")),
+    )
+
+
+@app.command("fingerprint")
+def fingerprint(registry: RegistryOpt = None, as_json: JsonOpt = False) -> None:
+    """The registry's root fingerprint (sha256 of its first root), to give to its consumers."""
+    reg = Registry(registry)
+    fp = reg.fingerprint()
+    emit({"registry": reg.location, "fingerprint": fp}, as_json, lambda: console.print(fp))
+
+
+@app.command("trust")
+def trust(
+    location: Annotated[str, typer.Argument(help="Registry directory or http(s) URL.")],
+    root: Annotated[
+        str, typer.Option("--root", help="The root fingerprint (sha256) its maintainer gave you.")
+    ],
+    as_json: JsonOpt = False,
+) -> None:
+    """Pin a registry's root for your user, if its fingerprint is the one you were given."""
+    fp = trust_registry(location, root)
+    emit(
+        {"registry": location, "fingerprint": fp},
+        as_json,
+        lambda: console.print(plain(f"trusting {location} (root {fp})")),
+    )
+
+
+@app.command("refresh")
+def refresh(
+    days: Annotated[
+        int | None, typer.Option("--days", min=1, help="Validity of the new timestamp.")
+    ] = None,
+    registry: RegistryOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Re-sign the timestamp so consumers see the registry as fresh (needs the timestamp key)."""
+    version = Registry(registry).refresh(days)
+    emit(
+        {"timestamp_version": version},
+        as_json,
+        lambda: console.print(f"timestamp version {version} signed"),
+    )
 
 
 @app.command("gc")
@@ -302,14 +351,14 @@ def gc(
     registry: RegistryOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Remove blobs no version names and leftovers of killed writes."""
+    """Remove target files no metadata names and leftovers of killed writes."""
     report = Registry(registry).gc(dry_run=dry_run)
 
     def render() -> None:
         verb = "would remove" if dry_run else "removed"
         console.print(
-            f"{verb} {len(report.unreferenced)} unreferenced blob(s), "
-            f"{report.freed_bytes:,} bytes; {report.kept} blob(s) in use"
+            f"{verb} {len(report.unreferenced)} unreferenced file(s), "
+            f"{report.freed_bytes:,} bytes; {report.kept} file(s) in use"
             + (f"; {report.leftovers} leftover temporary file(s)" if report.leftovers else "")
         )
 

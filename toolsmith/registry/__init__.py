@@ -1,31 +1,28 @@
-"""The signed, versioned tool registry (local files by default; storage is pluggable)."""
+"""The signed, versioned tool registry: a TUF repository (python-tuf), local or served."""
 
 from toolsmith.registry._models import (
     GarbageReport,
+    KeyRole,
     SearchHit,
-    ToolIndex,
-    VerifiedTool,
+    TrustedKey,
     VerifyResult,
     VersionRecord,
     VersionStatus,
 )
-from toolsmith.registry._registry import Registry, parse_ref
-from toolsmith.registry._storage import FileStorage, Storage
-from toolsmith.registry._trust import KeyRole, TrustedKey, TrustStore
+from toolsmith.registry._registry import Registry, consumer_audit, parse_ref, trust_registry
+from toolsmith.verified import VerifiedTool
 
 __all__ = [
-    "FileStorage",
     "GarbageReport",
     "KeyRole",
     "Registry",
     "SearchHit",
-    "Storage",
-    "ToolIndex",
-    "TrustStore",
     "TrustedKey",
     "VerifiedTool",
     "VerifyResult",
     "VersionRecord",
     "VersionStatus",
+    "consumer_audit",
     "parse_ref",
+    "trust_registry",
 ]

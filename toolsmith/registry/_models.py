@@ -1,13 +1,10 @@
-"""The registry's records: what the index stores and what resolution hands out."""
+"""The registry's records, as its verified TUF metadata describes them."""
 
 from __future__ import annotations
 
 from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
-
-from toolsmith.report import Provenance, TestReport
-from toolsmith.spec import ToolSpec
 
 
 class VersionStatus(StrEnum):
@@ -23,19 +20,23 @@ class VersionStatus(StrEnum):
 
 
 class VersionRecord(BaseModel):
-    """One version in a tool's index. Only ``yanked``/``yank_reason``/``status``/``approval``
-    change later; ``status`` alone proves nothing, ``approval`` names the signed decision."""
+    """One version as the registry's verified TUF metadata describes it (the custom fields of
+    its statement target). ``yanked``/``yank_reason`` change only by a new signed targets
+    version, ``status``/``approval`` only by a signed decision in the approvers role."""
 
     model_config = ConfigDict(frozen=True)
 
     name: str
     version: str
     digest: str = Field(description="sha256 of the signed in-toto statement: the version's id")
-    envelope: str = Field(description="sha256 of the DSSE envelope blob")
-    parts: dict[str, str] = Field(description="sha256 of the code, spec, report, provenance blobs")
+    envelope: str = Field(description="sha256 of the DSSE envelope (a TUF target)")
+    parts: dict[str, str] = Field(description="sha256 of the code, spec, report, provenance")
     status: VersionStatus = VersionStatus.PUBLISHED
     approval: str | None = Field(
         default=None, description="sha256 of the DSSE envelope of the approval or rejection"
+    )
+    approval_required: bool = Field(
+        default=False, description="the publisher's signed statement asks for a person's approval"
     )
     yanked: bool = False
     yank_reason: str | None = None
@@ -46,31 +47,22 @@ class VersionRecord(BaseModel):
     capabilities: list[str] = Field(default_factory=list)
 
 
-class ToolIndex(BaseModel):
-    """The document stored per tool, signed whole: every version ever published, in publish
-    order; ``serial`` counts the index's signed revisions."""
+class KeyRole(StrEnum):
+    """A key's role in a registry: ``publisher`` keys hold TUF's targets role (they sign
+    versions and yanks), ``approver`` keys the delegated ``approvers`` role (they sign decisions
+    on pending versions)."""
 
-    name: str
-    serial: int = 0
-    records: list[VersionRecord] = Field(default_factory=list)
+    PUBLISHER = "publisher"
+    APPROVER = "approver"
 
 
-class VerifiedTool(BaseModel):
-    """A version whose digests and signatures were checked; the only thing ``resolve`` returns."""
+class TrustedKey(BaseModel):
+    """A public key the registry's signed metadata lists, with every role it holds (TUF role
+    names: root, targets, snapshot, timestamp, approvers)."""
 
-    model_config = ConfigDict(frozen=True)
-
-    name: str
-    version: str
-    digest: str
-    spec: ToolSpec
-    code: str
-    report: TestReport
-    provenance: Provenance
-    signers: tuple[str, ...]
-    approvers: tuple[str, ...] = ()
-    yanked: bool = False
-    yank_reason: str | None = None
+    key_id: str
+    name: str = ""
+    roles: list[str] = Field(default_factory=list)
 
 
 class VerifyResult(BaseModel):
@@ -97,7 +89,7 @@ class GarbageReport(BaseModel):
     """What ``Registry.gc`` removed (or, on a dry run, would remove)."""
 
     dry_run: bool
-    unreferenced: list[str] = Field(description="sha256 of every blob no index names")
+    unreferenced: list[str] = Field(description="registry paths of target files no metadata names")
     freed_bytes: int
-    kept: int = Field(description="blobs still named by some version")
+    kept: int = Field(description="target files still named by the metadata")
     leftovers: int = Field(description="temporary files of killed writes")

@@ -1,33 +1,28 @@
-"""The registry: publish signed versions, resolve references to verified tools.
+"""The registry: a TUF repository of signed tool versions, read through the consumer's pinned root.
 
-Resolution reads a tool's index once, picks one record, and then checks the envelope's signatures
-against the registry's trust store and every part's sha256 against the signed statement before
-anything is parsed or returned. ``VerifiedTool`` is the only way tool code leaves this module.
+Reading: every call goes through a ``View``, the registry state this consumer's ngclient verified
+from its pinned root (``_client``). Resolving reads the version's statement and parts, and hands
+the bytes to the pure verifier (``_verify``), which is the only maker of ``VerifiedTool``.
+Loading applies the consumer's own capability policy and approver trust and records the decision
+in the consumer's audit log (``$TOOLSMITH_STATE/audit.jsonl``), never in the registry: a consumer
+does not write what it reads.
 
-Approval gate: a version published as PENDING carries "approval required" in its signed statement.
-Only a signed decision by a trusted approver (``approve``/``reject``) moves it on, and resolution
-recomputes the status from the signed statements, so the index's ``status`` field alone cannot
-release a version.
+Writing (local registries only): publish, yank, unyank, approve, reject, key and threshold
+changes, refresh and gc share one path (``_edit``): take the registry lock, verify the registry
+against this user's pinned state (so a rolled-back or frozen directory is refused before it is
+edited), change the metadata, sign each changed role with the keys that hold it, and commit with
+the registry's audit entry written before the commit point (``_repository``).
 
-Audit: every yank, unyank, approval, rejection and ``load`` decision is appended to the registry's
-audit log (``<registry>/audit.jsonl``), after the index change it records and while the index lock
-is still held. If the append fails (an edited or truncated log refuses appends, or the disk fails),
-the index is written back as it was and ``AuditError`` is raised: a decision either happens and is
-recorded, or does not happen. Two gaps remain: a process killed between the index write and the
-append leaves an unrecorded change, and an approval's signed envelope blob stays behind
-(unreferenced) when its index change is undone. Approvers are named by their signing key, which the
-registry has verified; yank and unyank name the OS user (self-reported) and the signing key, load
-the OS user.
-
-Index: each tool's index is a signed document (``signing.build_index``), re-signed by the trusted
-key that makes each change and verified on every read, so a record edited, added or deleted
-without a trusted key is a ``SignatureError``. Browsing passes such a tool to ``on_error`` (the
-CLI names it and exits non-zero); search skips it with a warning.
+Roles: root (offline: keys and thresholds of every role), targets (publishers: versions, yanks
+and the approvers delegation), snapshot and timestamp (online: freshness and consistency),
+approvers (delegated: signed decisions on pending versions). A registry created here holds every
+top-level role with the creator's key and is trusted by this user from creation.
 """
 
 from __future__ import annotations
 
 import builtins
+import contextlib
 import functools
 import getpass
 import os
@@ -37,8 +32,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import platformdirs
-from pydantic import ValidationError
 from semantic_version import SimpleSpec, Version
+from tuf.api.metadata import Key, Metadata, TargetFile, Targets
 
 from toolsmith import signing
 from toolsmith.audit import AuditEntry, AuditLog
@@ -46,9 +41,7 @@ from toolsmith.errors import (
     ApprovalRequiredError,
     AuditError,
     CorruptRegistryError,
-    DigestMismatchError,
     PublishRefusedError,
-    RegistryError,
     SignatureError,
     ToolNotFoundError,
     ToolsmithError,
@@ -56,23 +49,33 @@ from toolsmith.errors import (
     UsageError,
     VersionConflictError,
 )
-from toolsmith.keys import default_signing_key
+from toolsmith.keys import KeyStore, default_signing_key
 from toolsmith.log import bound, get_logger
+from toolsmith.policy import CapabilityPolicy, load_policy
+from toolsmith.registry import _client, _verify
 from toolsmith.registry._models import (
     GarbageReport,
+    KeyRole,
     SearchHit,
-    ToolIndex,
-    VerifiedTool,
+    TrustedKey,
     VerifyResult,
     VersionRecord,
     VersionStatus,
 )
+from toolsmith.registry._repository import (
+    APPROVERS,
+    TOP_ROLES,
+    Repository,
+    RepoState,
+    role_signers,
+    target_file_path,
+)
 from toolsmith.registry._search import SearchIndex
-from toolsmith.registry._storage import FileStorage, Storage
-from toolsmith.registry._trust import Policies, TrustStore
+from toolsmith.registry._storage import RepoDir
 from toolsmith.report import Provenance, TestReport
-from toolsmith.signing import Decision, SigningKey, public_pem
-from toolsmith.spec import NAME_RE, STORED, ToolSpec, canonical_json
+from toolsmith.signing import Decision, SigningKey, TrustPolicy
+from toolsmith.spec import NAME_RE, ToolSpec, canonical_json
+from toolsmith.verified import VerifiedTool
 
 if TYPE_CHECKING:
     from toolsmith.loader import RuntimeName, Tool
@@ -80,6 +83,7 @@ if TYPE_CHECKING:
 _log = get_logger(__name__)
 Bump = Literal["patch", "minor", "major"]
 OnError = Callable[[str, ToolsmithError], None]
+NAME_FIELD = "x-toolsmith-name"
 
 
 def parse_ref(ref: str) -> tuple[str, Version | SimpleSpec | None]:
@@ -112,60 +116,183 @@ def report_bytes(report: TestReport) -> bytes:
     )
 
 
-class Registry:
-    """A local, file-based registry of signed tool versions."""
+def _tool_path(name: str, version: str, part: str) -> str:
+    return f"tools/{name}/{version}/{part}"
 
-    def __init__(self, path: Path | None = None, *, storage: Storage | None = None) -> None:
-        self.path = path if path is not None else self.default_path()
-        self._storage = storage if storage is not None else FileStorage(self.path)
-        self.trust = TrustStore(self._storage)
-        self.audit = AuditLog.for_registry(self.path)
-        self._search: tuple[str, SearchIndex] | None = None
+
+def _approval_path(name: str, version: str) -> str:
+    return f"approvals/{name}/{version}"
+
+
+def consumer_audit() -> AuditLog:
+    """This consumer's audit log (loads it allowed or refused): in its state dir, not in any
+    registry."""
+    return AuditLog(_client.state_root() / "audit.jsonl")
+
+
+def trust_registry(location: str | os.PathLike[str], root_fingerprint: str) -> str:
+    """Pin the root of the registry at ``location`` (a directory or an http(s) URL) for this
+    user, if the sha256 of its ``metadata/1.root.json`` is ``root_fingerprint``; then bring the
+    pinned root up to date by TUF's rotation rules. Returns the fingerprint.
+
+    Raises ``TrustError`` when the fingerprint differs (do not use that registry),
+    ``RegistryUnavailableError`` when a served registry cannot be reached."""
+    reg = Registry(location)
+    want = root_fingerprint.strip().lower().removeprefix("sha256:")
+    first = reg._first_root()
+    got = _client.fingerprint(first)
+    if got != want:
+        raise TrustError(
+            f"registry {reg.location} has root fingerprint {got}, not {want}",
+            hint="this is not the registry you were given (or not its first root); check the "
+            "fingerprint with its maintainer and do not use it until they match",
+        )
+    reg._consumer.pin(first)
+    reg.refresh_view()
+    return got
+
+
+class Registry:
+    """A registry of signed tool versions: a local directory or a served (http/https) one."""
+
+    def __init__(
+        self,
+        location: str | os.PathLike[str] | None = None,
+        *,
+        keys: KeyStore | None = None,
+        policy: CapabilityPolicy | None = None,
+        trusted_approvers: Sequence[str] | None = None,
+    ) -> None:
+        """``location``: a directory, an http(s) URL, else ``$TOOLSMITH_REGISTRY``, else a
+        per-user data dir. ``keys``: where signing keys are looked up for edits (default: the
+        local key store). ``policy``: the consumer's capability policy applied at load (default:
+        ``TOOLSMITH_POLICY`` or the shipped one). ``trusted_approvers``: key ids whose approvals
+        this consumer accepts (default: the registry's approvers role)."""
+        loc = location or os.environ.get("TOOLSMITH_REGISTRY") or self.default_path()
+        if _client.is_url(loc):
+            self.location = str(loc).rstrip("/")
+            self.path: Path | str = self.location
+            self._dir: RepoDir | None = None
+        else:
+            self.path = Path(loc).absolute()
+            self.location = str(self.path)
+            self._dir = RepoDir(self.path)
+        self._repo = Repository(self._dir) if self._dir is not None else None
+        self._consumer = _client.Consumer(self.location, self._dir)
+        self._keys = keys
+        self._policy = policy
+        self._trusted_approvers = set(trusted_approvers) if trusted_approvers else None
+        self._view_cache: tuple[bytes | None, _client.View] | None = None
+        self._search: tuple[int, SearchIndex] | None = None
+        self.consumer_audit = consumer_audit()
 
     @staticmethod
     def default_path() -> Path:
-        env = os.environ.get("TOOLSMITH_REGISTRY")
-        if env:
-            return Path(env)
+        """The per-user registry directory (when neither a location nor
+        ``$TOOLSMITH_REGISTRY`` is given)."""
         return Path(platformdirs.user_data_dir("toolsmith")) / "registry"
 
-    # -- reading the index -------------------------------------------------------------------
+    @property
+    def audit(self) -> AuditLog:
+        """The maintainers' log of edits to this (local) registry."""
+        return AuditLog(self._local().root / "audit.jsonl")
 
-    def _index(self, name: str, maintainers: signing.TrustPolicy | None = None) -> ToolIndex:
-        data = self._storage.read_index(name)
-        if data is None:
-            return ToolIndex(name=name)
-        where = f"index of {name!r} in {self.path}"
-        restore = (
-            f"restore index/{name}.json from a copy, or review it with `toolsmith registry "
-            f"resign {name} --dry-run` and re-sign it with a trusted key (`toolsmith registry "
-            f"resign {name}`)"
+    # -- the verified view -------------------------------------------------------------------
+
+    def _local(self) -> RepoDir:
+        if self._dir is None:
+            raise UsageError(
+                f"{self.location} is a served registry: it is read-only here",
+                hint="edit the registry directory it is served from, on the maintainer's machine",
+            )
+        return self._dir
+
+    def _first_root(self) -> bytes:
+        if self._repo is not None:
+            data = self._repo.root_bytes(1)
+            if data is None:
+                raise ToolNotFoundError(
+                    f"{self.location} is not a registry (no metadata/1.root.json)",
+                    hint="check the path, or create one with `toolsmith registry init`",
+                )
+            return data
+        return self._consumer.fetch_first_root()
+
+    def _view(self) -> _client.View:
+        """The registry as this consumer last verified it, refreshed when a local registry's
+        timestamp changed (a served one refreshes once per ``Registry`` and on
+        ``refresh_view``)."""
+        marker: bytes | None = None
+        if self._repo is not None:
+            marker = self._dir.read("metadata/timestamp.json", 16_384) if self._dir else None
+            if marker is None:
+                if self._consumer.pinned():
+                    raise CorruptRegistryError(
+                        f"{self.location} has no metadata/timestamp.json, but this user trusts a "
+                        "registry there",
+                        hint="restore the registry directory from a copy",
+                    )
+                raise ToolNotFoundError(
+                    f"no registry at {self.location} (the registry is empty)",
+                    hint="publish a tool into it (`toolsmith build`), or `toolsmith registry init`",
+                )
+        cached = self._view_cache
+        if cached is not None and (self._repo is None or cached[0] == marker):
+            return cached[1]
+        view = _client.View(self._consumer, self._consumer.updater())
+        self._view_cache = (marker, view)
+        return view
+
+    def refresh_view(self) -> None:
+        """Drop the cached view: the next read fetches and verifies the registry again."""
+        self._view_cache = None
+
+    def fingerprint(self) -> str:
+        """sha256 of this registry's first root: what consumers pin (`registry trust`)."""
+        return _client.fingerprint(self._first_root())
+
+    def trusted(self) -> bool:
+        """Whether this user has pinned a root of this registry."""
+        return self._consumer.pinned()
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def _empty(self) -> bool:
+        """A local directory that is not (yet) a registry and that this user trusts nothing
+        at: it lists as empty."""
+        return (
+            self._dir is not None
+            and not self._consumer.pinned()
+            and self._dir.read("metadata/timestamp.json", 16_384) is None
         )
-        if maintainers is None:
-            maintainers = self.trust.policies().maintainers
-        try:
-            signed = signing.verify_index(data, maintainers)
-        except SignatureError as e:
-            if not signing.is_envelope(data):
-                raise CorruptRegistryError(
-                    f"{where} is unreadable: not a signed index", hint=restore
-                ) from None
-            raise SignatureError(
-                f"{where} does not verify: {e.message}",
-                hint=f"it was edited without a trusted key, or its signer is no longer trusted; "
-                f"{restore}",
-            ) from None
-        return _index_document(name, signed.document, where, restore)
 
-    def _select(self, ref: str, index: ToolIndex | None = None) -> VersionRecord:
-        """The record ``ref`` picks, from ``index`` when the caller already read it."""
+    def _all(self) -> dict[str, builtins.list[VersionRecord]]:
+        return {} if self._empty() else self._records(self._view())
+
+    def _records(self, view: _client.View) -> dict[str, builtins.list[VersionRecord]]:
+        """Every version of every tool, by name, from the verified metadata."""
+        decisions = view.delegated(APPROVERS)
+        decided = decisions.targets if decisions is not None else {}
+        out: dict[str, builtins.list[VersionRecord]] = {}
+        for path, info in view.targets.targets.items():
+            if not path.startswith("tools/") or not path.endswith("/statement"):
+                continue
+            record = _record(info, decided)
+            if record is not None:
+                out.setdefault(record.name, []).append(record)
+        return out
+
+    def _tool_records(self, name: str) -> builtins.list[VersionRecord]:
+        return _by_version(self._all().get(name, []))
+
+    def _select(self, ref: str, records: Sequence[VersionRecord] | None = None) -> VersionRecord:
         name, constraint = parse_ref(ref)
-        records = (index if index is not None else self._index(name)).records
+        if records is None:
+            records = self._tool_records(name)
         if not records:
-            known = self._storage.index_names()
             raise ToolNotFoundError(
-                f"no tool named {name!r} in {self.path}"
-                + ("" if known else " (the registry is empty)"),
+                f"no tool named {name!r} in {self.location}"
+                + (" (the registry is empty)" if self._empty() else ""),
                 hint="`toolsmith registry search WORDS` lists what there is",
             )
         if isinstance(constraint, Version):
@@ -195,171 +322,111 @@ class Registry:
         return live[chosen]
 
     def find(self, ref: str) -> VersionRecord:
-        """The index record ``ref`` resolves to, without verifying it (for browsing)."""
+        """The record ``ref`` resolves to, from verified metadata, without reading its files."""
         return self._select(ref)
 
     def versions(self, name: str) -> builtins.list[VersionRecord]:
         """Every version of ``name``, yanked included, lowest first."""
         if parse_ref(name)[1] is not None:
             raise UsageError(f"versions takes a tool name, got {name!r}", hint="drop the @...")
-        return _by_version(self._index(name).records)
+        return self._tool_records(name)
 
     def list(self, *, on_error: OnError | None = None) -> builtins.list[VersionRecord]:
         """One record per tool: the version a bare name resolves to, else its newest (yanked,
-        pending or rejected; see its ``status``). A tool whose index does not read or verify is
-        passed to ``on_error`` and left out; without ``on_error`` it raises."""
+        pending or rejected; see its ``status``). ``on_error`` is kept for callers that list
+        per tool; the metadata verifies as a whole, so a failure raises."""
         out = []
-        for index in self._each_index(on_error):
-            records = _by_version(index.records)
-            if not records:
-                continue
-            out.append((_resolvable(records, index.name) or records)[-1])
+        for name, records in sorted(self._all().items()):
+            ordered = _by_version(records)
+            out.append((_resolvable(ordered, name) or ordered)[-1])
         return out
 
     def pending(self, *, on_error: OnError | None = None) -> builtins.list[VersionRecord]:
         """The approval queue: every pending version of every tool, by name then version."""
         return [
             r
-            for index in self._each_index(on_error)
-            for r in _by_version(index.records)
+            for _, records in sorted(self._all().items())
+            for r in _by_version(records)
             if r.status == VersionStatus.PENDING
         ]
 
-    def _each_index(self, on_error: OnError | None) -> Iterator[ToolIndex]:
-        maintainers = self.trust.policies().maintainers
-        for name in self._storage.index_names():
-            try:
-                yield self._index(name, maintainers)
-            except (TrustError, CorruptRegistryError) as e:
-                if on_error is None:
-                    raise
-                on_error(name, e)
-
-    def _all_records(self) -> builtins.list[VersionRecord]:
-        def skip(name: str, e: ToolsmithError) -> None:
-            _log.warning("search skips a tool whose index does not verify", tool=name, error=str(e))
-
-        return [r for index in self._each_index(skip) for r in index.records]
-
     def search(self, query: str, limit: int = 10) -> builtins.list[SearchHit]:
         """bm25-ranked hits over published, unyanked versions; the index is rebuilt on change."""
-        generation = self._storage.generation()
-        if self._search is None or self._search[0] != generation:
+        if self._empty():
+            return []
+        view = self._view()
+        if self._search is None or self._search[0] != id(view):
             live = [
                 r
-                for r in self._all_records()
+                for records in self._records(view).values()
+                for r in records
                 if not r.yanked and r.status == VersionStatus.PUBLISHED
             ]
-            self._search = (generation, SearchIndex(live))
+            self._search = (id(view), SearchIndex(live))
         return self._search[1].search(query, limit)
 
     # -- verification ------------------------------------------------------------------------
 
-    def _verify(self, record: VersionRecord, trust: Policies) -> VerifiedTool:
-        envelope = self._envelope(record, record.envelope, "envelope")
-        statement = signing.verify_envelope(envelope, trust.publishers)
-        signing.check_identity(statement, record.name, record.version, record.digest)
-        approvers = self._check_status(record, statement, trust.approvers)
-        if dict(statement.subjects) != record.parts:
-            raise DigestMismatchError(
-                f"index parts of {record.name}@{record.version} differ from its signed statement",
-                hint="the index was edited; restore it from a copy",
-            )
-        parts = {}
-        for part in signing.PARTS:
-            data = self._storage.get_blob(statement.subjects[part])
-            signing.check_part(statement, part, data)
-            parts[part] = data
-        try:
-            spec = _load_spec(parts["spec"]).model_copy(deep=True)
-            report = TestReport.model_validate_json(parts["report"])
-            provenance = Provenance.model_validate_json(parts["provenance"])
-            code = parts["code"].decode()
-        except (ValidationError, UnicodeDecodeError) as e:
+    def _target(self, view: _client.View, info: TargetFile) -> bytes:
+        if self._dir is None:
+            return view.download(info)
+        data = self._dir.read(
+            target_file_path(info.path, info.hashes["sha256"]), max(info.length, 0)
+        )
+        if data is None:
             raise CorruptRegistryError(
-                f"signed parts of {record.name}@{record.version} do not load: {e}"
-            ) from None
-        if spec.name != record.name or not report.passed:
-            raise TrustError(
-                f"signed content of {record.name}@{record.version} is not a passing build of "
-                f"{record.name} (spec names {spec.name!r}, report: {report.summary()})"
+                f"{info.path} is missing from {self.location}",
+                hint="restore the registry directory from a copy, or re-publish the tool",
             )
-        return VerifiedTool(
-            name=record.name,
-            version=record.version,
-            digest=record.digest,
-            spec=spec,
-            code=code,
-            report=report,
-            provenance=provenance,
-            signers=statement.signers,
-            approvers=approvers,
-            yanked=record.yanked,
-            yank_reason=record.yank_reason,
-        )
+        return data
 
-    def _envelope(self, record: VersionRecord, digest: str, what: str) -> bytes:
-        envelope = self._storage.get_blob(digest)
-        if signing.sha256_hex(envelope) != digest:
-            raise DigestMismatchError(
-                f"{what} of {record.name}@{record.version} does not match its digest",
-                hint="the blob was altered after publishing; do not use this version",
-            )
-        return envelope
-
-    def _check_status(
-        self,
-        record: VersionRecord,
-        statement: signing.VerifiedStatement,
-        approvers: signing.TrustPolicy,
-    ) -> tuple[str, ...]:
-        """The status the signed statements prove must be the one the index records; returns the
-        approvers' key ids (empty when no decision is recorded)."""
-        ref = f"{record.name}@{record.version}"
-        signers: tuple[str, ...] = ()
-        if record.approval is None:
-            proved = VersionStatus.PENDING if statement.needs_approval else VersionStatus.PUBLISHED
-        else:
-            decision = signing.verify_decision(
-                self._envelope(record, record.approval, "approval envelope"), approvers
-            )
-            if (decision.name, decision.version, decision.subject) != (
-                record.name,
-                record.version,
-                record.digest,
-            ):
-                raise SignatureError(
-                    f"the approval recorded for {ref} is about "
-                    f"{decision.name}@{decision.version} ({decision.subject[:16]}...)",
-                    hint="the index was edited; restore it from a copy",
+    def _verified(self, record: VersionRecord, gate: _verify.Gate | None) -> VerifiedTool:
+        view = self._view()
+        targets = view.targets.targets
+        base = f"tools/{record.name}/{record.version}/"
+        statement_info = targets[base + "statement"]
+        part_infos = {p: targets[base + p] for p in signing.PARTS if base + p in targets}
+        envelope = self._target(view, statement_info)
+        parts = {p: self._target(view, info) for p, info in part_infos.items()}
+        approval = None
+        if record.approval is not None:
+            info = view.targetinfo(_approval_path(record.name, record.version))
+            if info is not None:
+                approval = _verify.Approval(
+                    self._target(view, info), info, self._approvers(view.targets)
                 )
-            signers = decision.signers
-            approved = decision.decision == Decision.APPROVED
-            proved = VersionStatus.PUBLISHED if approved else VersionStatus.REJECTED
-        if proved == record.status:
-            return signers
-        if record.status == VersionStatus.PUBLISHED:
-            raise ApprovalRequiredError(
-                f"the index marks {ref} published, but no trusted approver approved it "
-                f"(its signed statements make it {proved.value})",
-                hint="the index was edited; restore it from a copy, or approve the version with "
-                f"`toolsmith approve {ref}`",
-            )
-        raise SignatureError(
-            f"the index marks {ref} {record.status.value}, its signed statements make it "
-            f"{proved.value}",
-            hint="the index was edited; restore it from a copy",
+        return _verify.verify(
+            record.name,
+            record.version,
+            statement_info,
+            envelope,
+            part_infos,
+            parts,
+            _role_policy(view.root.keys, view.root.get_delegated_role("targets")),
+            approval,
+            gate,
         )
+
+    def _approvers(self, targets: Targets) -> TrustPolicy:
+        delegations = targets.delegations
+        if delegations is None or delegations.roles is None or APPROVERS not in delegations.roles:
+            return TrustPolicy({})
+        policy = _role_policy(delegations.keys, delegations.roles[APPROVERS])
+        if self._trusted_approvers is None:
+            return policy
+        keys = {k: v for k, v in policy.keys.items() if k in self._trusted_approvers}
+        return TrustPolicy(keys, 1)
+
+    def _gate(self) -> _verify.Gate:
+        return _verify.Gate(self._policy if self._policy is not None else load_policy())
 
     def resolve(self, ref: str) -> VerifiedTool:
-        """One verified, published version for ``ref``; raises ``TrustError`` rather than return
-        bad bytes or a version no person approved."""
-        return self._resolve_record(self._select(ref))
-
-    def _resolve_record(self, record: VersionRecord) -> VerifiedTool:
+        """One verified, published version for ``ref`` that this consumer's policy admits;
+        raises ``TrustError`` (or ``PolicyError``) rather than return bad bytes or a version no
+        trusted person approved."""
+        record = self._select(ref)
         with bound(tool=record.name, version=record.version):
-            _refuse_unapproved(record)
-            tool = self._verify(record, self.trust.policies())
+            tool = self._verified(record, self._gate())
             if tool.yanked:
                 _log.warning("resolved a yanked version by exact pin", reason=tool.yank_reason)
         return tool
@@ -374,26 +441,25 @@ class Registry:
     ) -> Tool:
         """Resolve, verify and bind ``ref`` to a runtime: the audited load path for agents.
 
-        Every call appends one "load" entry by ``actor`` (default: the OS user): allowed, with the
-        digest and runtime; or refused, with the error's message as the reason, and the error is
-        re-raised. A load that cannot be recorded is not handed out (``AuditError``); a refusal
-        that cannot be recorded is still raised, with a note saying so.
+        Every call appends one "load" entry by ``actor`` (default: the OS user) to this
+        consumer's audit log (never the registry's): allowed, with the digest and runtime; or
+        refused, with the error's message as the reason, and the error is re-raised.
         """
-        from toolsmith.loader import load_tool  # the loader imports the registry
+        from toolsmith.loader import load_tool
 
         who = actor if actor is not None else _whoami()
         subject = ref
-        data: dict[str, Any] = {"ref": ref, "runtime": runtime}
+        data: dict[str, Any] = {"ref": ref, "runtime": runtime, "registry": self.location}
         try:
             record = self._select(ref)
             subject = f"{record.name}@{record.version}"
             data["digest"] = record.digest
-            verified = self._resolve_record(record)
+            verified = self.resolve(subject)
             tool = load_tool(verified, runtime, **options)
         except ToolsmithError as e:
             data |= {"allowed": False, "error": type(e).__name__}
             try:
-                self.record("load", actor=who, subject=subject, reason=e.message, data=data)
+                self._consumer_record(who, subject, e.message, data)
             except AuditError as audit_error:
                 _log.error("refused load not recorded", tool=subject, error=audit_error.message)
                 e.add_note(f"this refusal is not in the audit log: {audit_error}")
@@ -403,39 +469,48 @@ class Registry:
         )
         data |= {"allowed": True, "runtime": tool.runtime, "signers": list(tool.signers)}
         try:
-            self.record("load", actor=who, subject=subject, reason=reason, data=data)
+            self._consumer_record(who, subject, reason, data)
         except AuditError:
             tool.close()
             raise
         return tool
 
-    def verify(self, ref: str | None = None) -> builtins.list[VerifyResult]:
-        """Check every version ``ref`` covers (every version of everything when it is None).
+    def _consumer_record(self, actor: str, subject: str, reason: str, data: dict[str, Any]) -> None:
+        try:
+            self.consumer_audit.append(
+                "load", actor=actor, subject=subject, reason=reason, data=data
+            )
+        except OSError as e:
+            raise AuditError(
+                f"cannot append to audit log {self.consumer_audit.path}: {e.strerror or e}",
+                hint="check the disk and the permissions of your toolsmith state dir",
+            ) from e
 
-        A bare name covers all of a tool's versions; yanked ones are checked too.
-        """
-        policy = self.trust.policies()
+    def verify(self, ref: str | None = None) -> builtins.list[VerifyResult]:
+        """Check signatures and digests of every version ``ref`` covers (everything when None);
+        pending and yanked versions are checked too."""
+        records = self._all()
         if ref is not None:
-            try:
-                records = self._matching(ref)
-            except (TrustError, CorruptRegistryError) as e:
-                name = parse_ref(ref)[0]
-                return [VerifyResult(name=name, version="", ok=False, error=_describe(e))]
-            if not records:
+            name, constraint = parse_ref(ref)
+            chosen = _by_version(records.get(name, []))
+            if constraint is not None:
+                chosen = [
+                    r
+                    for r in chosen
+                    if (
+                        _version(r.version) == constraint
+                        if isinstance(constraint, Version)
+                        else constraint.match(_version(r.version))
+                    )
+                ]
+            if not chosen:
                 self._select(ref)
                 raise ToolNotFoundError(f"no version matches {ref!r}")
-            return [self._check(r, policy) for r in records]
-        results = []
-        for name in self._storage.index_names():
-            try:
-                records = self.versions(name)
-            except ToolsmithError as e:
-                results.append(VerifyResult(name=name, version="", ok=False, error=_describe(e)))
-                continue
-            results.extend(self._check(r, policy) for r in records)
-        return results
+        else:
+            chosen = [r for n in sorted(records) for r in _by_version(records[n])]
+        return [self._check(r) for r in chosen]
 
-    def _check(self, record: VersionRecord, policy: Policies) -> VerifyResult:
+    def _check(self, record: VersionRecord) -> VerifyResult:
         result = VerifyResult(
             name=record.name,
             version=record.version,
@@ -445,22 +520,152 @@ class Registry:
             ok=False,
         )
         try:
-            tool = self._verify(record, policy)
+            tool = self._verified(record, None)
+        except ApprovalRequiredError as e:
+            if record.status != VersionStatus.REJECTED:
+                return result.model_copy(update={"error": _describe(e)})
+            return result.model_copy(update={"ok": True})
         except ToolsmithError as e:
             return result.model_copy(update={"error": _describe(e)})
         return result.model_copy(update={"ok": True, "signers": list(tool.signers)})
 
-    def _matching(self, ref: str) -> builtins.list[VersionRecord]:
-        """Every version a pinned or ranged ``ref`` covers, yanked included."""
-        name, constraint = parse_ref(ref)
-        records = self.versions(name)
-        if constraint is None:
-            return records
-        if isinstance(constraint, Version):
-            return [r for r in records if _version(r.version) == constraint]
-        return [r for r in records if constraint.match(_version(r.version))]
+    # -- keys --------------------------------------------------------------------------------
+
+    def trusted_keys(self) -> builtins.list[TrustedKey]:
+        """Every key the verified metadata lists, with its roles."""
+        view = self._view()
+        out: dict[str, TrustedKey] = {}
+
+        def add(key: Key, role: str) -> None:
+            k = out.setdefault(
+                key.keyid,
+                TrustedKey(key_id=key.keyid, name=str(key.unrecognized_fields.get(NAME_FIELD, ""))),
+            )
+            k.roles.append(role)
+
+        for role in TOP_ROLES:
+            for kid in view.root.roles[role].keyids:
+                add(view.root.keys[kid], role)
+        delegations = view.targets.delegations
+        if delegations is not None and delegations.roles and APPROVERS in delegations.roles:
+            for kid in delegations.roles[APPROVERS].keyids:
+                add(delegations.keys[kid], APPROVERS)
+        return builtins.list(out.values())
+
+    def threshold(self) -> int:
+        """How many publisher (targets role) signatures a version needs."""
+        return self._view().root.roles["targets"].threshold
 
     # -- writing -----------------------------------------------------------------------------
+
+    def _available(self, extra: Sequence[SigningKey] = ()) -> builtins.list[SigningKey]:
+        """Keys this user can sign with: ``extra`` first, then the key store's."""
+        store = self._keys if self._keys is not None else KeyStore()
+        found = builtins.list(extra)
+        for info in store.list():
+            with contextlib.suppress(ToolsmithError):
+                found.append(store.load(info.name))
+        return found
+
+    @contextlib.contextmanager
+    def _edit(self) -> Iterator[RepoState]:
+        """Under the lock: the registry's metadata, after verifying it from the pinned root."""
+        repo = self._repo
+        if repo is None:
+            self._local()
+            raise AssertionError  # _local raised
+        with self._local().lock():
+            self.refresh_view()
+            self._view()
+            yield repo.load()
+            # The writer's own consumer state moves to what it just committed, so putting an
+            # older state back is a rollback for it too.
+            self.refresh_view()
+            self._view()
+
+    def _commit(
+        self,
+        state: RepoState,
+        signers: dict[str, Sequence[SigningKey]],
+        event: str,
+        *,
+        subject: str,
+        actor: str,
+        reason: str | None,
+        data: dict[str, Any],
+    ) -> None:
+        assert self._repo is not None
+        available = self._available([k for ks in signers.values() for k in ks])
+        for role in ("snapshot", "timestamp"):
+            signers.setdefault(role, role_signers(state.root.signed, role, available))
+
+        def audit(version: int) -> None:
+            try:
+                self.record(
+                    event,
+                    actor=actor,
+                    subject=subject,
+                    reason=reason,
+                    data=data | {"meta": version},
+                )
+            except AuditError as e:
+                # Before the commit point: the change is not in effect.
+                raise AuditError(
+                    f"{event} of {subject} was not done: {e.message}", hint=e.hint
+                ) from None
+
+        self._repo.commit(state, signers, before_commit=audit)
+
+    def init(
+        self,
+        *,
+        root: Sequence[SigningKey] | None = None,
+        targets: Sequence[SigningKey] | None = None,
+        snapshot: Sequence[SigningKey] | None = None,
+        timestamp: Sequence[SigningKey] | None = None,
+        expiry_days: dict[str, int] | None = None,
+    ) -> str:
+        """Create this registry (roles default to the local default key) and trust it as its
+        creator; returns its fingerprint. ``expiry_days`` sets each role's validity window
+        (a served registry may use a short timestamp window with ``refresh``)."""
+        dir_ = self._local()
+        assert self._repo is not None
+        default: builtins.list[SigningKey] = []
+
+        def keys(given: Sequence[SigningKey] | None) -> Sequence[SigningKey]:
+            if given:
+                return given
+            if not default:
+                default.append(default_signing_key(self._keys))
+            return default
+
+        with dir_.lock():
+            if self._repo.exists():
+                raise UsageError(
+                    f"{self.location} is already a registry",
+                    hint="use it, or pick an empty directory",
+                )
+            role_keys = {
+                "root": keys(root),
+                "targets": keys(targets),
+                "snapshot": keys(snapshot),
+                "timestamp": keys(timestamp),
+            }
+
+            def audit(version: int) -> None:
+                self.record(
+                    "init",
+                    actor=_whoami(),
+                    subject=self.location,
+                    reason=None,
+                    data={role: [k.key_id for k in ks] for role, ks in role_keys.items()},
+                )
+
+            first = self._repo.create(role_keys, expiry_days=expiry_days, before_commit=audit)
+            self._consumer.pin(first)
+        self.refresh_view()
+        _log.info("registry created", registry=self.location)
+        return _client.fingerprint(first)
 
     def publish(
         self,
@@ -474,7 +679,9 @@ class Registry:
         signer: SigningKey | Sequence[SigningKey] | None = None,
         status: VersionStatus = VersionStatus.PUBLISHED,
     ) -> VersionRecord:
-        """Sign and store a new version; refuses failing reports and existing versions.
+        """Sign and store a new version as targets of a new targets metadata version; refuses
+        failing reports and existing versions. An empty directory becomes a registry held by
+        the signer (and trusted by this user).
 
         ``status=PENDING`` publishes it behind the approval gate: it is stored and verifiable but
         never resolved until a trusted approver approves it.
@@ -492,47 +699,90 @@ class Registry:
             )
         explicit = _parse_version(version) if version is not None else None
         if signer is None:
-            signers: list[SigningKey] = [default_signing_key()]
+            signers: builtins.list[SigningKey] = [default_signing_key(self._keys)]
         elif isinstance(signer, SigningKey):
             signers = [signer]
         else:
-            signers = list(signer)
+            signers = builtins.list(signer)
+        if not signers:
+            raise UsageError("publish needs at least one signing key")
+        assert self._repo is not None or self._local()
+        if self._repo is not None and not self._repo.exists():
+            first = signers[:1]
+            self.init(root=first, targets=signers, snapshot=first, timestamp=first)
         parts = {
             "code": code.encode(),
             "spec": spec.canonical_json(),
             "report": report_bytes(report),
             "provenance": canonical_json(provenance.model_dump(mode="json")),
         }
-        with bound(tool=spec.name), self._storage.lock():
-            index = self._index(spec.name)
-            existing = [_version(r.version) for r in index.records]
+        with bound(tool=spec.name), self._edit() as state:
+            assert self._repo is not None
+            root = state.root.signed
+            publishers = root.get_delegated_role("targets")
+            untrusted = [k.key_id for k in signers if k.key_id not in publishers.keyids]
+            if untrusted:
+                raise PublishRefusedError(
+                    f"signing key {', '.join(u[:16] for u in untrusted)} is not a publisher "
+                    f"(targets role) of {self.location}",
+                    hint="`toolsmith keys trust PUBKEY_FILE --registry DIR`, then publish again",
+                )
+            if len({k.key_id for k in signers}) < publishers.threshold:
+                raise PublishRefusedError(
+                    f"{len(signers)} signer(s) given, the registry's threshold is "
+                    f"{publishers.threshold}",
+                    hint="sign with more publisher keys, or lower the threshold",
+                )
+            existing = [
+                _version(p.split("/")[2])
+                for p in state.targets.signed.targets
+                if p.startswith(f"tools/{spec.name}/") and p.endswith("/statement")
+            ]
             new = explicit if explicit is not None else _next_version(existing, bump)
             if new in existing:
                 raise VersionConflictError(
                     f"{spec.name}@{new} is already published; published versions never change",
                     hint="publish under a new version, or let toolsmith pick the next one",
                 )
-            self._check_signers(signers)
-            statement = signing.build_statement(
-                spec.name, str(new), parts, needs_approval=status == VersionStatus.PENDING
-            )
+            pending = status == VersionStatus.PENDING
+            statement = signing.build_statement(spec.name, str(new), parts, needs_approval=pending)
             envelope = signing.sign_envelope(statement, signers)
-            blob_digests = {p: self._storage.put_blob(data) for p, data in parts.items()}
-            record = VersionRecord(
-                name=spec.name,
-                version=str(new),
-                digest=signing.sha256_hex(statement),
-                envelope=self._storage.put_blob(envelope),
-                parts=blob_digests,
-                status=status,
-                published_at=datetime.now(UTC).isoformat(timespec="seconds"),
-                signers=[k.key_id for k in signers],
-                description=spec.description,
-                tags=spec.tags,
-                capabilities=spec.capabilities,
+            infos = {
+                p: self._repo.put_target(_tool_path(spec.name, str(new), p), data)
+                for p, data in parts.items()
+            }
+            custom = {
+                "name": spec.name,
+                "version": str(new),
+                "digest": signing.sha256_hex(statement),
+                "status": status.value,
+                "approval_required": pending,
+                "yanked": False,
+                "yank_reason": None,
+                "published_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                "signers": [k.key_id for k in signers],
+                "description": spec.description,
+                "tags": spec.tags,
+                "capabilities": spec.capabilities,
+                "parts": {p: i.hashes["sha256"] for p, i in infos.items()},
+            }
+            infos["statement"] = self._repo.put_target(
+                _tool_path(spec.name, str(new), "statement"), envelope, custom
             )
-            index.records.append(record)
-            self._write_index(index, signers)
+            for info in infos.values():
+                state.targets.signed.targets[info.path] = info
+            state.changed.add("targets")
+            record = _record(infos["statement"], {})
+            assert record is not None
+            self._commit(
+                state,
+                {"targets": signers},
+                "publish",
+                subject=f"{spec.name}@{new}",
+                actor=_whoami(),
+                reason=None,
+                data={"digest": record.digest, "status": status.value},
+            )
         _log.info(
             "published",
             tool=record.name,
@@ -541,33 +791,6 @@ class Registry:
             status=record.status.value,
         )
         return record
-
-    def _check_signers(self, signers: Sequence[SigningKey]) -> None:
-        """Refuse to publish what would not verify; an empty trust store trusts its first signer."""
-        if not signers:
-            raise UsageError("publish needs at least one signing key")
-        if not self.trust.trusted_keys():
-            for k in signers:
-                self.trust.trust_while_locked(public_pem(k.public_key), k.name)
-                _log.warning("trust store was empty: trusting the publishing key", key_id=k.key_id)
-        policy = self.trust.policy()
-        untrusted = [k.key_id for k in signers if k.key_id not in policy.keys]
-        if untrusted:
-            raise PublishRefusedError(
-                f"signing key {', '.join(u[:16] for u in untrusted)} is not trusted by {self.path}",
-                hint="`toolsmith keys trust PUBKEY_FILE --registry DIR`, then publish again",
-            )
-        if len({k.key_id for k in signers}) < policy.threshold:
-            raise PublishRefusedError(
-                f"{len(signers)} signer(s) given, the registry's threshold is {policy.threshold}",
-                hint="sign with more trusted keys, or lower the threshold",
-            )
-
-    def _write_index(self, index: ToolIndex, signers: Sequence[SigningKey]) -> None:
-        """Sign and store the index whole, one revision up."""
-        index.serial += 1
-        statement = signing.build_index(index.name, index.model_dump(mode="json"))
-        self._storage.write_index(index.name, signing.sign_envelope(statement, signers))
 
     def record(
         self,
@@ -578,106 +801,57 @@ class Registry:
         reason: str | None,
         data: dict[str, Any],
     ) -> AuditEntry:
-        """Append to the audit log; a failing disk is an ``AuditError`` like a damaged log."""
+        """Append to the registry's (maintainers') audit log; a failing disk is an
+        ``AuditError`` like a damaged log."""
+        log = self.audit
         try:
-            return self.audit.append(event, actor=actor, subject=subject, reason=reason, data=data)
+            return log.append(event, actor=actor, subject=subject, reason=reason, data=data)
         except OSError as e:
             raise AuditError(
-                f"cannot append to audit log {self.audit.path}: {e.strerror or e}",
+                f"cannot append to audit log {log.path}: {e.strerror or e}",
                 hint="check the disk and the permissions of the registry directory",
             ) from e
 
-    def _replace_recorded(
-        self,
-        index: ToolIndex,
-        updated: VersionRecord,
-        event: str,
-        *,
-        signer: SigningKey,
-        actor: str,
-        reason: str | None,
-        data: dict[str, Any],
-    ) -> None:
-        """Swap ``updated`` into ``index``, sign it and record why (see ``_write_recorded``)."""
-        index.records = [updated if r.version == updated.version else r for r in index.records]
-        subject = f"{updated.name}@{updated.version}"
-        self._write_recorded(
-            index, signer, event, subject=subject, actor=actor, reason=reason, data=data
-        )
-
-    def _write_recorded(
-        self,
-        index: ToolIndex,
-        signer: SigningKey,
-        event: str,
-        *,
-        subject: str,
-        actor: str,
-        reason: str | None,
-        data: dict[str, Any],
-    ) -> None:
-        """Sign and write ``index``, then record why; undo the write if it cannot be recorded.
-
-        Callers hold the storage lock, so nobody else writes the index between write and undo.
-        """
-        before = self._storage.read_index(index.name)
-        self._write_index(index, [signer])
-        try:
-            self.record(event, actor=actor, subject=subject, reason=reason, data=data)
-        except AuditError as e:
-            if before is not None:
-                try:
-                    self._storage.write_index(index.name, before)
-                except RegistryError as undo:
-                    _log.error("registry change NOT undone", change=event, tool=subject)
-                    raise AuditError(
-                        f"{event} of {subject} is in effect but not in the audit log: "
-                        f"{e.message}; undoing it failed too: {undo.message}",
-                        hint="free the disk, then check `toolsmith registry versions "
-                        f"{index.name}` and record the change by hand",
-                    ) from e
-            _log.error("registry change undone: audit log refused it", change=event, tool=subject)
-            raise AuditError(
-                f"{event} of {subject} was not done: {e.message}",
-                hint=e.hint,
-            ) from e
-
-    def _set_yanked(
-        self, ref: str, yanked: bool, reason: str | None, signer: SigningKey | None
-    ) -> VersionRecord:
-        verb = "yank" if yanked else "unyank"
+    def _exact(self, ref: str, verb: str) -> tuple[str, Version]:
         name, constraint = parse_ref(ref)
         if not isinstance(constraint, Version):
             raise UsageError(
                 f"{verb} needs an exact version, got {ref!r}",
                 hint=f"name one version, e.g. {name}@1.2.3",
             )
-        key = signer if signer is not None else default_signing_key()
-        with self._storage.lock():
-            self._require_maintainer(key, f"{verb} {ref}", self.trust.policies())
-            index = self._index(name)
-            record = self._select(ref, index)
-            updated = record.model_copy(
-                update={"yanked": yanked, "yank_reason": reason if yanked else None}
-            )
-            self._replace_recorded(
-                index,
-                updated,
+        return name, constraint
+
+    def _set_yanked(
+        self, ref: str, yanked: bool, reason: str | None, signer: SigningKey | None
+    ) -> VersionRecord:
+        verb = "yank" if yanked else "unyank"
+        self._exact(ref, verb)
+        with self._edit() as state:
+            record = self._select(ref)
+            available = self._available([signer] if signer is not None else [])
+            keys = role_signers(state.root.signed, "targets", available)
+            path = _tool_path(record.name, record.version, "statement")
+            info = state.targets.signed.targets[path]
+            custom = dict(info.custom) if isinstance(info.custom, dict) else {}
+            custom |= {"yanked": yanked, "yank_reason": reason if yanked else None}
+            info.unrecognized_fields["custom"] = custom
+            state.changed.add("targets")
+            self._commit(
+                state,
+                {"targets": keys},
                 verb,
-                signer=key,
-                actor=f"{_whoami()} (key {key.key_id[:16]})",
+                subject=f"{record.name}@{record.version}",
+                actor=f"{_whoami()} (key {keys[0].key_id[:16]})",
                 reason=reason,
-                data={
-                    "digest": record.digest,
-                    "status": record.status.value,
-                    "was_yanked": record.yanked,
-                },
+                data={"digest": record.digest, "was_yanked": record.yanked},
             )
-        return updated
+        return record.model_copy(
+            update={"yanked": yanked, "yank_reason": reason if yanked else None}
+        )
 
     def yank(self, ref: str, reason: str, signer: SigningKey | None = None) -> VersionRecord:
         """Hide a version from ranges and bare names; exact pins still resolve it (PEP 592).
-        The index change is signed by ``signer`` (default: the local default key)."""
+        A new targets version, signed by publisher keys (``signer`` or the key store's)."""
         if not reason.strip():
             raise UsageError("yanking needs a reason", hint="pass --reason 'why it was pulled'")
         return self._set_yanked(ref, True, reason, signer)
@@ -703,30 +877,25 @@ class Registry:
     ) -> VersionRecord:
         verb = "approve" if decision == Decision.APPROVED else "reject"
         note = reason.strip() if reason and reason.strip() else None
-        name, constraint = parse_ref(ref)
-        if not isinstance(constraint, Version):
-            raise UsageError(
-                f"{verb} needs an exact version, got {ref!r}",
-                hint=f"name one version, e.g. {name}@1.2.3; "
-                "`toolsmith registry list --pending` lists the queue",
-            )
-        with bound(tool=name, version=str(constraint)), self._storage.lock():
-            index = self._index(name)
-            record = self._select(ref, index)
+        name, constraint = self._exact(ref, verb)
+        with bound(tool=name, version=str(constraint)), self._edit() as state:
+            assert self._repo is not None
+            record = self._select(ref)
             if record.status != VersionStatus.PENDING:
                 raise UsageError(
                     f"cannot {verb} {name}@{record.version}: it is {record.status.value}, and only "
                     "pending versions wait for a decision",
                     hint="`toolsmith registry list --pending` lists the versions awaiting one",
                 )
-            trust = self.trust.policies()
-            if approver.key_id not in trust.approvers.keys:
+            delegations = state.targets.signed.delegations
+            role = delegations.roles[APPROVERS] if delegations and delegations.roles else None
+            if role is None or approver.key_id not in role.keyids:
                 raise SignatureError(
                     f"key {approver.key_id[:16]} ({approver.name}) is not trusted as an approver "
-                    f"by {self.path}",
+                    f"by {self.location}",
                     hint="`toolsmith keys trust PUBKEY_FILE --role approver`, then decide again",
                 )
-            self._verify(record, trust)
+            self._verified(record, None)
             statement = signing.build_decision(
                 record.name,
                 record.version,
@@ -737,143 +906,272 @@ class Registry:
                 datetime.now(UTC).isoformat(timespec="seconds"),
             )
             envelope = signing.sign_envelope(statement, [approver])
-            updated = record.model_copy(
-                update={
-                    "status": VersionStatus.PUBLISHED
-                    if decision == Decision.APPROVED
-                    else VersionStatus.REJECTED,
-                    "approval": self._storage.put_blob(envelope),
-                }
+            info = self._repo.put_target(
+                _approval_path(record.name, record.version),
+                envelope,
+                {"decision": decision.value, "digest": record.digest},
             )
-            self._replace_recorded(
-                index,
-                updated,
+            if state.approvers is None:
+                state.approvers = Metadata(Targets())
+            state.approvers.signed.targets[info.path] = info
+            state.changed.add(APPROVERS)
+            new_status = (
+                VersionStatus.PUBLISHED if decision == Decision.APPROVED else VersionStatus.REJECTED
+            )
+            self._commit(
+                state,
+                {APPROVERS: [approver]},
                 verb,
-                signer=approver,
-                actor=f"{self._approver_name(approver)} (key {approver.key_id[:16]})",
+                subject=f"{record.name}@{record.version}",
+                actor=f"{_key_name(delegations, approver)} (key {approver.key_id[:16]})",
                 reason=note,
                 data={
                     "digest": record.digest,
-                    "status": updated.status.value,
+                    "status": new_status.value,
                     "approver_key": approver.key_id,
-                    "approval": updated.approval,
+                    "approval": info.hashes["sha256"],
                 },
             )
-        _log.info(decision.value, tool=name, version=updated.version, approver=approver.key_id)
-        return updated
+        _log.info(decision.value, tool=name, version=record.version, approver=approver.key_id)
+        return record.model_copy(update={"status": new_status, "approval": info.hashes["sha256"]})
 
-    def resign(
-        self, name: str, signer: SigningKey | None = None, *, dry_run: bool = False
-    ) -> builtins.list[VersionRecord]:
-        """Vouch for an index that no longer verifies (its signer was untrusted, or it predates
-        signed indexes) by signing it with a trusted key; returns its records for review.
-
-        Every version's own signed statement, parts and approval must still verify, so this
-        cannot bless a forged version; what it cannot check is the index's own say (which
-        versions are listed, which are yanked), which is why a person reviews it first.
-        """
-        key = signer if signer is not None else default_signing_key()
-        if parse_ref(name)[1] is not None:
-            raise UsageError(f"resign takes a tool name, got {name!r}", hint="drop the @...")
-        with bound(tool=name), self._storage.lock():
-            trust = self.trust.policies()
-            self._require_maintainer(key, f"re-sign {name}", trust)
-            data = self._storage.read_index(name)
-            if data is None:
-                raise ToolNotFoundError(f"no tool named {name!r} in {self.path}")
-            where = f"index of {name!r} in {self.path}"
-            restore = f"restore index/{name}.json from a copy"
-            try:
-                document = signing.unverified_index(data)
-            except SignatureError as e:
-                raise CorruptRegistryError(f"{where} is unreadable: {e}", hint=restore) from None
-            index = _index_document(name, document, where, restore)
-            for record in index.records:
-                try:
-                    self._verify(record, trust)
-                except ToolsmithError as e:
-                    raise type(e)(
-                        f"will not re-sign the index of {name}: {record.version} does not verify: "
-                        f"{e.message}",
-                        hint=f"restore index/{name}.json (or the version's blobs) from a copy",
-                    ) from None
-            records = _by_version(index.records)
-            if dry_run:
-                return records
-            self._write_recorded(
-                index,
-                key,
-                "resign",
-                subject=name,
-                actor=f"{_whoami()} (key {key.key_id[:16]})",
+    def trust_key(
+        self,
+        pem: bytes,
+        name: str = "",
+        role: KeyRole = KeyRole.PUBLISHER,
+        signer: SigningKey | None = None,
+    ) -> str:
+        """Add a public key as a publisher (a new root version, signed by the root keys) or
+        an approver (a new targets version, signed by the publishers); returns its id."""
+        key = signing.tuf_key(signing.load_public_key(pem))
+        if name:
+            key.unrecognized_fields[NAME_FIELD] = name
+        with self._edit() as state:
+            available = self._available([signer] if signer is not None else [])
+            if role == KeyRole.PUBLISHER:
+                if key.keyid in state.root.signed.roles["targets"].keyids:
+                    return key.keyid
+                state.root.signed.add_key(key, "targets")
+                state.changed.add("root")
+                signers: dict[str, Sequence[SigningKey]] = {
+                    "root": role_signers(state.root.signed, "root", available)
+                }
+            else:
+                delegations = state.targets.signed.delegations
+                assert delegations is not None and delegations.roles is not None
+                if key.keyid in delegations.roles[APPROVERS].keyids:
+                    return key.keyid
+                state.targets.signed.add_key(key, APPROVERS)
+                state.changed.add("targets")
+                signers = {"targets": role_signers(state.root.signed, "targets", available)}
+            self._commit(
+                state,
+                signers,
+                "trust",
+                subject=key.keyid,
+                actor=_whoami(),
                 reason=None,
-                data={
-                    "versions": [r.version for r in records],
-                    "yanked": [r.version for r in records if r.yanked],
-                    "serial": index.serial + 1,
-                },
+                data={"role": role.value, "name": name},
             )
-        _log.info("index re-signed", tool=name, key=key.key_id)
-        return records
+        return key.keyid
+
+    def untrust_key(self, key_ref: str, signer: SigningKey | None = None) -> str:
+        """Remove a key (by id or a unique prefix of 8+ characters) from the publishers and
+        approvers; the root's and online roles' keys change only by rotation (not here)."""
+        with self._edit() as state:
+            root = state.root.signed
+            delegations = state.targets.signed.delegations
+            approvers = (
+                delegations.roles[APPROVERS].keyids if delegations and delegations.roles else []
+            )
+            known = set(root.roles["targets"].keyids) | set(approvers)
+            matches = [k for k in known if len(key_ref) >= 8 and k.startswith(key_ref)]
+            if len(matches) != 1:
+                raise UsageError(
+                    f"{len(matches)} publisher or approver keys match {key_ref!r}",
+                    hint="pass a key id (or a unique prefix of 8+ characters) from "
+                    "`toolsmith keys list`",
+                )
+            kid = matches[0]
+            available = self._available([signer] if signer is not None else [])
+            signers: dict[str, Sequence[SigningKey]] = {}
+            if kid in approvers:
+                state.targets.signed.revoke_key(kid, APPROVERS)
+                state.changed.add("targets")
+            if kid in root.roles["targets"].keyids:
+                if len(root.roles["targets"].keyids) <= root.roles["targets"].threshold:
+                    raise UsageError(
+                        f"removing {kid[:16]} would leave fewer publishers than the threshold",
+                        hint="trust another publisher key or lower the threshold first",
+                    )
+                root.revoke_key(kid, "targets")
+                # Targets metadata signed by the removed key alone would no longer verify.
+                state.changed |= {"root", "targets"}
+                signers["root"] = role_signers(root, "root", available)
+            if "targets" in state.changed:
+                signers["targets"] = role_signers(root, "targets", available)
+            self._commit(
+                state, signers, "untrust", subject=kid, actor=_whoami(), reason=None, data={}
+            )
+        return kid
+
+    def set_threshold(self, threshold: int, signer: SigningKey | None = None) -> None:
+        """How many distinct publisher signatures each version (and the targets metadata)
+        needs: a new root version, signed by the root keys."""
+        if threshold < 1:
+            raise UsageError(f"threshold must be at least 1, got {threshold}")
+        with self._edit() as state:
+            root = state.root.signed
+            if threshold > len(root.roles["targets"].keyids):
+                raise UsageError(
+                    f"threshold {threshold} is more than the {len(root.roles['targets'].keyids)} "
+                    "publisher key(s)",
+                    hint="trust more publisher keys first (`toolsmith keys trust`)",
+                )
+            root.roles["targets"].threshold = threshold
+            # The current targets metadata must meet the new threshold too: re-signed here.
+            state.changed |= {"root", "targets"}
+            available = self._available([signer] if signer is not None else [])
+            self._commit(
+                state,
+                {
+                    "root": role_signers(root, "root", available),
+                    "targets": role_signers(root, "targets", available),
+                },
+                "threshold",
+                subject=self.location,
+                actor=_whoami(),
+                reason=None,
+                data={"threshold": threshold},
+            )
+
+    def refresh(self, expiry_days: int | None = None) -> int:
+        """Re-sign the timestamp (same content, a fresh expiry of ``expiry_days`` or the
+        registry's window) with the timestamp key; returns the new timestamp version."""
+        with self._edit() as state:
+            assert self._repo is not None
+            keys = role_signers(state.root.signed, "timestamp", self._available())
+
+            def audit(version: int) -> None:
+                self.record(
+                    "refresh",
+                    actor=_whoami(),
+                    subject=self.location,
+                    reason=None,
+                    data={"meta": version, "days": expiry_days},
+                )
+
+            self._repo.refresh_timestamp(state, keys, before_commit=audit, expiry_days=expiry_days)
+            version = state.timestamp.signed.version
+        return version
 
     def gc(self, *, dry_run: bool = False) -> GarbageReport:
-        """Remove blobs no version names (left by killed publishes and undone approvals) and the
-        temporary files of killed writes. Refuses to run while any index fails to read or verify,
-        since the blobs such an index names cannot be known."""
-        with self._storage.lock():
-            referenced: set[str] = set()
-            for index in self._each_index(None):
-                for r in index.records:
-                    referenced |= {r.envelope, *r.parts.values()}
-                    if r.approval is not None:
-                        referenced.add(r.approval)
-            sizes = self._storage.blob_sizes()
-            unreferenced = sorted(set(sizes) - referenced)
+        """Remove target files no verified metadata names (left by killed publishes) and the
+        temporary files of killed writes. The metadata is verified from the pinned root first,
+        so a rolled-back or frozen registry is refused before anything is deleted."""
+        with self._edit() as state:
+            dir_ = self._local()
+            referenced = {
+                target_file_path(info.path, info.hashes["sha256"])
+                for md in (state.targets, state.approvers)
+                if md is not None
+                for info in md.signed.targets.values()
+            }
+            present: dict[str, int] = {}
+            leftovers: builtins.list[str] = []
+            for rel in _walk(dir_, "targets"):
+                if dir_.is_leftover(rel.rsplit("/", 1)[-1]):
+                    leftovers.append(rel)
+                else:
+                    present[rel] = dir_.size(rel)
+            leftovers += [f"metadata/{n}" for n in dir_.files("metadata") if dir_.is_leftover(n)]
+            unreferenced = sorted(set(present) - referenced)
             report = GarbageReport(
                 dry_run=dry_run,
                 unreferenced=unreferenced,
-                freed_bytes=sum(sizes[d] for d in unreferenced),
-                kept=len(sizes) - len(unreferenced),
-                leftovers=0,
+                freed_bytes=sum(present[p] for p in unreferenced),
+                kept=len(present) - len(unreferenced),
+                leftovers=0 if dry_run else len(leftovers),
             )
             if dry_run:
                 return report
-            for digest in unreferenced:
-                self._storage.delete_blob(digest)
-            report.leftovers = self._storage.clear_leftovers()
-            if unreferenced or report.leftovers:
+            for rel in [*unreferenced, *leftovers]:
+                dir_.delete(rel)
+            if unreferenced or leftovers:
                 self.record(
                     "gc",
                     actor=_whoami(),
-                    subject=str(self.path),
+                    subject=self.location,
                     reason=None,
                     data=report.model_dump(exclude={"dry_run"}),
                 )
-        _log.info("garbage collected", blobs=len(unreferenced), freed_bytes=report.freed_bytes)
+        _log.info("garbage collected", files=len(unreferenced), freed_bytes=report.freed_bytes)
         return report
 
-    def _require_maintainer(self, key: SigningKey, action: str, trust: Policies) -> None:
-        """Only a trusted key may sign an index change."""
-        if key.key_id not in trust.maintainers.keys:
-            raise SignatureError(
-                f"cannot {action}: key {key.key_id[:16]} ({key.name}) is not trusted by "
-                f"{self.path}, and the index must be signed by a trusted key",
-                hint="sign with a trusted key (--key NAME), or trust this one with "
-                "`toolsmith keys trust PUBKEY_FILE`",
-            )
 
-    def _approver_name(self, approver: SigningKey) -> str:
-        """The name the trust store gives the key (the registry's word), else the key's own."""
-        trusted = next(
-            (k for k in self.trust.trusted_keys() if k.key_id == approver.key_id and k.name), None
+def _key_name(delegations: Any, key: SigningKey) -> str:
+    """The name the registry's signed metadata gives ``key`` (its word), else the key's own."""
+    listed = delegations.keys.get(key.key_id) if delegations is not None else None
+    name = listed.unrecognized_fields.get(NAME_FIELD) if listed is not None else None
+    return name if isinstance(name, str) and name else key.name
+
+
+def _walk(dir_: RepoDir, rel: str) -> Iterator[str]:
+    for name in dir_.files(rel):
+        yield f"{rel}/{name}"
+    for sub in dir_.dirs(rel):
+        yield from _walk(dir_, f"{rel}/{sub}")
+
+
+def _role_policy(keys: dict[str, Key], role: Any) -> TrustPolicy:
+    return TrustPolicy({k: keys[k] for k in role.keyids if k in keys}, role.threshold)
+
+
+def _record(info: TargetFile, decided: dict[str, TargetFile]) -> VersionRecord | None:
+    """A version's record from its statement target's custom fields and any decision."""
+    custom = info.custom if isinstance(info.custom, dict) else None
+    _, name, version, _ = info.path.split("/")
+    if custom is None or custom.get("name") != name or custom.get("version") != version:
+        return None
+    decision = decided.get(_approval_path(name, version))
+    status = VersionStatus(custom.get("status", "published"))
+    approval = None
+    if decision is not None and isinstance(decision.custom, dict):
+        approval = decision.hashes["sha256"]
+        status = (
+            VersionStatus.PUBLISHED
+            if decision.custom.get("decision") == Decision.APPROVED.value
+            else VersionStatus.REJECTED
         )
-        return trusted.name if trusted is not None else approver.name
+    try:
+        return VersionRecord(
+            name=name,
+            version=version,
+            digest=custom["digest"],
+            envelope=info.hashes["sha256"],
+            parts=custom.get("parts", {}),
+            status=status,
+            approval=approval,
+            approval_required=bool(custom.get("approval_required")),
+            yanked=bool(custom.get("yanked")),
+            yank_reason=custom.get("yank_reason"),
+            published_at=custom.get("published_at", ""),
+            signers=custom.get("signers", []),
+            description=custom.get("description", ""),
+            tags=custom.get("tags", []),
+            capabilities=custom.get("capabilities", []),
+        )
+    except (KeyError, ValueError) as e:
+        raise CorruptRegistryError(
+            f"signed metadata of {name}@{version} does not describe a version: {e}",
+            hint="the metadata was signed with a bad record; publish a fixed version",
+        ) from None
 
 
 @functools.lru_cache(maxsize=65536)
 def _version(text: str) -> Version:
-    """Index versions parse the same every time; parsing was a third of listing a large
-    registry."""
+    """Versions parse the same every time; parsing was a third of listing a large registry."""
     return Version(text)
 
 
@@ -890,43 +1188,8 @@ def _resolvable(records: Sequence[VersionRecord], ref: str) -> builtins.list[Ver
     ]
 
 
-def _index_document(name: str, document: Any, where: str, restore: str) -> ToolIndex:
-    """An index document as a ``ToolIndex`` of ``name``, or ``CorruptRegistryError``."""
-    try:
-        index = ToolIndex.model_validate(document)
-    except ValidationError as e:
-        raise CorruptRegistryError(
-            f"{where} is unreadable: {e.errors()[0]['msg']}", hint=restore
-        ) from None
-    if index.name != name or any(r.name != name for r in index.records):
-        raise CorruptRegistryError(f"{where} holds records of another tool", hint=restore)
-    return index
-
-
 def _by_version(records: Sequence[VersionRecord]) -> builtins.list[VersionRecord]:
     return sorted(records, key=lambda r: _version(r.version))
-
-
-@functools.lru_cache(maxsize=1024)
-def _load_spec(data: bytes) -> ToolSpec:
-    """Validating a spec runs jsonschema meta-validation (~3 ms); verified bytes parse the same
-    every time, so the result is memoised on the bytes (callers get a deep copy)."""
-    return ToolSpec.model_validate_json(data, context=STORED)
-
-
-def _refuse_unapproved(record: VersionRecord) -> None:
-    ref = f"{record.name}@{record.version}"
-    if record.status == VersionStatus.PENDING:
-        raise ApprovalRequiredError(
-            f"{ref} is pending approval: it cannot be loaded until a person approves it",
-            hint=f"a trusted approver runs `toolsmith approve {ref}` "
-            f"(or `toolsmith reject {ref} --reason ...`)",
-        )
-    if record.status == VersionStatus.REJECTED:
-        raise ApprovalRequiredError(
-            f"{ref} was rejected by an approver and can never be loaded",
-            hint=f"`toolsmith registry verify {ref}` shows it; publish a fixed version for review",
-        )
 
 
 def _whoami() -> str:

@@ -1,224 +1,223 @@
-"""Where registry bytes live: a small interface and the local file backend.
+"""A registry directory that cannot be turned against its owner.
 
-The registry logic only needs write-once blobs by sha256, one small index document per tool, a few
-metadata documents (the trust store), an exclusive lock for writers and a generation token that
-changes whenever an index does; garbage collection adds listing and deleting blobs and clearing
-the leftovers of killed writes. An OCI or S3 backend implements the same operations.
-
-Crash safety of the file backend: every write goes to a temporary file that is fsynced and then
-renamed over its target, so a reader sees the old bytes or the new ones, never a torn file. A
-publish writes its blobs before its index, so a process killed half-way leaves only unreferenced
-blobs (and perhaps a stray temporary file) behind.
+Every path inside the registry is walked one component at a time from a directory file descriptor
+with ``O_NOFOLLOW`` (``openat``-style, through ``dir_fd=``), so no symlink inside the registry is
+ever followed, for reads, writes, deletes or the lock; a file with more than one hard link, or
+anything but a regular file, is refused (``UnsafePathError``). Reads are capped (a file over its cap
+is a ``MetadataTooLargeError``: TUF's endless-data attack). Writes go to a temporary file created
+with ``O_EXCL`` in the target's own directory, fsynced and renamed over the target, so readers see
+the old bytes or the new, never a torn file, and nothing is created or deleted outside the root.
+The root itself is the path the user chose and may be a symlink; everything below it is not.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import fcntl
-import hashlib
 import os
-import re
-import tempfile
+import stat
 import uuid
-from abc import ABC, abstractmethod
 from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
-from toolsmith.errors import CorruptRegistryError, RegistryError
-from toolsmith.log import get_logger
-from toolsmith.spec import NAME_RE
+from toolsmith.errors import MetadataTooLargeError, RegistryError, UnsafePathError
 
-_log = get_logger(__name__)
-
-
-class Storage(ABC):
-    """Byte storage for one registry; every method raises only ``RegistryError`` subclasses."""
-
-    @abstractmethod
-    def get_blob(self, digest: str) -> bytes: ...
-
-    @abstractmethod
-    def put_blob(self, data: bytes) -> str:
-        """Store ``data`` under its sha256 (once) and return the hex digest."""
-
-    @abstractmethod
-    def read_index(self, name: str) -> bytes | None: ...
-
-    @abstractmethod
-    def write_index(self, name: str, data: bytes) -> None: ...
-
-    @abstractmethod
-    def index_names(self) -> list[str]: ...
-
-    @abstractmethod
-    def read_meta(self, key: str) -> bytes | None: ...
-
-    @abstractmethod
-    def write_meta(self, key: str, data: bytes) -> None: ...
-
-    @abstractmethod
-    def lock(self) -> AbstractContextManager[None]:
-        """Held by writers, so concurrent publishes never lose each other's records."""
-
-    @abstractmethod
-    def generation(self) -> str:
-        """A token that differs after every index write, for caches built from the indexes."""
-
-    @abstractmethod
-    def blob_sizes(self) -> dict[str, int]:
-        """Every stored blob's digest and size in bytes."""
-
-    @abstractmethod
-    def delete_blob(self, digest: str) -> None:
-        """Remove a blob; only garbage collection, holding the lock, calls this."""
-
-    @abstractmethod
-    def clear_leftovers(self) -> int:
-        """Remove the temporary files of writes that were killed; the caller holds the lock, so
-        no write is in flight. Returns how many were removed."""
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_TMP_SUFFIX = ".tmp"
 
 
-_HEX64 = re.compile(r"[0-9a-f]{64}")
-
-
-def _is_hex_digest(digest: str) -> bool:
-    return _HEX64.fullmatch(digest) is not None
-
-
-class FileStorage(Storage):
-    """The embedded default: a directory of blobs, index files and metadata."""
+class RepoDir:
+    """One registry directory; ``rel`` paths are ``/``-separated and relative to the root."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        self._blobs = root / "blobs" / "sha256"
-        self._index = root / "index"
-        self._tmp = root / "tmp"
 
-    def _ensure(self) -> None:
-        for d in (self._blobs, self._index, self._tmp):
-            d.mkdir(parents=True, exist_ok=True)
+    def _unsafe(self, rel: str, why: str) -> UnsafePathError:
+        return UnsafePathError(
+            f"refusing {self.root / rel}: {why}",
+            hint="something replaced a registry file with a link or special file; remove it and "
+            "restore the registry from a copy (links inside a registry are never followed)",
+        )
 
-    def _atomic_write(self, target: Path, data: bytes) -> None:
-        fd, tmp = tempfile.mkstemp(dir=self._tmp, prefix=target.name + ".", suffix=".tmp")
+    def _parts(self, rel: str) -> list[str]:
+        parts = rel.split("/")
+        if any(p in ("", ".", "..") or "\0" in p for p in parts):
+            raise RegistryError(f"refusing registry path {rel!r}")
+        return parts
+
+    @contextlib.contextmanager
+    def _dir(self, parts: list[str], *, create: bool) -> Iterator[int]:
+        """The directory ``parts`` as an fd, no component followed if it is a link."""
         try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
+            if create:
+                self.root.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except FileNotFoundError:
             raise
-        dir_fd = os.open(target.parent, os.O_RDONLY)
+        except OSError as e:
+            raise RegistryError(
+                f"cannot open registry {self.root}: {e.strerror}",
+                hint="check the path and its permissions",
+            ) from None
         try:
-            os.fsync(dir_fd)
+            walked: list[str] = []
+            for part in parts:
+                walked.append(part)
+                try:
+                    nxt = os.open(part, _DIR_FLAGS, dir_fd=fd)
+                except FileNotFoundError:
+                    if not create:
+                        raise
+                    with contextlib.suppress(FileExistsError):
+                        os.mkdir(part, 0o755, dir_fd=fd)
+                    nxt = self._open_dir_at(fd, walked)
+                except OSError as e:
+                    raise self._dir_error(walked, e) from None
+                os.close(fd)
+                fd = nxt
+            yield fd
         finally:
-            os.close(dir_fd)
+            os.close(fd)
 
-    def _read(self, path: Path) -> bytes | None:
+    def _open_dir_at(self, fd: int, walked: list[str]) -> int:
         try:
-            return path.read_bytes()
+            return os.open(walked[-1], _DIR_FLAGS, dir_fd=fd)
+        except OSError as e:
+            raise self._dir_error(walked, e) from None
+
+    def _dir_error(self, walked: list[str], e: OSError) -> RegistryError:
+        if e.errno in (errno.ELOOP, errno.ENOTDIR):
+            return self._unsafe("/".join(walked), "not a directory (a symlink or a file)")
+        return RegistryError(f"cannot open {self.root / '/'.join(walked)}: {e.strerror}")
+
+    def read(self, rel: str, limit: int) -> bytes | None:
+        """The bytes of ``rel`` (None when it does not exist), at most ``limit`` bytes."""
+        *dirs, name = self._parts(rel)
+        try:
+            with self._dir(dirs, create=False) as d:
+                try:
+                    fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=d)
+                except FileNotFoundError:
+                    return None
+                except OSError as e:
+                    if e.errno == errno.ELOOP:
+                        raise self._unsafe(rel, "it is a symlink") from None
+                    raise RegistryError(f"cannot read {self.root / rel}: {e.strerror}") from None
+                with os.fdopen(fd, "rb") as f:
+                    self._check_file(os.fstat(fd), rel)
+                    data = f.read(limit + 1)
         except FileNotFoundError:
             return None
-        except OSError as e:
-            raise CorruptRegistryError(f"cannot read {path}: {e.strerror}") from None
-
-    def _index_path(self, name: str) -> Path:
-        if not NAME_RE.fullmatch(name):
-            raise RegistryError(f"refusing index path for tool name {name!r}")
-        return self._index / f"{name}.json"
-
-    def get_blob(self, digest: str) -> bytes:
-        if not _is_hex_digest(digest):
-            raise CorruptRegistryError(f"index names a malformed blob digest {digest!r}")
-        data = self._read(self._blobs / digest)
-        if data is None:
-            raise CorruptRegistryError(
-                f"blob sha256:{digest} is missing from {self._blobs}",
-                hint="restore the registry directory from a copy, or re-publish the tool",
+        if len(data) > limit:
+            raise MetadataTooLargeError(
+                f"{self.root / rel} is over its size cap of {limit} bytes",
+                hint="an endless-data attack or a damaged file: restore the registry from a copy",
             )
         return data
 
-    def put_blob(self, data: bytes) -> str:
-        digest = hashlib.sha256(data).hexdigest()
-        target = self._blobs / digest
-        existing = self._read(target)
-        if existing is not None and hashlib.sha256(existing).hexdigest() == digest:
-            return digest
-        self._ensure()
-        self._write(target, data)
-        return digest
+    def _check_file(self, st: os.stat_result, rel: str) -> None:
+        if not stat.S_ISREG(st.st_mode):
+            raise self._unsafe(rel, "not a regular file")
+        if st.st_nlink != 1:
+            raise self._unsafe(rel, f"it has {st.st_nlink} hard links")
 
-    def read_index(self, name: str) -> bytes | None:
-        return self._read(self._index_path(name))
+    def write(self, rel: str, data: bytes) -> None:
+        """Replace ``rel`` atomically (fsynced); a link in its place is replaced, not followed."""
+        *dirs, name = self._parts(rel)
+        tmp = f".{name}.{uuid.uuid4().hex}{_TMP_SUFFIX}"
+        try:
+            with self._dir(dirs, create=True) as d:
+                fd = os.open(
+                    tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644, dir_fd=d
+                )
+                try:
+                    with os.fdopen(fd, "wb") as f:
+                        f.write(data)
+                        f.flush()
+                        os.fsync(f.fileno())
+                    os.rename(tmp, name, src_dir_fd=d, dst_dir_fd=d)
+                except BaseException:
+                    with contextlib.suppress(OSError):
+                        os.unlink(tmp, dir_fd=d)
+                    raise
+                os.fsync(d)
+        except OSError as e:
+            raise RegistryError(
+                f"cannot write {self.root / rel}: {e.strerror}",
+                hint="check the registry directory and its permissions",
+            ) from None
 
-    def write_index(self, name: str, data: bytes) -> None:
-        self._ensure()
-        self._write(self._index_path(name), data)
-        self._write(self.root / "generation", uuid.uuid4().hex.encode())
-
-    def index_names(self) -> list[str]:
-        """Tool names with an index file; a stray file (not ``<tool name>.json``) is skipped, so
-        it cannot hide every tool from listings."""
-        if not self._index.is_dir():
+    def files(self, rel_dir: str) -> list[str]:
+        """Names of the regular files directly in ``rel_dir`` (links and directories skipped)."""
+        try:
+            with self._dir(self._parts(rel_dir), create=False) as d:
+                out = []
+                for name in os.listdir(d):
+                    with contextlib.suppress(OSError):
+                        st = os.stat(name, dir_fd=d, follow_symlinks=False)
+                        if stat.S_ISREG(st.st_mode):
+                            out.append(name)
+                return sorted(out)
+        except FileNotFoundError:
             return []
-        names = []
-        for p in self._index.glob("*.json"):
-            if NAME_RE.fullmatch(p.stem) and len(p.stem) <= 64:
-                names.append(p.stem)
-            else:
-                _log.warning("not a tool index, skipped", file=str(p))
-        return sorted(names)
 
-    def read_meta(self, key: str) -> bytes | None:
-        return self._read(self.root / f"{key}.json")
+    def dirs(self, rel_dir: str) -> list[str]:
+        """Names of the real directories directly in ``rel_dir`` (links skipped)."""
+        try:
+            with self._dir(self._parts(rel_dir), create=False) as d:
+                out = []
+                for name in os.listdir(d):
+                    with contextlib.suppress(OSError):
+                        st = os.stat(name, dir_fd=d, follow_symlinks=False)
+                        if stat.S_ISDIR(st.st_mode):
+                            out.append(name)
+                return sorted(out)
+        except FileNotFoundError:
+            return []
 
-    def write_meta(self, key: str, data: bytes) -> None:
-        self._ensure()
-        self._write(self.root / f"{key}.json", data)
+    def size(self, rel: str) -> int:
+        *dirs, name = self._parts(rel)
+        with self._dir(dirs, create=False) as d:
+            return os.stat(name, dir_fd=d, follow_symlinks=False).st_size
 
-    @contextmanager
+    def delete(self, rel: str) -> None:
+        """Remove ``rel`` itself (a link is removed, never its target)."""
+        *dirs, name = self._parts(rel)
+        try:
+            with self._dir(dirs, create=False) as d:
+                os.unlink(name, dir_fd=d)
+        except FileNotFoundError:
+            return
+        except OSError as e:
+            raise RegistryError(f"cannot delete {self.root / rel}: {e.strerror}") from None
+
+    def is_leftover(self, name: str) -> bool:
+        """Whether ``name`` is the temporary file of a write that was killed."""
+        return name.startswith(".") and name.endswith(_TMP_SUFFIX)
+
+    @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
-        """Exclusive across processes; the kernel drops it if the holder dies."""
-        self._ensure()
-        with open(self.root / ".lock", "a+b") as f:
-            fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        """Exclusive across processes (``flock`` on ``.lock``, never through a link); the kernel
+        drops it if the holder dies."""
+        try:
+            with self._dir([], create=True) as d:
+                fd = os.open(
+                    ".lock",
+                    os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
+                    0o644,
+                    dir_fd=d,
+                )
+        except OSError as e:
+            if e.errno == errno.ELOOP:
+                raise self._unsafe(".lock", "it is a symlink") from None
+            raise RegistryError(f"cannot lock {self.root}: {e.strerror}") from None
+        try:
+            self._check_file(os.fstat(fd), ".lock")
+            fcntl.flock(fd, fcntl.LOCK_EX)
             try:
                 yield
             finally:
-                fcntl.flock(f.fileno(), fcntl.LOCK_UN)
-
-    def generation(self) -> str:
-        data = self._read(self.root / "generation")
-        return data.decode(errors="replace") if data is not None else ""
-
-    def blob_sizes(self) -> dict[str, int]:
-        if not self._blobs.is_dir():
-            return {}
-        return {p.name: p.stat().st_size for p in self._blobs.iterdir() if _is_hex_digest(p.name)}
-
-    def delete_blob(self, digest: str) -> None:
-        if not _is_hex_digest(digest):
-            raise RegistryError(f"refusing to delete malformed blob digest {digest!r}")
-        try:
-            (self._blobs / digest).unlink(missing_ok=True)
-        except OSError as e:
-            raise RegistryError(
-                f"cannot delete blob {digest}: {e.strerror}", hint="check the registry directory"
-            ) from None
-
-    def clear_leftovers(self) -> int:
-        if not self._tmp.is_dir():
-            return 0
-        leftovers = [p for p in self._tmp.iterdir() if p.is_file()]
-        for p in leftovers:
-            p.unlink(missing_ok=True)
-        return len(leftovers)
-
-    def _write(self, target: Path, data: bytes) -> None:
-        try:
-            self._atomic_write(target, data)
-        except OSError as e:
-            raise RegistryError(
-                f"cannot write {target}: {e.strerror}", hint="check the registry directory"
-            ) from None
+                fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)

@@ -1,0 +1,275 @@
+"""The consumer's side of a registry: a pinned root and python-tuf's ngclient.
+
+Each consumer (this user: library, CLI and MCP server alike) keeps, per registry location, its own
+trusted metadata under ``$TOOLSMITH_STATE`` (default ``$TOOLSMITH_HOME/state``, else the per-user
+state dir): ``registries/<sha256 of the location>/metadata`` (the pinned root's history and the
+last timestamp, snapshot, targets and approvers it trusted) and ``targets`` (a cache of a served
+registry's target files). Nothing in the registry directory can change what is trusted: the
+root moves only by TUF's rotation rules (each new root signed by the old root's threshold), and
+ngclient refuses rollback, freeze and mix-and-match against the versions kept here.
+
+A local registry is read through ``_LocalFetcher`` (the same no-follow, size-capped reads as the
+writer), a served one over HTTP by ngclient's own fetcher; both go through the same ``Updater``.
+Every python-tuf exception is mapped here to toolsmith's errors, naming the attack and the fix.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+import platformdirs
+from tuf.api import exceptions as tuf_exc
+from tuf.api.metadata import Metadata, Root, TargetFile, Targets
+from tuf.ngclient import FetcherInterface, Updater, UpdaterConfig
+
+from toolsmith.errors import (
+    CorruptRegistryError,
+    FreezeError,
+    MetadataTooLargeError,
+    MixAndMatchError,
+    RegistryError,
+    RegistryUnavailableError,
+    RollbackError,
+    SignatureError,
+    ToolsmithError,
+    TrustError,
+    UntrustedRegistryError,
+)
+from toolsmith.registry._repository import MAX_METADATA
+from toolsmith.registry._storage import RepoDir
+
+STATE_ENV = "TOOLSMITH_STATE"
+MAX_TARGET = 64 * 1024 * 1024
+_LOCAL_SCHEME = "toolsmith-local"
+
+
+def state_root() -> Path:
+    """``$TOOLSMITH_STATE``, else ``$TOOLSMITH_HOME/state``, else the per-user state dir."""
+    env = os.environ.get(STATE_ENV)
+    if env:
+        return Path(env)
+    home = os.environ.get("TOOLSMITH_HOME")
+    if home:
+        return Path(home) / "state"
+    return Path(platformdirs.user_state_dir("toolsmith"))
+
+
+def is_url(location: str | os.PathLike[str]) -> bool:
+    return isinstance(location, str) and location.startswith(("http://", "https://"))
+
+
+def fingerprint(root_bytes: bytes) -> str:
+    """A registry's fingerprint: sha256 of its first root metadata (``metadata/1.root.json``)."""
+    return hashlib.sha256(root_bytes).hexdigest()
+
+
+class _LocalFetcher(FetcherInterface):
+    """ngclient's downloads served from a registry directory, never following a link."""
+
+    def __init__(self, repo: RepoDir) -> None:
+        self._repo = repo
+
+    def _fetch(self, url: str) -> Iterator[bytes]:
+        rel = unquote(urlparse(url).path).lstrip("/")
+        role = rel.rsplit("/", 1)[-1].rsplit(".", 2)[-2] if rel.startswith("metadata/") else ""
+        cap = MAX_METADATA.get(role, MAX_METADATA["targets"]) if role else MAX_TARGET
+        try:
+            data = self._repo.read(rel, cap)
+        except MetadataTooLargeError as e:
+            raise tuf_exc.DownloadLengthMismatchError(e.message) from e
+        if data is None:
+            raise tuf_exc.DownloadHTTPError(f"{rel} not found", 404)
+        return iter((data,))
+
+
+def _attack(e: Exception, where: str) -> ToolsmithError:
+    """python-tuf's verdict as toolsmith's error: which attack it looks like and what to do."""
+    fix_state = (
+        "do not use this registry copy; ask its maintainer, or point at a good copy (the "
+        "consumer state kept the last good metadata and is unchanged)"
+    )
+    msg = str(e)
+    if isinstance(e, tuf_exc.DownloadLengthMismatchError):
+        return MetadataTooLargeError(
+            f"{where}: metadata is over its size cap (endless-data attack?): {msg}", hint=fix_state
+        )
+    if isinstance(e, tuf_exc.ExpiredMetadataError):
+        return FreezeError(
+            f"{where}: {msg} (freeze attack: an old registry state is being served, or its "
+            "maintainer has not refreshed it)",
+            hint="ask the maintainer to run `toolsmith registry refresh`, or use a current copy",
+        )
+    if isinstance(e, tuf_exc.BadVersionNumberError) and "must be >=" in msg:
+        return RollbackError(
+            f"{where}: {msg} (rollback attack: older metadata than this consumer already trusted)",
+            hint=fix_state,
+        )
+    if isinstance(e, tuf_exc.BadVersionNumberError | tuf_exc.LengthOrHashMismatchError) or (
+        isinstance(e, tuf_exc.RepositoryError) and "missing info" in msg
+    ):
+        return MixAndMatchError(
+            f"{where}: {msg} (mix-and-match: metadata of different registry states served "
+            "together, or a file was altered)",
+            hint=fix_state,
+        )
+    if isinstance(e, tuf_exc.UnsignedMetadataError):
+        return SignatureError(
+            f"{where}: {msg} (metadata not signed by the keys the pinned root trusts)",
+            hint=fix_state,
+        )
+    if isinstance(e, tuf_exc.DownloadError):
+        cause = e.__cause__
+        if isinstance(cause, ToolsmithError):
+            return cause
+        return RegistryUnavailableError(
+            f"{where}: {msg}" + (f" ({cause})" if cause else ""),
+            hint="check the registry URL and the network, then try again",
+        )
+    if isinstance(e, tuf_exc.RepositoryError):
+        return TrustError(f"{where}: metadata does not verify: {msg}", hint=fix_state)
+    if isinstance(e, OSError):
+        return RegistryError(
+            f"{where}: cannot use the consumer state: {e.strerror or e}",
+            hint=f"check {state_root()} and its permissions",
+        )
+    return CorruptRegistryError(f"{where}: {type(e).__name__}: {msg}", hint=fix_state)
+
+
+class Consumer:
+    """This user's trust in one registry location (a directory or an http(s) URL)."""
+
+    def __init__(self, location: str, repo: RepoDir | None) -> None:
+        self.location = location
+        self._repo = repo
+        key = hashlib.sha256(location.encode()).hexdigest()[:32]
+        self.dir = state_root() / "registries" / key
+        self.metadata_dir = self.dir / "metadata"
+        self.targets_dir = self.dir / "targets"
+
+    def pinned(self) -> bool:
+        return (self.metadata_dir / "root.json").exists()
+
+    def pin(self, root_bytes: bytes) -> None:
+        """Trust ``root_bytes`` as this registry's root from now on (TUF's bootstrap)."""
+        try:
+            Metadata[Root].from_bytes(root_bytes)
+        except Exception as e:
+            raise TrustError(f"{self.location}: not a TUF root: {e}") from None
+        try:
+            self.metadata_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            for old in self.metadata_dir.glob("*.json"):
+                old.unlink()
+            self.updater(bootstrap=root_bytes)
+        except OSError as e:
+            raise _attack(e, self.location) from None
+
+    def untrusted(self) -> UntrustedRegistryError:
+        return UntrustedRegistryError(
+            f"registry {self.location} is not trusted by this user: no root of it is pinned "
+            f"(in {state_root()})",
+            hint=f"get its fingerprint from its maintainer (`toolsmith registry fingerprint "
+            f"--registry {self.location}`) and run `toolsmith registry trust {self.location} "
+            "--root SHA256`",
+        )
+
+    def fetch_first_root(self) -> bytes:
+        """A served registry's ``metadata/1.root.json`` (to compare with a fingerprint)."""
+        from tuf.ngclient import Urllib3Fetcher
+
+        try:
+            return Urllib3Fetcher().download_bytes(
+                self.location.rstrip("/") + "/metadata/1.root.json", MAX_METADATA["root"]
+            )
+        except tuf_exc.DownloadError as e:
+            raise _attack(e, self.location) from None
+
+    def updater(self, *, bootstrap: bytes | None = None) -> Updater:
+        if bootstrap is None and not self.pinned():
+            raise self.untrusted()
+        if self._repo is not None:
+            base = f"{_LOCAL_SCHEME}:///"
+            fetcher: FetcherInterface | None = _LocalFetcher(self._repo)
+        else:
+            base = self.location.rstrip("/") + "/"
+            fetcher = None
+        config = UpdaterConfig(
+            root_max_length=MAX_METADATA["root"],
+            timestamp_max_length=MAX_METADATA["timestamp"],
+            snapshot_max_length=MAX_METADATA["snapshot"],
+            targets_max_length=MAX_METADATA["targets"],
+        )
+        self.targets_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        try:
+            return Updater(
+                str(self.metadata_dir),
+                base + "metadata/",
+                str(self.targets_dir),
+                base + "targets/",
+                fetcher,
+                config,
+                bootstrap=bootstrap,
+            )
+        except (tuf_exc.RepositoryError, OSError) as e:
+            raise _attack(e, self.location) from None
+
+
+class View:
+    """One verified state of a registry, as this consumer's ngclient accepted it."""
+
+    def __init__(self, consumer: Consumer, updater: Updater) -> None:
+        self.consumer = consumer
+        self.updater = updater
+        try:
+            updater.refresh()
+        except Exception as e:
+            raise _attack(e, consumer.location) from None
+        # ngclient keeps the verified metadata in its trusted set; it offers no listing call,
+        # and listing every tool needs the whole targets role.
+        self._trusted = updater._trusted_set
+
+    @property
+    def root(self) -> Root:
+        return self._trusted.root
+
+    @property
+    def targets(self) -> Targets:
+        return self._trusted.targets
+
+    @property
+    def timestamp_version(self) -> int:
+        return self._trusted.timestamp.version
+
+    def has_role(self, role: str) -> bool:
+        return f"{role}.json" in self._trusted.snapshot.meta
+
+    def delegated(self, role: str) -> Targets | None:
+        """A delegated role's verified metadata (fetched on first use), or None if the
+        registry has none yet."""
+        if not self.has_role(role):
+            return None
+        try:
+            return self.updater._load_targets(role, "targets")
+        except Exception as e:
+            raise _attack(e, self.consumer.location) from None
+
+    def targetinfo(self, path: str) -> TargetFile | None:
+        try:
+            return self.updater.get_targetinfo(path)
+        except Exception as e:
+            raise _attack(e, self.consumer.location) from None
+
+    def download(self, info: TargetFile) -> bytes:
+        """A served target's bytes, from the consumer's cache when they are there (ngclient
+        checks length and hashes either way)."""
+        try:
+            path = self.updater.find_cached_target(info)
+            if path is None:
+                path = self.updater.download_target(info)
+            with open(path, "rb") as f:
+                return f.read()
+        except Exception as e:
+            raise _attack(e, self.consumer.location) from None
