@@ -99,23 +99,24 @@ def test_versions_yank_unyank(reg: Registry, env: dict[str, str]) -> None:
     [("garbage", "TrustError"), ("unsigned edit", "SignatureError")],
 )
 def test_damaged_metadata_is_one_clear_error_and_changes_nothing(
-    reg: Registry, env: dict[str, str], damage: str, error: str
+    reg: Registry, tmp_path: Path, env: dict[str, str], damage: str, error: str
 ) -> None:
     """Metadata that does not verify (garbage, or a targets file edited without its key) fails
-    the command with the problem named and a fix, and never enters the consumer's trusted
-    state (its newer timestamp and snapshot, which do verify, may)."""
+    another user's command with the problem named and a fix, and never enters their trusted
+    state."""
+    other = {**env, "TOOLSMITH_HOME": str(tmp_path / "other")}
+    fp = cli_json(env, "registry", "fingerprint", "--registry", str(reg.path))["fingerprint"]
     meta = reg.path / "metadata"
     targets = max(meta.glob("*.targets.json"), key=lambda p: int(p.name.split(".")[0]))
     if damage == "garbage":
         targets.write_text("{not json")
     else:
         targets.write_text(targets.read_text().replace('"yanked":false', '"yanked":true', 1))
-    tmp_state = Path(env["TOOLSMITH_HOME"]) / "state"
-    state = sorted(p.read_bytes() for p in tmp_state.rglob("targets.json"))
-    r = cli(env, "registry", "list", "--registry", str(reg.path), "--json")
+    assert cli_json(other, "registry", "trust", str(reg.path), "--root", fp)
+    r = cli(other, "registry", "list", "--registry", str(reg.path), "--json")
     assert r.returncode == 4 and r.stdout == ""
     assert error in r.stderr and "fix:" in r.stderr and "Traceback" not in r.stderr
-    assert sorted(p.read_bytes() for p in tmp_state.rglob("targets.json")) == state
+    assert not list((tmp_path / "other" / "state").rglob("targets.json"))
 
 
 def test_data_is_printed_literally_not_as_markup(tmp_path: Path, env: dict[str, str]) -> None:

@@ -10,15 +10,13 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from tests.test_registry_support import make_spec
+from tests.test_registry_support import CURATED, curated_fingerprint, make_spec
 from toolsmith.cli.registry import app as registry_app
 from toolsmith.errors import SpecError, UsageError
 from toolsmith.export import STRICT_KEYWORDS, export_spec, to_mcp, to_openai
-from toolsmith.registry import Registry
+from toolsmith.registry import Registry, trust_registry
 from toolsmith.spec import STORED, ToolSpec
 from toolsmith.validation import Contract
-
-CURATED = Path(__file__).resolve().parents[1] / "registry"
 
 
 def object_spec(capabilities: list[str]) -> ToolSpec:
@@ -147,6 +145,7 @@ def test_stored_specs_are_exported_repaired_or_refused_never_broken() -> None:
 def test_curated_slugify_exports_without_its_yaml_accident() -> None:
     """The signed curated slugify still carries the accident until it is republished; what the
     registry exports to clients does not."""
+    trust_registry(CURATED, curated_fingerprint())
     tool = Registry(CURATED).resolve("slugify")
     definition = mcp.types.Tool.model_validate(to_mcp(tool.spec))
     assert nulls(definition.input_schema) == []
@@ -187,10 +186,14 @@ def test_cli_export_strict(tmp_path: Path) -> None:
     """`toolsmith registry export slugify --format openai --strict` prints a strict definition."""
     import json
 
+    env = {"TOOLSMITH_HOME": str(tmp_path)}
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TOOLSMITH_HOME", str(tmp_path))
+        trust_registry(CURATED, curated_fingerprint())
     out = CliRunner().invoke(
         registry_app,
         ["export", "slugify", "--format", "openai", "--strict", "--registry", str(CURATED)],
-        env={"TOOLSMITH_HOME": str(tmp_path)},
+        env=env,
     )
     assert out.exit_code == 0, out.output
     function = json.loads(out.stdout)["function"]

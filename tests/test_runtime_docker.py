@@ -24,6 +24,7 @@ from toolsmith.errors import (
 )
 from toolsmith.keys import KeyStore
 from toolsmith.loader import Tool, load_tool
+from toolsmith.policy import CapabilityPolicy
 from toolsmith.registry import Registry
 from toolsmith.runtimes.docker import DockerTool, load_docker
 from toolsmith.sandbox import Limits, connect
@@ -166,8 +167,10 @@ def hostile_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Regis
     root = tmp_path_factory.mktemp("hostile")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("TOOLSMITH_HOME", str(root / "home"))
-        # The module's own keys, so its tests (each with a home of its own) can publish too.
-        reg = Registry(root / "reg", keys=KeyStore(root / "home" / "keys"))
+        # The module's own keys, so its tests (each with a home of its own) can publish too; a
+        # consumer policy that admits the capabilities the misbehaviour needs.
+        permissive = CapabilityPolicy.from_toml('[capabilities]\nallow = ["*"]\n')
+        reg = Registry(root / "reg", keys=KeyStore(root / "home" / "keys"), policy=permissive)
         reg.publish(ToolSpec.parse(HOSTILE_SPEC), HOSTILE, passing_report(), provenance())
         yield reg
 
