@@ -183,7 +183,8 @@ def test_strict_mode_refuses_keywords_it_would_drop() -> None:
 
 
 def test_cli_export_strict(tmp_path: Path) -> None:
-    """`toolsmith registry export slugify --format openai --strict` prints a strict definition."""
+    """`toolsmith registry export convert_units --format openai --strict` prints a strict
+    definition (slugify's text now has a maxLength, which strict mode refuses)."""
     import json
 
     env = {"TOOLSMITH_HOME": str(tmp_path)}
@@ -192,7 +193,7 @@ def test_cli_export_strict(tmp_path: Path) -> None:
         trust_registry(CURATED, curated_fingerprint())
     out = CliRunner().invoke(
         registry_app,
-        ["export", "slugify", "--format", "openai", "--strict", "--registry", str(CURATED)],
+        ["export", "convert_units", "--format", "openai", "--strict", "--registry", str(CURATED)],
         env=env,
     )
     assert out.exit_code == 0, out.output
