@@ -9,9 +9,11 @@ Two tools from the repo's curated registry: ``to_roman`` (trivial) and ``json_ca
                  fork of its own process; spaced, those happen between calls, as with an agent)
   docker exec    ``docker exec`` of ``python3 -I -c <tool + call>`` into one running container
   docker run     a fresh hardened container per call (create, attach, start, wait, logs, remove)
-plus the one-off costs: ``Registry.resolve`` (verify) and ``load_tool`` per runtime.
+plus the one-off costs: ``Registry.resolve`` (verify) and ``load_tool`` per runtime, and the
+cost of the run-time barriers: two warm docker tools, one with its barriers and one without
+(``bench/unconfined.py``), called alternately (ABBA order), back to back and 20 ms apart.
 
-Usage: python bench/calls.py [--n 1000] [--slow-n 10]
+Usage: python bench/calls.py [--n 1000] [--slow-n 10] [--barriers-only]
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
+
+from unconfined import unconfined
 
 from toolsmith.loader import load_tool
 from toolsmith.registry import Registry
@@ -132,6 +136,46 @@ class Containers:
 Row = tuple[str, str, list[float], float | None]
 
 
+def interleaved(
+    a: Callable[[], Any], b: Callable[[], Any], n: int, gap_s: float = 0.0
+) -> tuple[list[float], list[float]]:
+    """Milliseconds per call of ``a`` and ``b``, alternated ABBA so drift hits both alike."""
+    for _ in range(5):
+        a(), b()
+    samples: tuple[list[float], list[float]] = ([], [])
+    for i in range(n):
+        order = ((0, a), (1, b)) if i % 2 == 0 else ((1, b), (0, a))
+        for which, fn in order:
+            if gap_s:
+                time.sleep(gap_s)
+            start = time.perf_counter()
+            fn()
+            samples[which].append((time.perf_counter() - start) * 1000)
+    return samples
+
+
+def bench_barriers(registry: Registry, name: str, args: dict[str, Any], n: int) -> list[Row]:
+    """A warm docker call with its barriers against the same call without them."""
+    verified = registry.resolve(name)
+    rows: list[Row] = []
+    with load_tool(verified, "docker") as confined:
+        with unconfined():
+            baseline_tool = load_tool(verified, "docker")
+        with baseline_tool:
+            assert confined(**args) == baseline_tool(**args)
+            for label, count, gap in (
+                ("back to back", n, 0.0),
+                ("20 ms apart", max(50, n // 5), 0.02),
+            ):
+                with_b, without = interleaved(
+                    partial(confined, **args), partial(baseline_tool, **args), count, gap
+                )
+                base = p50(without)
+                rows.append((name, f"warm, no barriers, {label}", without, base))
+                rows.append((name, f"warm, barriers, {label}", with_b, base))
+    return rows
+
+
 def bench_tool(
     registry: Registry, containers: Containers, name: str, args: dict[str, Any], n: int, slow_n: int
 ) -> list[Row]:
@@ -163,7 +207,19 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--n", type=int, default=1000, help="calls per in-process/warm row")
     parser.add_argument("--slow-n", type=int, default=10, help="calls per exec / run row")
+    parser.add_argument(
+        "--barriers-only", action="store_true", help="only the with/without barriers rows"
+    )
     opts = parser.parse_args()
+    if opts.barriers_only:
+        with tempfile.TemporaryDirectory() as tmp:
+            copy = Path(tmp) / "registry"
+            shutil.copytree(CURATED, copy, ignore=shutil.ignore_patterns("sources", "tmp", ".lock"))
+            registry = Registry(copy)
+            rows = bench_barriers(registry, "to_roman", {"number": 1994}, opts.n)
+            rows += bench_barriers(registry, "json_canonicalize", {"document": document()}, opts.n)
+        print_rows(rows, f"barriers only; n={opts.n}", "x no barr")
+        return
 
     with tempfile.TemporaryDirectory() as tmp:
         copy = Path(tmp) / "registry"
@@ -183,6 +239,7 @@ def main() -> None:
                 opts.n,
                 opts.slow_n,
             )
+            rows += bench_barriers(registry, "to_roman", {"number": 1994}, opts.n)
             rows.append(
                 (
                     "to_roman",
@@ -211,11 +268,17 @@ def main() -> None:
         finally:
             containers.close()
 
-    print(f"engine runtime: {containers.engine.runtime}; n={opts.n}, slow n={opts.slow_n}")
-    print(f"| {'tool':<17} | {'path':<32} | {'p50 ms':>9} | {'p99 ms':>9} | {'x floor':>9} |")
+    title = f"engine runtime: {containers.engine.runtime}; n={opts.n}, slow n={opts.slow_n}"
+    print_rows(rows, title, "x floor")
+
+
+def print_rows(rows: list[Row], title: str, against: str) -> None:
+    """The table; the ratio column is the p50 against the row's baseline (floor or no barriers)."""
+    print(title)
+    print(f"| {'tool':<17} | {'path':<32} | {'p50 ms':>9} | {'p99 ms':>9} | {against:>9} |")
     print(f"|{'-' * 19}|{'-' * 34}|{'-' * 10}:|{'-' * 10}:|{'-' * 10}:|")
     for tool_name, path, samples, base in rows:
-        ratio = f"{p50(samples) / base:9.1f}" if base else f"{'-':>9}"
+        ratio = f"{p50(samples) / base:9.3f}" if base else f"{'-':>9}"
         median, tail = p50(samples), p99(samples)
         print(f"| {tool_name:<17} | {path:<32} | {median:9.3f} | {tail:9.3f} | {ratio} |")
 

@@ -8,7 +8,9 @@ Runs, in one process and on the same payload:
   warm-b2b     the warm pool, jobs back to back (refill competes with the next job)
   llm-sandbox  the same payload through llm-sandbox, on the same image
   epicbox      the same payload through epicbox, on the same image
-and prints p50/p99 per job and ratios. Usage: python bench/sandbox.py [--n 20]
+and prints p50/p99 per job and ratios; then the cost of the run-time barriers per job: warm-pool
+jobs with and without them (``bench/unconfined.py``), alternated (ABBA), each after the pool
+refilled. Usage: python bench/sandbox.py [--n 20] [--barriers-only]
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from unconfined import unconfined
 
 from toolsmith.sandbox import Sandbox, SandboxJob, ensure_image
 
@@ -136,11 +139,50 @@ def _epicbox(tag: str, n: int) -> list[float]:
     return _timed(once, n)
 
 
+def _passes(sb: Sandbox) -> None:
+    report = sb.run(JOB)
+    if not report.passed:
+        raise RuntimeError(report.failure_text())
+
+
+def barriers(n: int) -> None:
+    """Warm-pool jobs with and without the run-time barriers, alternated, pool refilled first."""
+    image = ensure_image()
+    samples: dict[bool, list[float]] = {True: [], False: []}
+    with Sandbox(pool_size=2, image=image) as warm:
+        pool = warm.backend.pool_for(JOB)  # type: ignore[attr-defined]
+        for confined in (True, False, True, False):  # warm-up, both ways
+            pool.wait_ready()
+            with contextlib.nullcontext() if confined else unconfined():
+                _passes(warm)
+        for i in range(n):
+            for confined in (True, False) if i % 2 == 0 else (False, True):
+                pool.wait_ready()
+                time.sleep(0.5)
+                with contextlib.nullcontext() if confined else unconfined():
+                    t = time.perf_counter()
+                    _passes(warm)
+                    samples[confined].append(time.perf_counter() - t)
+    base = statistics.median(samples[False])
+    print(f"image {image.tag}; warm pool (refilled), n={n} each, alternated")
+    for confined, label in ((False, "no barriers"), (True, "barriers")):
+        xs = samples[confined]
+        p50 = statistics.median(xs)
+        print(
+            f"{label:28} {p50 * 1e3:9.1f} ms p50 {_pctl(xs, 0.99) * 1e3:9.1f} ms p99 "
+            f"x{p50 / base:.3f}"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--n", type=int, default=20)
     parser.add_argument("--fresh-n", type=int, default=8)
+    parser.add_argument("--barriers-only", action="store_true")
     args = parser.parse_args()
+    if args.barriers_only:
+        barriers(args.n)
+        return
     image = ensure_image()
     rows: dict[str, list[float]] = {}
     notes: list[str] = []
@@ -193,6 +235,7 @@ def main() -> None:
         )
     for note in notes:
         print(note)
+    barriers(args.n)
 
 
 if __name__ == "__main__":

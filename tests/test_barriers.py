@@ -227,6 +227,8 @@ def test_runtime_declared_capabilities_keep_working(
     )
     try:
         assert {use: tool(use=use) for use in DECLARED_RESULTS} == DECLARED_RESULTS
+        assert tool(use="list_work") == []  # emptied after the call that wrote it, still there
+        assert tool(use="write_work") == "kept"
     finally:
         tool.close()
 

@@ -171,6 +171,8 @@ def declared(use):
             f.write("tmp")
         with open("/tmp/x") as f:
             return f.read()
+    if use == "list_work":
+        return os.listdir("/work/out")
     if use == "env":
         return os.environ["{SECRET_NAME}"]
     if use == "thread":

@@ -133,6 +133,11 @@ BARRIERS: tuple[Barrier, ...] = (
 )
 
 
+UNCONFINED_BASELINE = {"unconfined_baseline": True}
+"""Sent instead of a plan by the benchmarks alone (``bench/``), to time the same path without
+barriers; nothing in toolsmith sends it, and a tool's code never reaches the message it is in."""
+
+
 class SyscallRule(BaseModel):
     """Answer ``syscall`` with ``errno`` (when its argument ``arg`` masked by ``mask`` equals
     ``value``, if ``arg`` is set)."""

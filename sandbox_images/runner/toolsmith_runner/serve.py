@@ -182,6 +182,11 @@ class Server:
         self.spare: Spare | None = None
         self.answered: Spare | None = None
         self.oom_baseline = oom_kills()
+        # Declared writable directories in /work: the zygote made them and its Landlock ruleset
+        # names them by inode, so the clean-up empties them rather than removing them.
+        plan = load.get("barriers")
+        writes = plan.get("write", []) if isinstance(plan, dict) else []
+        self.keep = {str(p) for p in writes if str(p).startswith("/work/")}
 
     def emit(self, kind: str, payload: bytes) -> None:
         data = self.prefix + b"%s %d\n" % (kind.encode(), len(payload)) + payload
@@ -293,7 +298,7 @@ class Server:
             self.reset()
             return
         for place in WIPED:
-            wipe(place)
+            wipe(place, self.keep)
         remove_ipc()
         self.oom_baseline = oom_kills()
 
@@ -337,14 +342,20 @@ def strays(keep: set[int]) -> list[int]:
     return found
 
 
-def wipe(place: str) -> None:
-    """Empty ``place``, whatever modes the tool left on what it made there (all of it is ours)."""
+def wipe(place: str, keep: frozenset[str] | set[str] = frozenset()) -> None:
+    """Empty ``place``, whatever modes the tool left on what it made there (all of it is ours);
+    directories in ``keep`` (and those above them) stay, emptied, with their mode restored."""
     try:
         entries = list(os.scandir(place))
     except OSError:
         return
     for entry in entries:
         with contextlib.suppress(OSError):
+            kept = any(k == entry.path or k.startswith(entry.path + "/") for k in keep)
+            if kept and entry.is_dir(follow_symlinks=False):
+                os.chmod(entry.path, 0o700)
+                wipe(entry.path, keep)
+                continue
             if entry.is_dir(follow_symlinks=False):
                 _remove_tree(entry.path, set())
             else:

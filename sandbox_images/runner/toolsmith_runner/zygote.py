@@ -116,10 +116,9 @@ class Tool:
     def spare(self, args_fd: int, answer_fd: int) -> None:
         """In the forked child: wait for the arguments, answer once, exit. Never returns."""
         try:
-            low, high = sorted((args_fd, answer_fd))
-            os.closerange(CONTROL_FD, low)
-            os.closerange(low + 1, high)
-            os.closerange(high + 1, 1 << 16)
+            keep = sorted({args_fd, answer_fd, self.barriers.ruleset_fd} - {-1})
+            for low, high in zip([CONTROL_FD - 1, *keep], [*keep, 1 << 16], strict=True):
+                os.closerange(low + 1, high)
             set_dumpable(True)  # /proc/self is ours again; the zygote stays closed to us
             with contextlib.suppress(OSError), open("/proc/self/oom_score_adj", "w") as f:
                 f.write("1000")
