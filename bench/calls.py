@@ -35,7 +35,7 @@ from unconfined import unconfined
 from toolsmith.loader import load_tool
 from toolsmith.registry import Registry
 from toolsmith.sandbox import Limits, connect, ensure_image
-from toolsmith.sandbox._container import ENVIRONMENT, host_config
+from toolsmith.sandbox.containers import ENVIRONMENT, host_config
 from toolsmith.sandbox.image import SANDBOX_UID
 
 CURATED = Path(__file__).resolve().parent.parent / "registry"

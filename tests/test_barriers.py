@@ -239,9 +239,9 @@ def test_runtime_declared_capabilities_keep_working(
 @pytest.mark.docker
 def test_a_job_without_a_barrier_plan_never_runs_tool_code(sandbox_image: Any) -> None:
     """The runner refuses to load a tool whose barriers it cannot install (here: no plan)."""
-    from toolsmith.sandbox._container import RunnerContainer, new_nonce
-    from toolsmith.sandbox._engine import shared_engine
     from toolsmith.sandbox._protocol import judge, marker
+    from toolsmith.sandbox.containers import RunnerContainer, new_nonce
+    from toolsmith.sandbox.engine import shared_engine
     from toolsmith.sandbox.job import Limits
 
     container = RunnerContainer(shared_engine(), sandbox_image, Limits()).start()

@@ -21,9 +21,9 @@ import pytest
 from toolsmith.errors import PolicyError
 from toolsmith.runtimes.docker import DockerTool, load_docker
 from toolsmith.sandbox import ImageInfo, Sandbox, SandboxJob, connect
-from toolsmith.sandbox._cleanup import sweep_stale
-from toolsmith.sandbox._container import OWNER_LABEL
-from toolsmith.sandbox._engine import Engine
+from toolsmith.sandbox.cleanup import sweep_stale
+from toolsmith.sandbox.containers import OWNER_LABEL
+from toolsmith.sandbox.engine import Engine
 from toolsmith.spec import ToolSpec
 
 pytestmark = pytest.mark.docker
@@ -324,7 +324,7 @@ sys.path.insert(0, {root!r})
 from tests.test_grants_docker import PROBE, probe_spec
 from toolsmith.runtimes.docker import load_docker
 from toolsmith.sandbox import find_image
-from toolsmith.sandbox._container import owner_id
+from toolsmith.sandbox.containers import owner_id
 tool = load_docker(probe_spec(["network:api.test:8000"]), PROBE, image=find_image(),
                    egress_network={network!r})
 print(owner_id(), flush=True)

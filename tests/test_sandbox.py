@@ -18,8 +18,8 @@ from pydantic import ValidationError
 from toolsmith.errors import EngineUnavailableError
 from toolsmith.report import Outcome, Verdict
 from toolsmith.sandbox import Sandbox, SandboxJob, connect, ensure_image
-from toolsmith.sandbox._container import OWNER_LABEL
 from toolsmith.sandbox._protocol import judge
+from toolsmith.sandbox.containers import OWNER_LABEL
 
 NONCE = "a" * 32
 ADD = "def add(a, b):\n    return a + b\n"

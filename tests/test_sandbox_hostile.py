@@ -13,7 +13,7 @@ import pytest
 from tests.hostile.corpus import CORPUS, ENV_CANARY, ENV_CANARY_NAME, FILE_CANARY, Hostile
 from toolsmith.report import Outcome
 from toolsmith.sandbox import DockerBackend, Sandbox, SandboxJob
-from toolsmith.sandbox._container import POOL_LABEL
+from toolsmith.sandbox.containers import POOL_LABEL
 
 pytestmark = pytest.mark.docker
 

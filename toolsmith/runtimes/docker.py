@@ -22,17 +22,11 @@ not answer by then plus a grace period it is removed, and the next call starts a
 
 from __future__ import annotations
 
-import contextlib
 import json
-import select
-import socket
-import struct
 import threading
 import time
 import weakref
 from typing import Any
-
-import docker.errors
 
 from toolsmith.errors import (
     CapabilityDeniedError,
@@ -45,16 +39,10 @@ from toolsmith.errors import (
     UsageError,
 )
 from toolsmith.log import get_logger
-from toolsmith.sandbox import _cleanup
-from toolsmith.sandbox._container import (
-    READY,
-    Egress,
-    create_attached,
-    new_nonce,
-    remove_container,
-)
-from toolsmith.sandbox._engine import Engine, docker_errors, shared_engine
+from toolsmith.sandbox import cleanup
 from toolsmith.sandbox.barriers import plan
+from toolsmith.sandbox.containers import AttachedContainer, Egress, new_nonce
+from toolsmith.sandbox.engine import Engine, docker_errors, shared_engine
 from toolsmith.sandbox.grants import Grants
 from toolsmith.sandbox.image import ImageInfo, ensure_image
 from toolsmith.sandbox.job import Limits
@@ -78,7 +66,7 @@ class _Broken(Exception):
 
 
 class _Worker:
-    """One started container running serve, and the attach socket to talk to it."""
+    """One tool's container running serve (``AttachedContainer``) and serve's framing on it."""
 
     def __init__(
         self,
@@ -89,51 +77,36 @@ class _Worker:
         grants: Grants,
         egress_network: str,
     ) -> None:
-        self.engine = engine
-        self.image = image
-        self.limits = limits
         self.tool = tool
-        self.grants = grants
-        self.egress_network = egress_network
-        self.egress: Egress | None = None
         self.nonce = new_nonce()
-        self.id = ""
-        self._raw: Any = None
-        self._sock: socket.socket | None = None
-        self._mux = bytearray()  # Docker's multiplexed stream, not yet split into frames
-        self._out = bytearray()  # serve's stdout
-        self.stderr = b""
-        self.eof = False
+        self.container = AttachedContainer(
+            engine,
+            image,
+            limits,
+            command=["python3", "-P", "-s", "-m", "toolsmith_runner.serve"],
+            labels={TOOL_LABEL: tool},
+            grants=grants,
+            egress_network=egress_network,
+            stdout_cap=1 << 62,  # frames are bounded one by one (``receive``'s cap)
+        )
+
+    @property
+    def id(self) -> str:
+        return self.container.id
+
+    @property
+    def egress(self) -> Egress | None:
+        return self.container.egress
 
     def start(self, load: dict[str, Any]) -> bytes:
-        """Create, attach, start; send the tool; return serve's "loaded" payload."""
-        with docker_errors(f"starting the worker container for {self.tool}"):
-            self.id, self._raw, self.egress = create_attached(
-                self.engine,
-                self.image,
-                self.limits,
-                command=["python3", "-P", "-s", "-m", "toolsmith_runner.serve"],
-                labels={TOOL_LABEL: self.tool},
-                grants=self.grants,
-                egress_network=self.egress_network,
-            )
-            try:
-                self._sock = getattr(self._raw, "_sock", self._raw)
-                self.engine.api.start(self.id)
-            except BaseException:
-                self.discard()
-                raise
+        """Start the container, send the tool; return serve's "loaded" payload."""
+        self.container.start(START_TIMEOUT_S)
         deadline = time.monotonic() + START_TIMEOUT_S
         try:
-            while len(self._out) < len(READY):
-                self._pump(deadline)
-            if not self._out.startswith(READY):
-                raise _Broken("the worker did not announce itself")
-            del self._out[: len(READY)]
             self.send(json.dumps({"nonce": self.nonce, **load}).encode())
             kind, payload = self.receive(deadline)
         except _Broken as e:
-            detail = self.stderr.decode("utf-8", "replace")[-2000:].strip()
+            detail = self.container.frames.stderr.decode("utf-8", "replace")[-2000:].strip()
             self.discard()
             raise SandboxError(
                 f"the worker container for {self.tool} did not start: {e}"
@@ -149,74 +122,42 @@ class _Worker:
         return payload
 
     def send(self, body: bytes) -> None:
-        assert self._sock is not None
         try:
-            self._sock.sendall(b"%d\n" % len(body) + body)
+            self.container.send(b"%d\n" % len(body) + body)
         except OSError as e:
             raise _Broken(f"its stdin is closed ({e})") from None
 
     def receive(self, deadline: float, cap: int = 1 << 30) -> tuple[str, bytes]:
         """The next frame ``(kind, payload)``; anything on stdout that is not one is fatal."""
         prefix = FRAME + b" " + self.nonce.encode() + b" "
+        out = self.container.frames.stdout
         while True:
-            newline = self._out.find(b"\n")
+            newline = out.find(b"\n")
             if newline >= 0:
-                header = bytes(self._out[:newline])
+                header = bytes(out[:newline])
                 if not header.startswith(prefix):
                     raise _Broken("it wrote something that is not a frame")
                 kind, _, size_text = header[len(prefix) :].partition(b" ")
                 if not size_text.isdigit() or int(size_text) > cap:
                     raise _Broken(f"it announced an answer over the {cap}-byte limit")
                 end = newline + 1 + int(size_text)
-                if len(self._out) >= end:
-                    payload = bytes(self._out[newline + 1 : end])
-                    del self._out[:end]
+                if len(out) >= end:
+                    payload = bytes(out[newline + 1 : end])
+                    del out[:end]
                     return kind.decode("ascii", "replace"), payload
-            elif len(self._out) > len(prefix) + 64:
+            elif len(out) > len(prefix) + 64:
                 raise _Broken("it wrote something that is not a frame")
-            self._pump(deadline)
-
-    def _pump(self, deadline: float) -> None:
-        assert self._sock is not None
-        if self.eof:
-            raise _Broken("the container exited")
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise TimeoutError
-        ready, _, _ = select.select([self._sock], [], [], left)
-        if not ready:
-            raise TimeoutError
-        chunk = self._sock.recv(1 << 20)
-        if not chunk:
-            self.eof = True
-            raise _Broken("the container exited")
-        mux = self._mux
-        mux += chunk
-        while len(mux) >= 8:
-            stream, size = struct.unpack(">BxxxL", mux[:8])
-            if len(mux) < 8 + size:
-                break
-            if stream == 1:
-                self._out += mux[8 : 8 + size]
-            else:
-                self.stderr = (self.stderr + bytes(mux[8 : 8 + size]))[-STDERR_TAIL:]
-            del mux[: 8 + size]
+            if self.container.eof:
+                raise _Broken("the container exited")
+            if not self.container.pump(deadline):
+                raise TimeoutError
 
     def oom_killed(self) -> bool:
-        with contextlib.suppress(Exception):
-            return bool(self.engine.api.inspect_container(self.id)["State"].get("OOMKilled"))
-        return False
+        return self.container.oom_killed()
 
     def discard(self) -> None:
         """Kill and remove; idempotent, never raises for a container that is already gone."""
-        with contextlib.suppress(docker.errors.APIError):
-            remove_container(self.engine, self.id, (self._raw, self._sock))
-        self._raw = self._sock = None
-        self.id = ""
-        egress, self.egress = self.egress, None
-        if egress is not None:
-            with contextlib.suppress(docker.errors.APIError):
-                egress.close()
+        self.container.discard()
 
 
 class _Slot:
@@ -268,7 +209,7 @@ class DockerTool:
         self._slot = _Slot()
         self._closed = False
         weakref.finalize(self, self._slot.discard)
-        _cleanup.register(self)
+        cleanup.register(self)
         with self._lock:
             self._worker()
 
@@ -447,7 +388,7 @@ class DockerTool:
         """Remove the worker container; idempotent. Later calls raise UsageError."""
         self._closed = True
         self._slot.discard()
-        _cleanup.unregister(self)
+        cleanup.unregister(self)
 
     def __repr__(self) -> str:
         return f"<DockerTool {self.spec.name}>"
@@ -460,7 +401,7 @@ def _sweep_once(engine: Engine) -> None:
         if _swept:
             return
         _swept = True
-    _cleanup.sweep_stale(engine)
+    cleanup.sweep_stale(engine)
 
 
 def load_docker(

@@ -8,11 +8,17 @@ Public API::
     check_confinement(...) -> list[Probe]   the isolation self-test, run-time barriers included
     BARRIERS, plan(Grants) -> BarrierPlan   what the kernel denies a tool that did not declare it
     prune_images(...) -> PrunedImages       drop images older builds left behind
+
+The Docker layer under both test jobs and docker-runtime calls is public too: ``engine``
+(``connect``, ``docker_errors``), ``containers`` (``AttachedContainer``, the worker API: create
+granted exactly a tool's grants, attach, start, ``send``/``pump``/``discard``; one ``Frames``
+parser for the attach stream) and ``cleanup`` (close at exit, sweep what dead owners left).
 """
 
-from toolsmith.sandbox._engine import Engine, connect
 from toolsmith.sandbox.barriers import BARRIERS, Barrier, BarrierPlan, plan
 from toolsmith.sandbox.check import Probe, check_confinement
+from toolsmith.sandbox.containers import AttachedContainer, Frames
+from toolsmith.sandbox.engine import Engine, connect
 from toolsmith.sandbox.image import ImageInfo, ensure_image, find_image
 from toolsmith.sandbox.job import Limits, SandboxJob
 from toolsmith.sandbox.pool import WarmPool
@@ -21,10 +27,12 @@ from toolsmith.sandbox.sandbox import DockerBackend, Sandbox, SandboxBackend
 
 __all__ = [
     "BARRIERS",
+    "AttachedContainer",
     "Barrier",
     "BarrierPlan",
     "DockerBackend",
     "Engine",
+    "Frames",
     "ImageInfo",
     "Limits",
     "Probe",

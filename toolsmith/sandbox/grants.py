@@ -2,7 +2,7 @@
 
 ``Grants.from_capabilities`` is pure (no disk, no Docker): it parses the capabilities and refuses
 the ones no container should ever get, with a ``PolicyError`` naming the capability and the fix.
-``_container.create_attached`` turns grants into container settings, the same way for sandbox jobs
+``containers.create_attached`` turns grants into container settings, the same way for sandbox jobs
 and for docker-runtime workers:
 
 - ``network:<host>[:<port>]``: an egress proxy that forwards only to the declared host and ports

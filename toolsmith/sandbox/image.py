@@ -28,7 +28,7 @@ import platformdirs
 from pydantic import BaseModel, ConfigDict
 
 from toolsmith.errors import ImageError
-from toolsmith.sandbox._engine import Engine, docker_errors, shared_engine
+from toolsmith.sandbox.engine import Engine, docker_errors, shared_engine
 
 IMAGE_REPO = "toolsmith-sandbox"
 BASE_REPO = "toolsmith-sandbox-base"

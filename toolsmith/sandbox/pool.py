@@ -17,9 +17,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 from toolsmith.errors import UsageError
 from toolsmith.log import get_logger
-from toolsmith.sandbox import _cleanup
-from toolsmith.sandbox._container import RunnerContainer
-from toolsmith.sandbox._engine import Engine, shared_engine
+from toolsmith.sandbox import cleanup
+from toolsmith.sandbox.containers import RunnerContainer
+from toolsmith.sandbox.engine import Engine, shared_engine
 from toolsmith.sandbox.image import ImageInfo, ensure_image
 from toolsmith.sandbox.job import Limits
 
@@ -59,8 +59,8 @@ class WarmPool:
         self._closed = False
         self._last_used = time.monotonic()
         self._discarder = ThreadPoolExecutor(max_workers=2, thread_name_prefix="sandbox-discard")
-        _cleanup.sweep_stale(self.engine)
-        _cleanup.register(self)
+        cleanup.sweep_stale(self.engine)
+        cleanup.register(self)
         self._filler = threading.Thread(target=self._fill, name="sandbox-pool", daemon=True)
         self._filler.start()
 
@@ -165,7 +165,7 @@ class WarmPool:
                 c.discard()
         self._filler.join(timeout=30)
         self._discarder.shutdown(wait=True)
-        _cleanup.unregister(self)
+        cleanup.unregister(self)
 
     def __enter__(self) -> WarmPool:
         return self

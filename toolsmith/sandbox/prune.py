@@ -6,8 +6,8 @@ from __future__ import annotations
 import docker.errors
 from pydantic import BaseModel, ConfigDict, Field
 
-from toolsmith.sandbox._cleanup import sweep_stale
-from toolsmith.sandbox._engine import Engine, docker_errors, shared_engine
+from toolsmith.sandbox.cleanup import sweep_stale
+from toolsmith.sandbox.engine import Engine, docker_errors, shared_engine
 from toolsmith.sandbox.image import BASE_REPO, IMAGE_REPO, current_tags
 
 

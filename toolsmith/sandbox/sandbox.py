@@ -10,11 +10,11 @@ from types import TracebackType
 from toolsmith.errors import SandboxError, ToolsmithError
 from toolsmith.log import get_logger
 from toolsmith.report import TestReport
-from toolsmith.sandbox import _cleanup
-from toolsmith.sandbox._container import RunnerContainer, new_nonce
-from toolsmith.sandbox._engine import Engine, docker_errors, shared_engine
+from toolsmith.sandbox import cleanup
 from toolsmith.sandbox._protocol import judge, marker
 from toolsmith.sandbox.barriers import plan
+from toolsmith.sandbox.containers import RunnerContainer, new_nonce
+from toolsmith.sandbox.engine import Engine, docker_errors, shared_engine
 from toolsmith.sandbox.image import ImageInfo, ensure_image
 from toolsmith.sandbox.job import SandboxJob
 from toolsmith.sandbox.pool import WarmPool
@@ -171,7 +171,7 @@ class Sandbox:
                 image=image,
                 egress_network=egress_network,
             )
-        _cleanup.register(self)
+        cleanup.register(self)
 
     def run(self, job: SandboxJob) -> TestReport:
         try:
@@ -183,7 +183,7 @@ class Sandbox:
             raise SandboxError(f"sandbox backend failed: {type(e).__name__}: {e}") from e
 
     def close(self) -> None:
-        _cleanup.unregister(self)
+        cleanup.unregister(self)
         self.backend.close()
 
     def __enter__(self) -> Sandbox:

@@ -12,8 +12,8 @@ from types import FrameType
 from typing import Protocol
 
 from toolsmith.log import get_logger
-from toolsmith.sandbox._container import LABEL, OWNER_LABEL, owner_id
-from toolsmith.sandbox._engine import Engine, docker_errors
+from toolsmith.sandbox.containers import LABEL, OWNER_LABEL, owner_id
+from toolsmith.sandbox.engine import Engine, docker_errors
 
 log = get_logger("toolsmith.sandbox")
 

@@ -1,4 +1,9 @@
-"""One hardened runner container: create, attach, start, one job, discard.
+"""Hardened containers, the one Docker layer under sandbox jobs and docker-runtime calls alike.
+
+``AttachedContainer`` is the small worker API both use: create (granted exactly a tool's
+``Grants``), attach, start, wait for ``READY``, then ``send`` / ``pump`` / ``discard``, with one
+``Frames`` parser for Docker's attach stream. ``RunnerContainer`` runs one test job on it; the
+docker runtime keeps one per loaded tool. ``Egress`` is a tool's proxy and internal network.
 
 Every isolation setting is explicit here rather than left to the engine's defaults, and every
 container and network carries labels naming its owner process so a crashed owner's leftovers can
@@ -16,7 +21,7 @@ import socket
 import struct
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 
 import docker.errors
 import requests.exceptions
@@ -24,7 +29,7 @@ from docker.types import LogConfig, Ulimit
 
 from toolsmith.errors import PolicyError, SandboxError
 from toolsmith.log import get_logger
-from toolsmith.sandbox._engine import Engine, docker_errors
+from toolsmith.sandbox.engine import Engine, docker_errors
 from toolsmith.sandbox.grants import Endpoint, Grants, check_read_path
 from toolsmith.sandbox.image import SANDBOX_UID, ImageInfo
 from toolsmith.sandbox.job import Limits
@@ -121,45 +126,176 @@ class Outcome:
     duration_s: float = 0.0
 
 
-class _Demux:
-    """Reads Docker's multiplexed attach stream (8-byte frame headers) with caps and a deadline."""
+class Frames:
+    """Docker's multiplexed attach stream (8-byte frame headers), split into the container's
+    stdout (up to ``stdout_cap`` bytes, then ``capped``) and the tail of its stderr."""
 
-    def __init__(self, sock: socket.socket) -> None:
-        self._sock = sock
+    def __init__(self, stdout_cap: int = REPORT_CAP, stderr_cap: int = STDERR_CAP) -> None:
+        self.stdout = bytearray()
+        self.stderr = b""
+        self.capped = False
+        self._stdout_cap = stdout_cap
+        self._stderr_cap = stderr_cap
         self._buf = bytearray()
-        self.eof = False
 
-    def pump(self, deadline: float, out: Outcome) -> bool:
-        """Read what is available until ``deadline``; False when the deadline passed first."""
-        left = deadline - time.monotonic()
-        if left <= 0:
-            return False
-        ready, _, _ = select.select([self._sock], [], [], left)
-        if not ready:
-            return False
-        chunk = self._sock.recv(1 << 20)
-        if not chunk:
-            self.eof = True
-            return True
+    def feed(self, chunk: bytes) -> None:
         self._buf += chunk
         while len(self._buf) >= 8:
             kind, size = struct.unpack(">BxxxL", self._buf[:8])
             if len(self._buf) < 8 + size:
-                break
+                return
             payload = bytes(self._buf[8 : 8 + size])
             del self._buf[: 8 + size]
             if kind == 2:
-                out.stderr = (out.stderr + payload)[-STDERR_CAP:]
-            elif len(out.stdout) + len(payload) > REPORT_CAP:
-                out.stdout_capped = True
-                out.stdout += payload[: REPORT_CAP - len(out.stdout)]
+                self.stderr = (self.stderr + payload)[-self._stderr_cap :]
+            elif len(self.stdout) + len(payload) > self._stdout_cap:
+                self.capped = True
+                self.stdout += payload[: self._stdout_cap - len(self.stdout)]
             else:
-                out.stdout += payload
-        return True
+                self.stdout += payload
 
 
-class RunnerContainer:
-    """A started runner waiting for exactly one job; discard it after use."""
+def read_attached(sock: socket.socket, frames: Frames, deadline: float) -> bool | None:
+    """Read what is available on an attach socket into ``frames`` until ``deadline``: True when
+    something came, None at EOF, False when the deadline passed first."""
+    left = deadline - time.monotonic()
+    if left <= 0:
+        return False
+    ready, _, _ = select.select([sock], [], [], left)
+    if not ready:
+        return False
+    chunk = sock.recv(1 << 20)
+    if not chunk:
+        return None
+    frames.feed(chunk)
+    return True
+
+
+class AttachedContainer:
+    """The worker API both Docker paths use: a hardened container granted exactly ``grants``,
+    started with its stdio attached, announcing ``READY`` before it is handed out.
+
+    ``send`` writes to its stdin; ``pump`` reads what arrived (into ``frames``) until a deadline;
+    ``exit_status`` asks the engine how it ended; ``discard`` removes it and its egress.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        image: ImageInfo,
+        limits: Limits,
+        *,
+        command: list[str],
+        labels: dict[str, str],
+        grants: Grants | None = None,
+        egress_network: str = "bridge",
+        stdin_once: bool = False,
+        stdout_cap: int = REPORT_CAP,
+    ) -> None:
+        self.engine = engine
+        self.image = image
+        self.limits = limits
+        self.grants = grants or Grants()
+        self.egress_network = egress_network
+        self.egress: Egress | None = None
+        self.frames = Frames(stdout_cap)
+        self.eof = False
+        self.id = ""
+        self._command = command
+        self._labels = labels
+        self._stdin_once = stdin_once
+        self._raw: Any = None
+        self._sock: socket.socket | None = None
+
+    def start(self, ready_timeout_s: float = 60.0) -> Self:
+        """Create, attach, start and wait for ``READY``; SandboxError (container removed) if it
+        never comes. Returns self."""
+        with docker_errors("starting a sandbox container"):
+            self.id, self._raw, self.egress = create_attached(
+                self.engine,
+                self.image,
+                self.limits,
+                command=self._command,
+                labels=self._labels,
+                stdin_once=self._stdin_once,
+                grants=self.grants,
+                egress_network=self.egress_network,
+            )
+            try:
+                self._sock = getattr(self._raw, "_sock", self._raw)
+                self.engine.api.start(self.id)
+            except BaseException:
+                self.discard()
+                raise
+        try:
+            self._wait_ready(time.monotonic() + ready_timeout_s)
+        except BaseException:
+            self.discard()
+            raise
+        return self
+
+    def _wait_ready(self, deadline: float) -> None:
+        out = self.frames.stdout
+        while not out.startswith(READY):
+            if self.eof or len(out) >= len(READY):
+                raise SandboxError(
+                    "the sandbox runner did not start: "
+                    + bytes(self.frames.stderr or out).decode("utf-8", "replace")[-2000:],
+                    hint="rebuild the image with `toolsmith sandbox build`",
+                )
+            if not self.pump(deadline):
+                raise SandboxError("the sandbox runner did not become ready in time")
+        del out[: len(READY)]
+
+    def send(self, data: bytes) -> None:
+        """Write to the container's stdin; OSError if it is gone."""
+        assert self._sock is not None
+        self._sock.sendall(data)
+
+    def close_stdin(self) -> None:
+        assert self._sock is not None
+        self._sock.shutdown(socket.SHUT_WR)
+
+    def pump(self, deadline: float) -> bool:
+        """Read what is available until ``deadline``; False when the deadline passed first.
+        At EOF ``eof`` turns true (and pumping again returns True at once)."""
+        if self.eof:
+            return True
+        assert self._sock is not None
+        got = read_attached(self._sock, self.frames, deadline)
+        self.eof = got is None
+        return got is not False
+
+    def exit_status(self) -> tuple[int | None, bool]:
+        """``(exit code or None if it has not ended, OOM-killed)`` as the engine saw it."""
+        api = self.engine.api
+        with docker_errors("inspecting a finished sandbox container"):
+            try:
+                code = int(api.wait(self.id, timeout=5).get("StatusCode", -1))
+            except requests.exceptions.ReadTimeout:
+                return None, False
+            return code, self.oom_killed()
+
+    def oom_killed(self) -> bool:
+        with contextlib.suppress(docker.errors.APIError, requests.exceptions.RequestException):
+            state = self.engine.api.inspect_container(self.id)["State"]
+            return bool(state.get("OOMKilled"))
+        return False
+
+    def discard(self) -> None:
+        """Kill and remove it, then its egress; idempotent, never raises for one already gone."""
+        with contextlib.suppress(docker.errors.APIError):
+            remove_container(self.engine, self.id, (self._raw, self._sock))
+        self._raw = self._sock = None
+        self.id = ""
+        egress, self.egress = self.egress, None
+        if egress is not None:
+            with contextlib.suppress(docker.errors.APIError):
+                egress.close()
+
+
+class RunnerContainer(AttachedContainer):
+    """A started test runner (``toolsmith_runner``) waiting for one job; discard it after."""
 
     def __init__(
         self,
@@ -171,102 +307,48 @@ class RunnerContainer:
         grants: Grants | None = None,
         egress_network: str = "bridge",
     ) -> None:
-        self.engine = engine
+        super().__init__(
+            engine,
+            image,
+            limits,
+            command=["python3", "-P", "-s", "-m", "toolsmith_runner"],
+            labels={POOL_LABEL: pool_id},
+            grants=grants,
+            egress_network=egress_network,
+            stdin_once=True,
+        )
         self.pool_id = pool_id
-        self.image = image
-        self.limits = limits
-        self.grants = grants or Grants()
-        self.egress_network = egress_network
-        self.egress: Egress | None = None
-        self.id = ""
-        self._sock: socket.socket | None = None
-        self._raw: Any = None
-        self._demux: _Demux | None = None
-        self._pending = Outcome()
         self.ready_at = 0.0
 
-    def start(self, ready_timeout_s: float = 60.0) -> RunnerContainer:
-        with docker_errors("starting a sandbox container"):
-            self.id, self._raw, self.egress = create_attached(
-                self.engine,
-                self.image,
-                self.limits,
-                command=["python3", "-P", "-s", "-m", "toolsmith_runner"],
-                labels={POOL_LABEL: self.pool_id},
-                stdin_once=True,
-                grants=self.grants,
-                egress_network=self.egress_network,
-            )
-            try:
-                self._sock = getattr(self._raw, "_sock", self._raw)
-                self._demux = _Demux(self._sock)
-                self.engine.api.start(self.id)
-            except BaseException:
-                self.discard()
-                raise
-        try:
-            self._wait_ready(time.monotonic() + ready_timeout_s)
-        except BaseException:
-            self.discard()
-            raise
+    def start(self, ready_timeout_s: float = 60.0) -> Self:
+        super().start(ready_timeout_s)
         self.ready_at = time.monotonic()
         return self
 
-    def _wait_ready(self, deadline: float) -> None:
-        assert self._demux is not None
-        out = self._pending
-        while not out.stdout.startswith(READY):
-            if self._demux.eof or len(out.stdout) >= len(READY):
-                raise SandboxError(
-                    "the sandbox runner did not start: "
-                    + (out.stderr or out.stdout).decode("utf-8", "replace")[-2000:],
-                    hint="rebuild the image with `toolsmith sandbox build`",
-                )
-            if not self._demux.pump(deadline, out):
-                raise SandboxError("the sandbox runner did not become ready in time")
-        out.stdout = out.stdout[len(READY) :]
-
     def run(self, payload: bytes, done_marker: bytes, timeout_s: float) -> Outcome:
         """Send the job, read records until the done record, EOF, the cap or the deadline."""
-        assert self._sock is not None and self._demux is not None
-        out = self._pending
+        out = Outcome()
         started = time.monotonic()
         deadline = started + timeout_s
         try:
-            self._sock.sendall(b"%d\n" % len(payload) + payload)
-            self._sock.shutdown(socket.SHUT_WR)
+            self.send(b"%d\n" % len(payload) + payload)
+            self.close_stdin()
         except OSError:
             out.ended = True
-        while not out.ended and not out.stdout_capped:
-            if done_marker in out.stdout and out.stdout.endswith(b"\n"):
+        stdout = self.frames.stdout
+        while not out.ended and not self.frames.capped:
+            if done_marker in stdout and stdout.endswith(b"\n"):
                 break
-            if not self._demux.pump(deadline, out):
+            if not self.pump(deadline):
                 out.timed_out = True
                 break
-            out.ended = self._demux.eof
+            out.ended = self.eof
+        out.stdout, out.stderr = bytes(stdout), self.frames.stderr
+        out.stdout_capped = self.frames.capped
         out.duration_s = time.monotonic() - started
-        if out.ended and done_marker not in out.stdout:
-            self._inspect_exit(out)
+        if out.ended and done_marker not in stdout:
+            out.exit_code, out.oom_killed = self.exit_status()
         return out
-
-    def _inspect_exit(self, out: Outcome) -> None:
-        api = self.engine.api
-        with docker_errors("inspecting a finished sandbox container"):
-            try:
-                result = api.wait(self.id, timeout=5)
-                out.exit_code = int(result.get("StatusCode", -1))
-                state = api.inspect_container(self.id)["State"]
-                out.oom_killed = bool(state.get("OOMKilled"))
-            except requests.exceptions.ReadTimeout:
-                out.exit_code = None
-
-    def discard(self) -> None:
-        """Kill and remove; idempotent, never raises for a container that is already gone."""
-        remove_container(self.engine, self.id, (self._raw, self._sock))
-        self._raw = self._sock = None
-        egress, self.egress = self.egress, None
-        if egress is not None:
-            egress.close()
 
 
 class Egress:
@@ -281,7 +363,7 @@ class Egress:
         self.refusals: list[str] = []
         self._raw: Any = None
         self._sock: socket.socket | None = None
-        self._demux: _Demux | None = None
+        self._frames = Frames()
 
     @classmethod
     def open(
@@ -323,16 +405,14 @@ class Egress:
             network=upstream,
         )
         self._sock = getattr(self._raw, "_sock", self._raw)
-        self._demux = _Demux(self._sock)
         api.connect_container_to_network(self.proxy_id, self.network)
         api.start(self.proxy_id)
-        out = Outcome()
         deadline = time.monotonic() + 30.0
-        while not out.stdout.startswith(READY):
-            if self._demux.eof or not self._demux.pump(deadline, out):
+        while not self._frames.stdout.startswith(READY):
+            if not read_attached(self._sock, self._frames, deadline):
                 raise SandboxError(
                     "the egress proxy did not start: "
-                    + out.stderr.decode("utf-8", "replace")[-2000:],
+                    + self._frames.stderr.decode("utf-8", "replace")[-2000:],
                     hint="rebuild the image with `toolsmith sandbox build`",
                 )
         networks = api.inspect_container(self.proxy_id)["NetworkSettings"]["Networks"]
@@ -345,20 +425,20 @@ class Egress:
 
     def close(self) -> None:
         """Stop the proxy (logging what it refused), remove it and the network; idempotent."""
-        if self.proxy_id and self._demux is not None:
+        if self.proxy_id and self._sock is not None:
             with contextlib.suppress(docker.errors.APIError):
                 self.engine.api.kill(self.proxy_id)
-            out = Outcome()
+            frames = Frames()
             deadline = time.monotonic() + 1.0
             with contextlib.suppress(OSError):
-                while not self._demux.eof and self._demux.pump(deadline, out):
+                while read_attached(self._sock, frames, deadline):
                     pass
-            for line in out.stderr.decode("utf-8", "replace").splitlines():
+            for line in frames.stderr.decode("utf-8", "replace").splitlines():
                 if line.startswith("egress refused"):
                     self.refusals.append(line.removeprefix("egress refused ").strip())
                     log.warning("egress refused", network=self.network, detail=self.refusals[-1])
         remove_container(self.engine, self.proxy_id, (self._raw, self._sock))
-        self._raw = self._sock = self._demux = None
+        self._raw = self._sock = None
         self.proxy_id = ""
         if self.network:
             with contextlib.suppress(docker.errors.NotFound):
