@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import unquote, urlparse
@@ -103,7 +104,12 @@ def _attack(e: Exception, where: str) -> ToolsmithError:
             "maintainer has not refreshed it)",
             hint="ask the maintainer to run `toolsmith registry refresh`, or use a current copy",
         )
-    if isinstance(e, tuf_exc.BadVersionNumberError) and "must be >=" in msg:
+    # "must be >= N" (timestamp, snapshot) and "Expected targets.json version N, got M."
+    # (a snapshot naming an older targets than the trusted one) are rollbacks; other version
+    # mismatches are states mixed together.
+    if isinstance(e, tuf_exc.BadVersionNumberError) and (
+        "must be >=" in msg or re.fullmatch(r"Expected \S+\.json version \d+, got \d+\.", msg)
+    ):
         return RollbackError(
             f"{where}: {msg} (rollback attack: older metadata than this consumer already trusted)",
             hint=fix_state,

@@ -41,6 +41,7 @@ from toolsmith.errors import (
     ApprovalRequiredError,
     AuditError,
     CorruptRegistryError,
+    FreezeError,
     PublishRefusedError,
     SignatureError,
     ToolNotFoundError,
@@ -568,15 +569,20 @@ class Registry:
         return found
 
     @contextlib.contextmanager
-    def _edit(self) -> Iterator[RepoState]:
-        """Under the lock: the registry's metadata, after verifying it from the pinned root."""
+    def _edit(self, *, expired_ok: bool = False) -> Iterator[RepoState]:
+        """Under the lock: the registry's metadata, after verifying it from the pinned root
+        (``expired_ok``: a frozen registry may still be refreshed by its maintainer)."""
         repo = self._repo
         if repo is None:
             self._local()
             raise AssertionError  # _local raised
         with self._local().lock():
             self.refresh_view()
-            self._view()
+            try:
+                self._view()
+            except FreezeError:
+                if not expired_ok:
+                    raise
             yield repo.load()
             # The writer's own consumer state moves to what it just committed, so putting an
             # older state back is a rollback for it too.
@@ -1049,7 +1055,7 @@ class Registry:
     def refresh(self, expiry_days: int | None = None) -> int:
         """Re-sign the timestamp (same content, a fresh expiry of ``expiry_days`` or the
         registry's window) with the timestamp key; returns the new timestamp version."""
-        with self._edit() as state:
+        with self._edit(expired_ok=True) as state:
             assert self._repo is not None
             keys = role_signers(state.root.signed, "timestamp", self._available())
 
