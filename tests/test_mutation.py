@@ -285,3 +285,38 @@ def test_policy_minimum_refuses_a_weakly_tested_tool(tmp_path: Path, sandbox: Sa
         (m.difference or "").startswith("candidate r") and ", mutant r" in (m.difference or "")
         for m in told
     )
+
+
+@pytest.mark.docker
+def test_variants_of_one_job_are_judged_apart(sandbox: Sandbox) -> None:
+    """One job runs the collected tests against each variant in a fresh worker: a right one
+    passes, and a wrong one, one that hangs and one that exits at import are each caught on
+    their own while the next variant still runs."""
+    from toolsmith.mutation import MUTANT_CALL_TIMEOUT_S
+    from toolsmith.sandbox import Limits, SandboxJob
+    from toolsmith.testgen import generate_tests
+
+    spec = ToolSpec.parse(WEAK)
+    suite = generate_tests(spec, max_examples=20)
+    variants = {
+        "hang": CLAMP.replace('    """value limited', '    while True:\n        pass\n    """x'),
+        "exits": "import os\nos._exit(0)\n" + CLAMP,
+        "wrong": CLAMP.replace("return value", "return value + 1"),
+        "right": CLAMP.replace("return value", "return int(value)"),
+    }
+    job = SandboxJob(
+        tool_name="clamp",
+        code=CLAMP,
+        test_files=suite.files,
+        expected_tests=suite.expected,
+        variants=variants,
+        limits=Limits(call_timeout_s=MUTANT_CALL_TIMEOUT_S, timeout_s=60),
+    )
+    report = sandbox.run(job)
+    assert report.passed, report.failure_text()
+    results = {v.id: v for v in report.variants or []}
+    assert list(results) == list(variants)
+    assert results["right"].passed(suite.expected)
+    for name in ("hang", "exits", "wrong"):
+        assert results[name].finished and not results[name].passed(suite.expected), name
+        assert results[name].failed is not None

@@ -251,3 +251,17 @@ def test_a_tool_rejecting_nearly_everything_passes_with_a_warning(
     assert result.report is not None and result.report.passed
     (warning,) = result.report.warnings()
     assert "test_generated_inputs: the tool accepted only 0 of" in warning
+
+
+def test_a_revision_prompt_asks_to_tighten_vague_parameters() -> None:
+    from toolsmith.designer import design_messages
+
+    vague = make_spec(
+        {"type": "object", "properties": {"free": {"type": "string"}}}, [{"args": {}, "returns": 1}]
+    )
+    user = design_messages("t", [], (vague, "an example breaks a property"))[-1]["content"]
+    assert "Also tighten these parameters:\n- parameter 'free' is any string" in user
+    precise = make_spec(
+        {"type": "object", "properties": {"day": {"type": "string", "format": "date"}}}, []
+    )
+    assert "tighten" not in design_messages("t", [], (precise, "x"))[-1]["content"]

@@ -86,6 +86,9 @@ def design_messages(
             + json.dumps(spec.model_dump(mode="json"))
             + f"\nProblem: {reason}\nAnswer with a corrected spec."
         )
+        vague = spec.vague_parameters()
+        if vague:
+            user += "\nAlso tighten these parameters:\n" + "\n".join(f"- {w}" for w in vague)
     return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": user}]
 
 
