@@ -29,7 +29,7 @@ import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from toolsmith.log import get_logger
 from toolsmith.report import MutantResult, MutantStatus, MutationReport, TestReport
@@ -38,6 +38,14 @@ from toolsmith.spec import ToolSpec
 from toolsmith.testgen import HELPERS, TestSuite, prelude
 
 log = get_logger(__name__)
+
+
+class _HasOperator(Protocol):
+    @property
+    def operator(self) -> str: ...
+
+
+_T = TypeVar("_T", bound=_HasOperator)
 
 DEFAULT_MUTANTS = 12
 DEFAULT_TIME_S = 60.0
@@ -94,21 +102,28 @@ def operator_names() -> list[str]:
     return sorted({name for _, _, name in _operators()})
 
 
-def generate_mutants(code: str) -> list[Mutant]:
-    """Every distinct, compiling mutant of ``code`` the operators make, in source order.
+@dataclass(frozen=True)
+class _Site:
+    """One mutation an operator proposes, before it is rendered into a module."""
 
-    Raises nothing for code libcst cannot parse: no mutants (the gate then reports none).
-    """
+    index: int
+    original: Any
+    mutated: Any
+    operator: str
+    line: int
+
+
+def _sites(code: str) -> tuple[Any, list[_Site]]:
+    """The parsed module and every mutation the operators propose for it, in source order."""
     import libcst as cst
     from libcst.metadata import MetadataWrapper, PositionProvider
 
     try:
-        module = cst.parse_module(code)
+        wrapper = MetadataWrapper(cst.parse_module(code))
     except cst.ParserSyntaxError:
-        return []
-    wrapper = MetadataWrapper(module)
+        return None, []
     operators = _operators()
-    found: list[tuple[Any, Any, str, int]] = []
+    found: list[_Site] = []
 
     class Visitor(cst.CSTVisitor):
         METADATA_DEPENDENCIES = (PositionProvider,)
@@ -124,31 +139,62 @@ def generate_mutants(code: str) -> list[Mutant]:
             for node_type, operator, name in operators:
                 if isinstance(node, node_type):
                     for mutated in operator(node):
-                        found.append((node, mutated, name, line))
+                        found.append(_Site(len(found), node, mutated, name, line))
             return True
 
     wrapper.visit(Visitor())
-    seen = {code}
-    out: list[Mutant] = []
-    for original, mutated, name, line in found:
-        try:
-            text = wrapper.module.deep_replace(original, mutated).code
-        except Exception:  # an operator's node that cannot stand in that place
-            continue
-        if text in seen or not _compiles(text):
-            continue
-        seen.add(text)
-        diff = "".join(
-            difflib.unified_diff(
-                code.splitlines(keepends=True),
-                text.splitlines(keepends=True),
-                "candidate",
-                "mutant",
-                n=1,
-            )
+    return wrapper.module, found
+
+
+def _render(module: Any, site: _Site, code: str) -> Mutant | None:
+    """The mutant ``site`` makes (id ``m<n>`` after its place among the proposals), or None if
+    it does not compile or changes nothing."""
+    try:
+        text = module.deep_replace(site.original, site.mutated).code
+    except Exception:  # an operator's node that cannot stand in that place
+        return None
+    if text == code or not _compiles(text):
+        return None
+    diff = "".join(
+        difflib.unified_diff(
+            code.splitlines(keepends=True),
+            text.splitlines(keepends=True),
+            "candidate",
+            "mutant",
+            n=1,
         )
-        out.append(Mutant(f"m{len(out) + 1}", name, line, text, diff))
+    )
+    return Mutant(f"m{site.index + 1}", site.operator, site.line, text, diff)
+
+
+def generate_mutants(code: str) -> list[Mutant]:
+    """Every distinct, compiling mutant of ``code`` the operators make, in source order; none
+    for code libcst cannot parse."""
+    module, sites = _sites(code)
+    out: list[Mutant] = []
+    seen = {code}
+    for site in sites:
+        mutant = _render(module, site, code)
+        if mutant is not None and mutant.code not in seen:
+            seen.add(mutant.code)
+            out.append(mutant)
     return out
+
+
+def sample_mutants(code: str, limit: int) -> tuple[int, list[Mutant]]:
+    """(mutations proposed, up to ``limit`` distinct compiling mutants spread as ``select``
+    spreads them), rendering only as many as it takes: large modules propose hundreds."""
+    module, sites = _sites(code)
+    out: list[Mutant] = []
+    seen = {code}
+    for site in _spread(sites, code):
+        if len(out) >= limit:
+            break
+        mutant = _render(module, site, code)
+        if mutant is not None and mutant.code not in seen:
+            seen.add(mutant.code)
+            out.append(mutant)
+    return len(sites), sorted(out, key=lambda m: int(m.id[1:]))
 
 
 def _never_mutated_call(node: Any) -> bool:
@@ -171,23 +217,28 @@ def _compiles(code: str) -> bool:
     return True
 
 
-def select(mutants: Sequence[Mutant], limit: int, code: str) -> list[Mutant]:
-    """Up to ``limit`` mutants spread over operators and lines: shuffled per operator with a seed
-    taken from the code (the same candidate always gets the same mutants), then taken in turn."""
+def _spread(items: Sequence[_T], code: str) -> list[_T]:
+    """``items`` (each with an ``operator``) shuffled per operator with a seed taken from the
+    code (the same candidate always gets the same order), then taken from each in turn."""
     rng = random.Random(hashlib.sha256(code.encode()).hexdigest())
-    groups: dict[str, list[Mutant]] = {}
-    for mutant in mutants:
-        groups.setdefault(mutant.operator, []).append(mutant)
+    groups: dict[str, list[_T]] = {}
+    for item in items:
+        groups.setdefault(item.operator, []).append(item)
     order = sorted(groups)
     rng.shuffle(order)
     for name in order:
         rng.shuffle(groups[name])
-    out: list[Mutant] = []
-    while len(out) < limit and any(groups.values()):
+    out: list[_T] = []
+    while any(groups.values()):
         for name in order:
-            if groups[name] and len(out) < limit:
+            if groups[name]:
                 out.append(groups[name].pop())
-    return sorted(out, key=lambda m: int(m.id[1:]))
+    return out
+
+
+def select(mutants: Sequence[Mutant], limit: int, code: str) -> list[Mutant]:
+    """Up to ``limit`` mutants spread over operators and lines (``_spread``), in source order."""
+    return sorted(_spread(mutants, code)[:limit], key=lambda m: int(m.id[1:]))
 
 
 # --- running -------------------------------------------------------------------------------
@@ -234,8 +285,7 @@ def run_mutants(
     (no mutant starts after ``time_s`` seconds; those are left out of the score), and look for
     inputs that tell each survivor from the candidate. Raises SandboxError as ``Sandbox.run``."""
     started = time.monotonic()
-    made = generate_mutants(candidate)
-    chosen = select(made, mutants, candidate)
+    proposed, chosen = sample_mutants(candidate, mutants)
     verdicts: dict[str, MutantStatus] = {}
     if chosen:
         job = mutants_job(spec, candidate, suite, chosen, time_s)
@@ -244,7 +294,7 @@ def run_mutants(
         log.info("mutation.budget_spent", run=len(verdicts), of=len(chosen))
     report = MutationReport(
         operators=operator_names(),
-        generated=len(made),
+        generated=proposed,
         budget_mutants=mutants,
         budget_time_s=time_s,
         mutants=[

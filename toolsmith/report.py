@@ -129,7 +129,7 @@ class MutationReport(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     operators: list[str] = Field(description="operator names the mutants were drawn with")
-    generated: int = Field(ge=0, description="distinct compiling mutants the operators made")
+    generated: int = Field(ge=0, description="mutations the operators proposed")
     budget_mutants: int = Field(ge=0)
     budget_time_s: float = Field(ge=0)
     mutants: list[MutantResult] = Field(default_factory=list, description="those that ran")
@@ -159,13 +159,13 @@ class MutationReport(BaseModel):
 
     def summary(self) -> str:
         if self.score is None:
-            return f"mutation: no mutant counted ({self.generated} generated)"
+            return f"mutation: no mutant counted ({self.generated} proposed)"
         text = (
             f"mutation score {self.score:.0%}: {self.killed} killed, {len(self.survivors)} survived"
         )
         if self.equivalent:
             text += f", {len(self.equivalent)} equivalent"
-        return text + f" of {len(self.mutants)} run ({self.generated} generated)"
+        return text + f" of {len(self.mutants)} run ({self.generated} proposed)"
 
 
 class TestReport(BaseModel):

@@ -111,6 +111,15 @@ class Recorder:
 
     def _run_variants(self, session: pytest.Session, variants: Variants) -> None:
         started = time.monotonic()
+        # Fail fast: plain tests (the examples) first, then hypothesis tests, the constitution's
+        # state checks last (a mutant seldom leaves a forbidden state behind).
+        items = sorted(
+            session.items,
+            key=lambda it: (
+                getattr(getattr(it, "obj", None), "is_hypothesis_test", False),
+                "constitution" in it.nodeid,
+            ),
+        )
         for name, code in variants.codes.items():
             if time.monotonic() - started > variants.time_s:
                 break
@@ -119,8 +128,8 @@ class Recorder:
             t0 = time.monotonic()
             failed: str | None = None
             ran = 0
-            for i, item in enumerate(session.items):
-                nextitem = session.items[i + 1] if i + 1 < len(session.items) else None
+            for i, item in enumerate(items):
+                nextitem = items[i + 1] if i + 1 < len(items) else None
                 reports = runtestprotocol(item, nextitem=nextitem, log=False)
                 ran += 1
                 if any(r.failed for r in reports) or not any(
