@@ -320,3 +320,43 @@ def test_variants_of_one_job_are_judged_apart(sandbox: Sandbox) -> None:
     for name in ("hang", "exits", "wrong"):
         assert results[name].finished and not results[name].passed(suite.expected), name
         assert results[name].failed is not None
+
+
+# Right on the weak spec's one example, wrong below the range: a wrong tool the weak tests pass.
+CLAMP_NO_FLOOR = CLAMP.replace("        return low\n", "        return value\n")
+
+
+@pytest.mark.docker
+def test_new_examples_the_candidate_fails_send_it_back_to_the_fix_loop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sandbox: Sandbox
+) -> None:
+    """The scripted designer answers survivors with examples; the candidate fails one of them,
+    so the attempt fails with that test's failure, the code model fixes it against the stronger
+    spec, and the fixed tool is published with the designer's examples in its spec."""
+    monkeypatch.setenv("TOOLSMITH_HOME", str(tmp_path / "home"))
+    script = {
+        "steps": [
+            {"label": "design", "when": "Task:", "json": {"spec": WEAK}},
+            {"label": "code", "when": "Specification", "reply": f"```python\n{CLAMP_NO_FLOOR}```"},
+            {
+                "label": "strengthen",
+                "when": "Surviving mutants:",
+                "json": {"examples": STRONGER_EXAMPLES},
+            },
+            {"label": "fix", "when": "It failed in the sandbox", "reply": f"```python\n{CLAMP}```"},
+        ]
+    }
+    with ScriptedLLMServer(script) as server:
+        llm = OpenAILLM(LLMConfig(base_url=server.base_url, model="scripted"))
+        ts = Toolsmith(Registry(tmp_path / "registry"), llm, sandbox)
+        options = BuildOptions(mutants=12, mutation_rounds=1, max_examples=30, force=True)
+        result = ts.build("clamp an integer to a range", options)
+        assert server.remaining == 0
+        fix_prompt = server.requests[3]["messages"][-1]["content"]
+    assert [a.verdict for a in result.attempts] == [AttemptVerdict.FAILED, AttemptVerdict.PASSED]
+    assert "test_example_1" in result.attempts[0].failure
+    assert '"value": -3' in fix_prompt or "'value': -3" in fix_prompt
+    assert result.status == BuildStatus.PUBLISHED and result.code == CLAMP
+    assert result.spec is not None and len(result.spec.examples) == 1 + len(STRONGER_EXAMPLES)
+    assert result.report is not None and result.report.mutation is not None
+    assert result.report.mutation.rounds == 1
