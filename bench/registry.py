@@ -1,37 +1,43 @@
-"""Registry benchmark: publish, resolve+verify, list and search, each against a raw baseline.
+"""Registry benchmark: resolve+verify, list and search on a local TUF registry, and the first load
+from a registry served over HTTP, each against a raw-read baseline measured in the same run,
+interleaved with it.
 
-    python bench/registry.py [--dir DIR] [--big 10000]
+    python bench/registry.py [--dir DIR] [--versions 2]
 
-Publishes 1,000 versions across 200 tools through ``Registry.publish`` (signing, blobs, fsync,
-index), then times, in this process:
-- resolve+verify of one version vs. reading the same 6 files and hashing them (no signature check,
-  no parsing): the cost of the trust gate over raw IO;
-- resolve+verify of a version that went through the approval gate vs. one that did not: the cost
-  of checking the signed approval;
-- ``list()`` vs. reading every index file raw;
-- ``search()`` warm (cached bm25 index) and cold (first query after a change rebuilds it) vs. a
-  substring scan of the same descriptions held in memory;
-then grows the registry to ``--big`` versions through the same publish path and times search again.
+Publishes ``--versions`` versions of each of 200 tools through ``Registry.publish`` (in-toto
+statement signed with DSSE, five targets, new targets/snapshot/timestamp metadata, fsync), then
+times, in this process:
+- resolve+verify of one version (warm: the consumer has verified the current metadata) vs.
+  reading the same five target files and hashing them (no signature, no metadata, no parsing);
+- ``list()`` of 200 tools vs. reading and ``json.loads``-ing the targets metadata;
+- ``search()`` warm vs. a substring scan of the same descriptions held in memory;
+- over HTTP (a loopback ``http.server``): the first resolve by a consumer with an empty cache
+  (pin root, fetch timestamp, snapshot, targets, five target files) and by one whose cache is
+  warm (fetch timestamp, read the rest from the cache), vs. fetching the five target files raw.
 """
 
 from __future__ import annotations
 
 import argparse
-import base64
+import functools
 import hashlib
 import json
 import os
 import random
+import shutil
 import statistics
 import sys
 import tempfile
+import threading
 import time
+import urllib.request
 from collections.abc import Callable
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from toolsmith.registry import KeyRole, Registry, VersionStatus
+from toolsmith.registry import Registry, trust_registry
 from toolsmith.report import Outcome, Provenance, TestCase, TestReport
-from toolsmith.signing import SigningKey, public_pem
+from toolsmith.signing import SigningKey
 from toolsmith.spec import ToolSpec
 
 WORDS = [
@@ -130,54 +136,62 @@ def make_spec(i: int, rng: random.Random) -> ToolSpec:
     )
 
 
-def timed(fn: Callable[[], object], n: int) -> list[float]:
-    out = []
+def interleaved(
+    fn: Callable[[], object], base: Callable[[], object] | None, n: int
+) -> tuple[list[float], list[float]]:
+    """``n`` timings of ``fn`` and of ``base``, alternating, so drift hits both alike."""
+    got: list[float] = []
+    ref: list[float] = []
     for _ in range(n):
         t = time.perf_counter()
         fn()
-        out.append(time.perf_counter() - t)
-    return out
+        got.append(time.perf_counter() - t)
+        if base is not None:
+            t = time.perf_counter()
+            base()
+            ref.append(time.perf_counter() - t)
+    return got, ref
 
 
 def p(samples: list[float], q: float) -> float:
     return statistics.quantiles(samples, n=100, method="inclusive")[int(q) - 1] * 1000
 
 
-def row(name: str, got: list[float], base: list[float] | None, rows: list[list[str]]) -> None:
+def row(name: str, got: list[float], base: list[float], rows: list[list[str]]) -> None:
     med = statistics.median(got) * 1000
     ratio = f"{med / (statistics.median(base) * 1000):.2f}x" if base else "-"
     base_med = f"{statistics.median(base) * 1000:.3f}" if base else "-"
     rows.append([name, f"{med:.3f}", f"{p(got, 99):.3f}", base_med, ratio, str(len(got))])
 
 
-def publish_many(reg: Registry, specs: list[ToolSpec], total: int, key: SigningKey) -> list[float]:
-    report = TestReport(
-        tests=[TestCase(nodeid="t", outcome=Outcome.PASSED)], expected=1, collected=1
-    )
-    prov = Provenance(source="hand-written", task="bench")
-    times = []
-    for n in range(total):
-        spec = specs[n % len(specs)]
-        code = f"def {spec.name}(text: str) -> str:\n    return text  # {n}\n"
-        t = time.perf_counter()
-        reg.publish(spec, code, report, prov, signer=key)
-        times.append(time.perf_counter() - t)
-    return times
+def target_paths(reg: Registry, name: str, version: str) -> list[str]:
+    """The registry-relative paths of a version's five target files."""
+    rec = reg.find(f"{name}@{version}")
+    digests = [rec.envelope, *rec.parts.values()]
+    assert isinstance(reg.path, Path)
+    found = [
+        str(p.relative_to(reg.path))
+        for d in digests
+        for p in (reg.path / "targets" / "tools" / name / version).glob(f"{d}.*")
+    ]
+    assert len(found) == 5, found
+    return found
 
 
-def raw_read(reg: Registry, name: str, version: str) -> None:
-    """Baseline: the same bytes resolve reads, hashed and the index parsed, nothing verified."""
-    envelope = json.loads((reg.path / "index" / f"{name}.json").read_bytes())
-    doc = json.loads(base64.b64decode(envelope["payload"]))["predicate"]["index"]
-    rec = next(r for r in doc["records"] if r["version"] == version)
-    for digest in [rec["envelope"], *rec["parts"].values()]:
-        hashlib.sha256((reg.path / "blobs" / "sha256" / digest).read_bytes()).hexdigest()
+def serve(root: Path) -> tuple[ThreadingHTTPServer, str]:
+    class Quiet(SimpleHTTPRequestHandler):
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(root)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}"
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--dir", type=Path, help="where to build the registry (default: a temp dir)")
-    ap.add_argument("--big", type=int, default=10_000, help="versions for the large search run")
+    ap.add_argument("--versions", type=int, default=2, help="versions published per tool")
     args = ap.parse_args()
     base = args.dir or Path(tempfile.mkdtemp(prefix="toolsmith-bench-"))
     os.environ["TOOLSMITH_HOME"] = str(base / "home")
@@ -185,109 +199,95 @@ def main() -> None:
     specs = [make_spec(i, rng) for i in range(TOOLS)]
     key = SigningKey.generate("bench")
     reg = Registry(base / "registry")
+    report = TestReport(
+        tests=[TestCase(nodeid="t", outcome=Outcome.PASSED)], expected=1, collected=1
+    )
+    prov = Provenance(source="hand-written", task="bench")
     rows: list[list[str]] = []
 
+    pub: list[float] = []
     t0 = time.perf_counter()
-    pub = publish_many(reg, specs, 1000, key)
-    print(
-        f"published 1,000 versions of {TOOLS} tools in {time.perf_counter() - t0:.1f} s",
-        file=sys.stderr,
-    )
-    row("publish (1 version, fsync)", pub, None, rows)
+    for n in range(TOOLS * args.versions):
+        spec = specs[n % TOOLS]
+        code = f"def {spec.name}(text: str) -> str:\n    return text  # {n}\n"
+        t = time.perf_counter()
+        reg.publish(spec, code, report, prov, signer=key)
+        pub.append(time.perf_counter() - t)
+    total = TOOLS * args.versions
+    print(f"published {total} versions in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+    row(f"publish (1 version, at up to {total})", pub, [], rows)
 
-    name, version = specs[17].name, "0.1.3"
+    name, version = specs[17].name, "0.1.0"
+    assert isinstance(reg.path, Path)
+    files = [reg.path / rel for rel in target_paths(reg, name, version)]
+
+    def raw_read() -> None:
+        for f in files:
+            hashlib.sha256(f.read_bytes()).hexdigest()
+
     reg.resolve(f"{name}@{version}")
     row(
-        "resolve+verify 1 version",
-        timed(lambda: reg.resolve(f"{name}@{version}"), 2000),
-        timed(lambda: raw_read(reg, name, version), 2000),
+        "resolve+verify 1 version (local, warm)",
+        *interleaved(lambda: reg.resolve(f"{name}@{version}"), raw_read, 3000),
         rows,
     )
     row(
-        "resolve+verify by range ^0.1",
-        timed(lambda: reg.resolve(f"{name}@^0.1"), 2000),
-        timed(lambda: raw_read(reg, name, version), 2000),
+        "resolve+verify by range ^0.1 (local, warm)",
+        *interleaved(lambda: reg.resolve(f"{name}@^0.1"), raw_read, 3000),
         rows,
     )
-    approver = SigningKey.generate("approver")
-    reg.trust.trust(public_pem(approver.public_key), "approver", KeyRole.APPROVER)
-    gated = specs[18]
-    pending = reg.publish(
-        gated,
-        f"def {gated.name}(text: str) -> str:\n    return text  # gated\n",
-        TestReport(tests=[TestCase(nodeid="t", outcome=Outcome.PASSED)], expected=1, collected=1),
-        Provenance(source="hand-written", task="bench"),
-        version="9.0.0",
-        signer=key,
-        status=VersionStatus.PENDING,
-    )
-    reg.approve(f"{gated.name}@{pending.version}", approver)
+    meta = reg.path / "metadata"
+    latest = max(meta.glob("*.targets.json"), key=lambda f: int(f.name.split(".")[0]))
     row(
-        "resolve+verify 1 approved version",
-        timed(lambda: reg.resolve(f"{gated.name}@9.0.0"), 2000),
-        timed(lambda: reg.resolve(f"{name}@{version}"), 2000),
+        f"list ({TOOLS} tools, {total} versions)",
+        *interleaved(reg.list, lambda: json.loads(latest.read_bytes()), 100),
         rows,
     )
-    index_dir = reg.path / "index"
-    row(
-        f"list ({TOOLS} tools, 1,000 versions)",
-        timed(reg.list, 50),
-        timed(lambda: [json.loads(p.read_bytes()) for p in index_dir.glob("*.json")], 50),
-        rows,
-    )
+    texts = [f"{r.name} {r.description} {' '.join(r.tags)}".lower() for r in reg.list()]
+    queries = iter([" ".join(rng.sample(WORDS, 2)) for _ in range(2000)])
 
-    def search_rows(label: str) -> None:
-        records = [r for t in reg.list() for r in reg.versions(t.name)]
-        texts = [f"{r.name} {r.description} {' '.join(r.tags)}".lower() for r in records]
-        queries = [" ".join(rng.sample(WORDS, 2)) for _ in range(200)]
-        it = iter(queries * 10)
+    def scan() -> None:
+        words = next(queries).split()
+        sorted(t for t in texts if all(w in t for w in words))
 
-        def scan() -> None:
-            words = next(it).split()
-            hits = [t for t in texts if all(w in t for w in words)]
-            hits.sort()
+    reg.search("warm up")
+    row("search warm", *interleaved(lambda: reg.search(next(queries)), scan, 400), rows)
 
-        def query() -> None:
-            reg.search(next(it))
+    server, url = serve(reg.path)
+    fingerprint = reg.fingerprint()
+    rels = target_paths(reg, name, version)
 
-        baseline = timed(scan, 400)
+    def raw_http() -> None:
+        for rel in rels:
+            with urllib.request.urlopen(f"{url}/{rel}") as r:
+                hashlib.sha256(r.read()).hexdigest()
 
-        def cold_query() -> None:
-            Registry(reg.path).search(next(it))  # a fresh Registry has no cached index
+    state = base / "http-home"
 
-        cold = timed(cold_query, 5)
-        warm = timed(query, 400)
-        row(f"search warm ({label})", warm, baseline, rows)
-        row(f"search cold: rebuild + query ({label})", cold, baseline, rows)
+    def cold() -> None:
+        shutil.rmtree(state, ignore_errors=True)
+        os.environ["TOOLSMITH_HOME"] = str(state)
+        trust_registry(url, fingerprint)
+        Registry(url).resolve(f"{name}@{version}")
 
-    search_rows("1,000 versions")
-    big_note = ""
-    if args.big > 1000:
-        t0 = time.perf_counter()
-        publish_many(reg, specs, args.big - 1000, key)
-        took = time.perf_counter() - t0
-        big_note = f"grew to {args.big:,} versions via Registry.publish in {took:.0f} s"
-        print(big_note, file=sys.stderr)
-        search_rows(f"{args.big:,} versions")
-        name = specs[17].name
-        row(
-            f"resolve+verify 1 version ({args.big:,})",
-            timed(lambda: reg.resolve(f"{name}@0.1.3"), 2000),
-            timed(lambda: raw_read(reg, name, "0.1.3"), 2000),
-            rows,
-        )
+    def warm() -> None:
+        Registry(url).resolve(f"{name}@{version}")
+
+    cold()
+    row("HTTP first load, empty cache", *interleaved(cold, raw_http, 30), rows)
+    cold()
+    row("HTTP first load, warm cache", *interleaved(warm, raw_http, 100), rows)
+    server.shutdown()
 
     head = ["operation", "p50 ms", "p99 ms", "baseline p50 ms", "ratio", "n"]
     widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
     print(f"registry at {reg.path} ({sys.platform}, python {sys.version.split()[0]})")
-    if big_note:
-        print(big_note)
     for r in [head, ["-" * w for w in widths], *rows]:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)))
     print(
-        "baselines: resolve = read index + 6 blobs + sha256, no signature/parsing; approved = "
-        "resolve+verify of a version without approval; list = read+json.loads every index file; "
-        "search = substring scan of in-memory texts"
+        "baselines: resolve = read the 5 target files + sha256, nothing verified or parsed; "
+        "list = read + json.loads the targets metadata; search = substring scan in memory; "
+        "HTTP = GET the 5 target files + sha256"
     )
 
 

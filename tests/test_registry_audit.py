@@ -347,13 +347,28 @@ def test_ineligible_restricted_load_is_refused_and_recorded(
     assert entry.reason is not None and "declares capabilities" in entry.reason
 
 
-def test_load_the_log_cannot_record_is_not_handed_out(reg: Registry, publisher: SigningKey) -> None:
-    """With a broken log, an otherwise allowed load raises AuditError rather than return a tool."""
+def test_a_damaged_consumer_log_does_not_stop_loads(reg: Registry, publisher: SigningKey) -> None:
+    """One damaged line in the consumer's log: the verified tool is still handed out, and
+    `audit verify` names the damage."""
     publish(reg, publisher, "1.0.0")
     reg.load("add_ints@1.0.0", runtime="restricted").close()
     break_tail(reg, reg.consumer_audit.path)
-    with pytest.raises(AuditError, match=r"last entry of audit log .* is damaged or edited"):
-        reg.load("add_ints@1.0.0", runtime="restricted")
+    with reg.load("add_ints@1.0.0", runtime="restricted") as tool:
+        assert tool(a=1, b=2) == 3
+    result = reg.consumer_audit.verify()
+    assert not result.ok and result.first_bad_seq == 1
+
+
+def test_cli_audit_consumer_shows_loads(reg: Registry, publisher: SigningKey) -> None:
+    """`audit show --consumer --json` lists this user's loads; the registry's log has none."""
+    publish(reg, publisher, "1.0.0")
+    reg.load("add_ints", runtime="restricted").close()
+    shown = cli(reg, "audit", "show", "--consumer", "--json")
+    assert shown.returncode == 0, shown.stderr
+    assert [(r["event"], r["subject"]) for r in json.loads(shown.stdout)] == [
+        ("load", "add_ints@1.0.0")
+    ]
+    assert cli(reg, "audit", "verify", "--consumer").returncode == 0
 
 
 def test_refusal_the_log_cannot_record_still_raises(reg: Registry, publisher: SigningKey) -> None:

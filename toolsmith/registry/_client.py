@@ -40,6 +40,7 @@ from toolsmith.errors import (
     TrustError,
     UntrustedRegistryError,
 )
+from toolsmith.registry._models import VersionRecord
 from toolsmith.registry._repository import MAX_METADATA
 from toolsmith.registry._storage import RepoDir
 
@@ -229,6 +230,7 @@ class View:
     def __init__(self, consumer: Consumer, updater: Updater) -> None:
         self.consumer = consumer
         self.updater = updater
+        self.records: dict[str, list[VersionRecord]] | None = None  # filled by the Registry
         try:
             updater.refresh()
         except Exception as e:

@@ -52,7 +52,7 @@ from toolsmith.errors import (
 )
 from toolsmith.keys import KeyStore, default_signing_key
 from toolsmith.log import bound, get_logger
-from toolsmith.policy import CapabilityPolicy, load_policy
+from toolsmith.policy import POLICY_ENV, CapabilityPolicy, load_policy
 from toolsmith.registry import _client, _verify
 from toolsmith.registry._models import (
     GarbageReport,
@@ -184,6 +184,7 @@ class Registry:
         self._policy = policy
         self._trusted_approvers = set(trusted_approvers) if trusted_approvers else None
         self._view_cache: tuple[bytes | None, _client.View] | None = None
+        self._loaded_policy: tuple[str, CapabilityPolicy] | None = None
         self._search: tuple[int, SearchIndex] | None = None
         self.consumer_audit = consumer_audit()
 
@@ -268,10 +269,20 @@ class Registry:
         )
 
     def _all(self) -> dict[str, builtins.list[VersionRecord]]:
-        return {} if self._empty() else self._records(self._view())
+        if self._view_cache is None and self._empty():
+            return {}
+        return self._records(self._view())
 
     def _records(self, view: _client.View) -> dict[str, builtins.list[VersionRecord]]:
-        """Every version of every tool, by name, from the verified metadata."""
+        """Every version of every tool, by name, lowest version first, from the verified
+        metadata; computed once per verified state."""
+        if view.records is None:
+            view.records = {
+                name: _by_version(records) for name, records in self._read_records(view).items()
+            }
+        return view.records
+
+    def _read_records(self, view: _client.View) -> dict[str, builtins.list[VersionRecord]]:
         decisions = view.delegated(APPROVERS)
         decided = decisions.targets if decisions is not None else {}
         out: dict[str, builtins.list[VersionRecord]] = {}
@@ -419,7 +430,14 @@ class Registry:
         return TrustPolicy(keys, 1)
 
     def _gate(self) -> _verify.Gate:
-        return _verify.Gate(self._policy if self._policy is not None else load_policy())
+        if self._policy is not None:
+            return _verify.Gate(self._policy)
+        # The consumer's policy file is read once per Registry (and again if TOOLSMITH_POLICY
+        # names another one): parsing it on every resolve was most of a warm resolve's time.
+        source = os.environ.get(POLICY_ENV, "")
+        if self._loaded_policy is None or self._loaded_policy[0] != source:
+            self._loaded_policy = (source, load_policy())
+        return _verify.Gate(self._loaded_policy[1])
 
     def resolve(self, ref: str) -> VerifiedTool:
         """One verified, published version for ``ref`` that this consumer's policy admits;
@@ -444,7 +462,9 @@ class Registry:
 
         Every call appends one "load" entry by ``actor`` (default: the OS user) to this
         consumer's audit log (never the registry's): allowed, with the digest and runtime; or
-        refused, with the error's message as the reason, and the error is re-raised.
+        refused, with the error's message as the reason, and the error is re-raised. A log that
+        refuses the entry (a damaged line) is reported on the error log and by `toolsmith audit
+        verify --consumer`; it does not stop the load.
         """
         from toolsmith.loader import load_tool
 
@@ -471,9 +491,12 @@ class Registry:
         data |= {"allowed": True, "runtime": tool.runtime, "signers": list(tool.signers)}
         try:
             self._consumer_record(who, subject, reason, data)
-        except AuditError:
-            tool.close()
-            raise
+        except AuditError as e:
+            # The tool verified; a damaged log line must not stop the agent. `toolsmith audit
+            # verify --consumer` reports the damage.
+            _log.error(
+                "load not recorded: your audit log refused it", tool=subject, error=e.message
+            )
         return tool
 
     def _consumer_record(self, actor: str, subject: str, reason: str, data: dict[str, Any]) -> None:
