@@ -262,3 +262,25 @@ def test_build_metadata_versions_are_refused(reg: Registry) -> None:
     with pytest.raises(UsageError, match=r"build metadata"):
         publish(reg, version="1.0.0+evil", code=code_for("add_ints", "a - b"))
     assert snapshot(reg.path) == before
+
+
+def test_expiry_windows_local_long_served_short(tmp_path: Path) -> None:
+    """A local registry's timestamp outlives a year untouched; `init --timestamp-days` makes a
+    short window for a served one, and `refresh` re-signs it with a fresh expiry."""
+    import json
+    from datetime import UTC, datetime, timedelta
+
+    def expires(reg: Registry) -> datetime:
+        assert isinstance(reg.path, Path)
+        ts = json.loads((reg.path / "metadata" / "timestamp.json").read_bytes())
+        return datetime.fromisoformat(ts["signed"]["expires"].replace("Z", "+00:00"))
+
+    local = Registry(tmp_path / "local")
+    publish(local)
+    assert expires(local) > datetime.now(UTC) + timedelta(days=365)
+    served = Registry(tmp_path / "served")
+    served.init(expiry_days={"timestamp": 1})
+    assert expires(served) < datetime.now(UTC) + timedelta(days=2)
+    before = expires(served)
+    served.refresh(expiry_days=3)
+    assert expires(served) > before + timedelta(days=1)

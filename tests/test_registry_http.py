@@ -222,3 +222,40 @@ def test_cli_runs_a_tool_from_a_served_registry(
     shutil.rmtree(tmp_path / "cli" / "state" / "registries")
     again = cli("registry", "list", "--registry", served.url)
     assert again.returncode == 4 and "UntrustedRegistryError" in again.stderr
+
+
+def test_mcp_server_serves_a_served_registry(
+    origin: Registry, served: Served, tmp_path: Path
+) -> None:
+    """`toolsmith mcp serve --registry URL` lists and calls the served registry's tools (a real
+    MCP client over stdio)."""
+    import os
+    import sys
+
+    import anyio
+    from mcp.client.client import Client
+    from mcp.client.stdio import StdioServerParameters, stdio_client
+
+    trust_registry(served.url, origin.fingerprint())
+    params = StdioServerParameters(
+        command=sys.executable,
+        args=[
+            "-c",
+            "from toolsmith.cli.mcp import app; app()",
+            "serve",
+            "--registry",
+            served.url,
+            "--runtime",
+            "restricted",
+        ],
+        env={"TOOLSMITH_HOME": os.environ["TOOLSMITH_HOME"]},
+    )
+
+    async def main() -> tuple[list[str], str]:
+        with open(os.devnull, "w") as err:
+            async with Client(stdio_client(params, errlog=err), read_timeout_seconds=60) as client:
+                listed = await client.list_tools()
+                result = await client.call_tool("add_ints", {"a": 20, "b": 22})
+                return [t.name for t in listed.tools], result.content[0].text  # type: ignore[union-attr]
+
+    assert anyio.run(main) == (["add_ints"], "42")
