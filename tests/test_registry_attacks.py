@@ -490,3 +490,21 @@ def test_oversized_metadata_is_refused(reg: Registry, name: str) -> None:
         (meta(reg) / name).write_bytes(b" " * 20_000)
     with pytest.raises(MetadataTooLargeError):
         Registry(reg.path).resolve("add_ints")
+
+
+@pytest.mark.parametrize("where", ["targets", "targets/tools", "metadata"])
+def test_publish_through_a_linked_directory_creates_nothing_outside(
+    reg: Registry, tmp_path: Path, where: str
+) -> None:
+    """A directory the registry writes into replaced by a link to a folder elsewhere: the
+    publish is refused and nothing appears in that folder."""
+    victim = outside(tmp_path)
+    assert isinstance(reg.path, Path)
+    path = reg.path / where
+    shutil.copytree(path, victim / "copy")
+    shutil.rmtree(path)
+    path.symlink_to(victim / "copy")
+    before = tree(victim)
+    with pytest.raises(UnsafePathError):
+        publish(reg, "2.0.0", "a - -b")
+    assert tree(victim) == before

@@ -466,7 +466,7 @@ class Registry:
         refuses the entry (a damaged line) is reported on the error log and by `toolsmith audit
         verify --consumer`; it does not stop the load.
         """
-        from toolsmith.loader import load_tool
+        from toolsmith.loader import load_tool  # the runtimes are heavy: only when loading
 
         who = actor if actor is not None else _whoami()
         subject = ref
