@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import shutil
 import statistics
@@ -33,7 +34,7 @@ from typing import Any
 from unconfined import unconfined
 
 from toolsmith.loader import load_tool
-from toolsmith.registry import Registry
+from toolsmith.registry import Registry, trust_registry
 from toolsmith.sandbox import Limits, connect, ensure_image
 from toolsmith.sandbox.containers import ENVIRONMENT, host_config
 from toolsmith.sandbox.image import SANDBOX_UID
@@ -136,6 +137,16 @@ class Containers:
 Row = tuple[str, str, list[float], float | None]
 
 
+def curated_copy(tmp: Path) -> Registry:
+    """The curated registry copied under ``tmp``, pinned (by the checkout's own root) in a
+    TOOLSMITH_HOME there, so the bench leaves the user's trust store alone."""
+    os.environ["TOOLSMITH_HOME"] = str(tmp / "home")
+    copy = tmp / "registry"
+    shutil.copytree(CURATED, copy, ignore=shutil.ignore_patterns("sources", "tmp", ".lock", "*.py"))
+    trust_registry(copy, Registry(CURATED).fingerprint())
+    return Registry(copy)
+
+
 def interleaved(
     a: Callable[[], Any], b: Callable[[], Any], n: int, gap_s: float = 0.0
 ) -> tuple[list[float], list[float]]:
@@ -213,18 +224,14 @@ def main() -> None:
     opts = parser.parse_args()
     if opts.barriers_only:
         with tempfile.TemporaryDirectory() as tmp:
-            copy = Path(tmp) / "registry"
-            shutil.copytree(CURATED, copy, ignore=shutil.ignore_patterns("sources", "tmp", ".lock"))
-            registry = Registry(copy)
+            registry = curated_copy(Path(tmp))
             rows = bench_barriers(registry, "to_roman", {"number": 1994}, opts.n)
             rows += bench_barriers(registry, "json_canonicalize", {"document": document()}, opts.n)
         print_rows(rows, f"barriers only; n={opts.n}", "x no barr")
         return
 
     with tempfile.TemporaryDirectory() as tmp:
-        copy = Path(tmp) / "registry"
-        shutil.copytree(CURATED, copy, ignore=shutil.ignore_patterns("sources", "tmp", ".lock"))
-        registry = Registry(copy)
+        registry = curated_copy(Path(tmp))
         containers = Containers()
         rows: list[Row] = []
         try:
