@@ -276,7 +276,7 @@ def main() -> None:
             containers.close()
 
     title = f"engine runtime: {containers.engine.runtime}; n={opts.n}, slow n={opts.slow_n}"
-    print_rows(rows, title, "x floor")
+    print_rows(rows, title + " (barrier rows: ratio against no barriers)", "x base")
 
 
 def print_rows(rows: list[Row], title: str, against: str) -> None:
