@@ -259,6 +259,8 @@ def test_survivors_go_to_the_designer_whose_examples_kill_them(
     assert shown["mutation"]["score"] == mutation.score
     assert shown["mutation"]["killed"] == mutation.killed
     assert len(shown["mutation"]["mutants"]) == len(mutation.mutants)
+    (counts,) = shown["accepted_inputs"].values()
+    assert counts["inputs"] >= 30 and 0 < counts["accepted"] <= counts["inputs"]
 
 
 @pytest.mark.docker
@@ -360,3 +362,35 @@ def test_new_examples_the_candidate_fails_send_it_back_to_the_fix_loop(
     assert result.spec is not None and len(result.spec.examples) == 1 + len(STRONGER_EXAMPLES)
     assert result.report is not None and result.report.mutation is not None
     assert result.report.mutation.rounds == 1
+
+
+def test_consumer_policy_refuses_a_tool_below_its_minimum_score(tmp_path: Path) -> None:
+    """The signed score is checked again at load against the consumer's own policy: the curated
+    tool with the lowest score loads under a minimum equal to it and is refused above it."""
+    from tests.test_registry_support import curated_copy
+
+    copy = tmp_path / "registry"
+    curated_copy(copy)
+    registry = Registry(copy)
+    scores = {}
+    for record in registry.list():
+        mutation = registry.resolve(record.name).report.mutation
+        assert mutation is not None and mutation.score is not None, record.name
+        scores[record.name] = mutation.score
+    name, score = min(scores.items(), key=lambda item: item[1])
+    assert score < 1, "every curated tool killed all twelve mutants: no equivalent drawn at all?"
+
+    def policy(minimum: float) -> CapabilityPolicy:
+        return CapabilityPolicy.from_toml(f"[tests]\nmin_mutation_score = {minimum}\n", source="p")
+
+    assert Registry(copy, policy=policy(score)).resolve(name).name == name
+    from typer.testing import CliRunner
+
+    from toolsmith.cli import app
+
+    shown = CliRunner().invoke(app, ["registry", "show", name, "--registry", str(copy)])
+    assert shown.exit_code == 0, shown.output
+    assert f"mutation score {score:.0%}" in shown.output and "  survived   m" in shown.output
+    assert "inputs     test_generated_inputs: " in shown.output and "% accepted" in shown.output
+    with pytest.raises(PolicyError, match=rf"{name}@.*'s signed mutation score is .*your policy p"):
+        Registry(copy, policy=policy(1.0)).resolve(name)

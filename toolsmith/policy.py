@@ -62,7 +62,8 @@ class TestsSection(BaseModel):
         default=None,
         ge=0,
         le=1,
-        description="least share of counted mutants the tests must kill (0 to 1); unset: none",
+        description="least share of counted mutants the tests must kill (0 to 1), at build and "
+        "at load; unset: none",
     )
 
 

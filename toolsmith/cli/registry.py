@@ -150,6 +150,11 @@ def show(ref: RefArg, registry: RegistryOpt = None, as_json: JsonOpt = False) ->
         "spec": tool.spec.model_dump(mode="json"),
         "report_summary": tool.report.summary(),
         "report_warnings": tool.report.warnings(),
+        "accepted_inputs": {
+            t.nodeid: {"inputs": t.inputs, "accepted": t.accepted}
+            for t in tool.report.tests
+            if t.inputs
+        },
         "mutation": _mutation(tool.report.mutation),
         "provenance": tool.provenance.model_dump(mode="json"),
     }
@@ -169,6 +174,15 @@ def show(ref: RefArg, registry: RegistryOpt = None, as_json: JsonOpt = False) ->
             ),
             highlight=False,
         )
+        for t in tool.report.tests:
+            if t.inputs and t.accepted_share is not None:
+                console.print(
+                    escape(
+                        f"inputs     {t.nodeid.rpartition('::')[2]}: {t.inputs} drawn, "
+                        f"{t.accepted_share:.0%} accepted"
+                    ),
+                    highlight=False,
+                )
         mutation = tool.report.mutation
         if mutation is not None:
             lines = [f"mutation   {mutation.summary()}"]

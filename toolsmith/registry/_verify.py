@@ -107,7 +107,7 @@ def verify(
             f"{spec.name!r}, report: {report.summary()})"
         )
     if gate is not None:
-        _consumer_gate(ref, spec, statement.needs_approval, approvers, gate)
+        _consumer_gate(ref, spec, report, statement.needs_approval, approvers, gate)
     custom = statement_info.custom if isinstance(statement_info.custom, dict) else {}
     return _issue(
         _SEAL,
@@ -149,10 +149,25 @@ def _approval(
 
 
 def _consumer_gate(
-    ref: str, spec: ToolSpec, publisher_wants: bool, approvers: tuple[str, ...], gate: Gate
+    ref: str,
+    spec: ToolSpec,
+    report: TestReport,
+    publisher_wants: bool,
+    approvers: tuple[str, ...],
+    gate: Gate,
 ) -> None:
     """The consumer's own rules, whatever the publisher decided: a denied capability refuses
-    the tool; one needing approval (or a publisher's "approval required") needs a trusted one."""
+    the tool; one needing approval (or a publisher's "approval required") needs a trusted one;
+    a signed mutation score below the consumer's ``[tests] min_mutation_score`` refuses it."""
+    minimum = gate.policy.tests.min_mutation_score
+    score = report.mutation.score if report.mutation is not None else None
+    if minimum is not None and (score is None or score < minimum):
+        shown = "not measured" if score is None else f"{score:.0%}"
+        raise PolicyError(
+            f"{ref}'s signed mutation score is {shown}, below the {minimum:.0%} your policy "
+            f"{gate.policy.source} requires ([tests] min_mutation_score)",
+            hint="use another tool or version, or lower min_mutation_score in your policy",
+        )
     needs = publisher_wants
     for cap in spec.capabilities:
         decision, key, pattern = gate.policy.capabilities.classify([cap])
