@@ -394,3 +394,44 @@ def test_consumer_policy_refuses_a_tool_below_its_minimum_score(tmp_path: Path) 
     assert "inputs     test_generated_inputs: " in shown.output and "% accepted" in shown.output
     with pytest.raises(PolicyError, match=rf"{name}@.*'s signed mutation score is .*your policy p"):
         Registry(copy, policy=policy(1.0)).resolve(name)
+
+
+def test_build_output_shows_the_score_and_the_share_warning(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import io
+
+    from rich.console import Console
+
+    import toolsmith.cli.build as build_cli
+    from toolsmith.pipeline import BuildResult
+
+    report = TestReport(
+        tests=[
+            TestCase(
+                nodeid="test_tool.py::test_generated_inputs",
+                outcome="passed",
+                inputs=120,
+                accepted=2,
+            )
+        ],
+        expected=1,
+        collected=1,
+        mutation=MutationReport(
+            operators=["number"],
+            generated=9,
+            budget_mutants=12,
+            budget_time_s=60,
+            mutants=[survivor("m4"), survivor("m5").model_copy(update={"status": "killed"})],
+        ),
+    )
+    out = io.StringIO()
+    monkeypatch.setattr(build_cli, "console", Console(file=out, width=200))
+    build_cli.render_result(
+        BuildResult(
+            build_id="b1", status=BuildStatus.DRY_RUN, spec=ToolSpec.parse(WEAK), report=report
+        )
+    )
+    text = out.getvalue()
+    assert "mutation score 50%: 1 killed, 1 survived of 2 run (9 proposed)" in text
+    assert "warning test_tool.py::test_generated_inputs: the tool accepted only 2 of 120" in text
