@@ -25,8 +25,8 @@ BaseOpt = Annotated[
     str | None,
     typer.Option(
         "--base",
-        help="Local python image to build FROM (default: a python:3.x-slim if present, "
-        "else a Debian root filesystem built offline with mmdebstrap).",
+        help="Local image to build FROM; it needs python3 with libseccomp's binding "
+        "(default: a Debian root filesystem built offline with mmdebstrap).",
         show_default=False,
     ),
 ]

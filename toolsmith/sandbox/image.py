@@ -2,9 +2,11 @@
 
 Two ways to a base, one runner on top:
 
-* a python image already present in the engine (e.g. ``python:3.12-slim``): a plain ``FROM``;
-* otherwise a Debian root filesystem made by ``mmdebstrap`` from ``sandbox_images/rootfs.json`` and
-  ``docker import``-ed, because the engine may have no images and no way to pull (air-gapped).
+* by default, a Debian root filesystem made by ``mmdebstrap`` from ``sandbox_images/rootfs.json``
+  and ``docker import``-ed, because the engine may have no images and no way to pull (air-gapped);
+  it carries python3 and libseccomp's binding (python3-seccomp), which the run-time barriers need;
+* a local image named with ``--base`` (a plain ``FROM``): it must offer both for its ``python3``,
+  or the runner refuses to run tools (fail closed).
 
 The test stack (``sandbox_images/requirements.txt``, fully pinned) is installed from wheels on the
 host into a cached directory and copied in, so the image build needs no network either.
@@ -32,7 +34,6 @@ from toolsmith.sandbox.engine import Engine, docker_errors, shared_engine
 
 IMAGE_REPO = "toolsmith-sandbox"
 BASE_REPO = "toolsmith-sandbox-base"
-BASE_CANDIDATES = ("python:3.12-slim", "python:3.11-slim", "python:3.13-slim")
 INPUTS_LABEL = "toolsmith.sandbox.inputs"
 SANDBOX_UID = 10001
 _INPUT_FILES = ("Dockerfile", "requirements.txt", "rootfs.json")
@@ -102,19 +103,22 @@ def _rootfs_recipe(src: Path) -> RootfsRecipe:
 
 
 def _local_base(engine: Engine, base: str | None) -> tuple[str, str] | None:
-    """(name, image id) of the python base image to build FROM, if one is present locally."""
-    candidates = (base,) if base else BASE_CANDIDATES
-    for name in candidates:
-        with docker_errors(f"looking up base image {name}"):
-            found = engine.api.images(name=name, quiet=True)
-        if found:
-            return name, found[0]
-    if base:
+    """(name, image id) of the local image to build FROM, when one is named (``--base``).
+
+    Never guessed from what the engine holds: the runner needs libseccomp's Python binding for
+    the interpreter it runs (Debian's python3-seccomp in the recipe's root filesystem), which a
+    ``python:3.x-slim`` image lacks, so its runner would refuse every tool (fail closed).
+    """
+    if not base:
+        return None
+    with docker_errors(f"looking up base image {base}"):
+        found = engine.api.images(name=base, quiet=True)
+    if not found:
         raise ImageError(
             f"base image {base!r} is not present in the Docker engine",
             hint=f"`docker load` or pull {base}, or omit --base to build from Debian packages",
         )
-    return None
+    return base, found[0]
 
 
 def _base_ref(engine: Engine, src: Path, base: str | None) -> tuple[str, str | None]:
@@ -187,9 +191,8 @@ def _debian_base(engine: Engine, src: Path, say: Progress) -> str:
     mmdebstrap = shutil.which("mmdebstrap")
     if mmdebstrap is None:
         raise ImageError(
-            "no python base image in the Docker engine and mmdebstrap is not installed, "
-            "so the sandbox base root filesystem cannot be built",
-            hint="apt-get install mmdebstrap (or `docker load` a python:3.12-slim image)",
+            "mmdebstrap is not installed, so the sandbox base root filesystem cannot be built",
+            hint="apt-get install mmdebstrap",
         )
     mirror = os.environ.get("TOOLSMITH_DEBIAN_MIRROR") or recipe.mirror
     excludes = [f"--dpkgopt=path-exclude={p}" for p in recipe.exclude_paths]
