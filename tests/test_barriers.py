@@ -280,3 +280,50 @@ def test_a_runtime_tool_without_a_barrier_plan_never_loads(
 class _NoPlan:
     def model_dump(self, mode: str = "json") -> None:
         return None
+
+
+@pytest.mark.docker
+def test_a_kernel_without_landlock_fails_closed(
+    sandbox_image: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where Landlock is missing (here hidden by the container's seccomp profile: ENOSYS, as an
+    older kernel answers), the runner refuses to run tool code and says why."""
+    import toolsmith.sandbox.containers as containers
+    from toolsmith.sandbox.engine import shared_engine
+    from toolsmith.sandbox.job import Limits
+    from toolsmith.sandbox.sandbox import DockerBackend
+
+    profile = {
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "syscalls": [
+            {
+                "names": ["landlock_create_ruleset", "landlock_add_rule", "landlock_restrict_self"],
+                "action": "SCMP_ACT_ERRNO",
+                "errnoRet": 38,
+            }
+        ],
+    }
+    hardened = containers.host_config
+
+    def without_landlock(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        config = hardened(*args, **kwargs)
+        config["SecurityOpt"] = [*config["SecurityOpt"], "seccomp=" + json.dumps(profile)]
+        return config
+
+    monkeypatch.setattr(containers, "host_config", without_landlock)
+    backend = DockerBackend(pool_size=0, image=sandbox_image, engine=shared_engine())
+    try:
+        report = backend.run(
+            SandboxJob(
+                tool_name="t",
+                code="def t():\n    return 1\n",
+                test_files={"test_t.py": "from toolsmith_harness import call\n\ndef test_t():\n"
+                            "    assert call() == 1\n"},
+                expected_tests=1,
+                limits=Limits(timeout_s=60),
+            )
+        )  # fmt: skip
+    finally:
+        backend.close()
+    assert not report.passed
+    assert "the kernel offers no Landlock" in report.failure_text(), report.failure_text()
