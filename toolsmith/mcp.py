@@ -60,13 +60,9 @@ class ToolServer:
         self._closed = False
 
     def _live(self) -> list[VersionRecord]:
-        """Published, unyanked records; a tool whose index does not read or verify is left out
-        and logged, so one damaged index cannot empty the listing."""
-
-        def withhold(name: str, error: ToolsmithError) -> None:
-            log.warning("mcp.tool_withheld", tool=name, error=f"{type(error).__name__}: {error}")
-
-        records = self.registry.list(on_error=withhold)
+        """Published, unyanked records (a tool that then fails to verify is withheld and logged
+        by ``definitions``)."""
+        records = self.registry.list()
         return [r for r in records if not r.yanked and r.status == VersionStatus.PUBLISHED]
 
     def _refusal(self, tool: VerifiedTool) -> str | None:

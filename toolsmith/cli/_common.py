@@ -59,14 +59,6 @@ def print_error(e: ToolsmithError, prefix: str = "") -> None:
         )
 
 
-def exit_for_problems(problems: dict[str, ToolsmithError]) -> None:
-    """After printing what could be read: name each tool that could not, and exit non-zero."""
-    for name, e in problems.items():
-        print_error(e, prefix=f"{name}: ")
-    if problems:
-        raise typer.Exit(next(iter(problems.values())).exit_code)
-
-
 def emit(data: Any, as_json: bool, render: Callable[[], None]) -> None:
     """Print ``data`` as JSON for scripts, or call ``render`` for people."""
     if as_json:

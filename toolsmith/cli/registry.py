@@ -9,8 +9,8 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from toolsmith.cli._common import JsonOpt, RegistryOpt, console, emit, exit_for_problems, plain
-from toolsmith.errors import CorruptRegistryError, ToolsmithError, TrustError
+from toolsmith.cli._common import JsonOpt, RegistryOpt, console, emit, plain
+from toolsmith.errors import CorruptRegistryError, TrustError
 from toolsmith.export import ExportFormat, export_spec
 from toolsmith.keys import DEFAULT_KEY, KeyStore
 from toolsmith.registry import Registry, VersionRecord, VersionStatus, trust_registry
@@ -61,17 +61,15 @@ def list_(
 ) -> None:
     """List tools with the version a bare name resolves to (or, with --pending, the queue)."""
     reg = Registry(registry)
-    problems: dict[str, ToolsmithError] = {}
     if not pending:
-        records = reg.list(on_error=problems.__setitem__)
+        records = reg.list()
         emit(
             [_row(r) for r in records],
             as_json,
             lambda: console.print(_table(records, f"{len(records)} tools in {reg.location}")),
         )
-        exit_for_problems(problems)
         return
-    queue = reg.pending(on_error=problems.__setitem__)
+    queue = reg.pending()
 
     def render() -> None:
         table = Table(title=escape(f"{len(queue)} version(s) awaiting approval in {reg.location}"))
@@ -85,7 +83,6 @@ def list_(
             console.print("decide with `toolsmith approve NAME@VER` or `toolsmith reject ...`")
 
     emit([_row(r) for r in queue], as_json, render)
-    exit_for_problems(problems)
 
 
 @app.command("versions")

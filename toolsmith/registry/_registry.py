@@ -26,7 +26,7 @@ import contextlib
 import functools
 import getpass
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -83,7 +83,6 @@ if TYPE_CHECKING:
 
 _log = get_logger(__name__)
 Bump = Literal["patch", "minor", "major"]
-OnError = Callable[[str, ToolsmithError], None]
 NAME_FIELD = "x-toolsmith-name"
 
 
@@ -343,17 +342,17 @@ class Registry:
             raise UsageError(f"versions takes a tool name, got {name!r}", hint="drop the @...")
         return self._tool_records(name)
 
-    def list(self, *, on_error: OnError | None = None) -> builtins.list[VersionRecord]:
+    def list(self) -> builtins.list[VersionRecord]:
         """One record per tool: the version a bare name resolves to, else its newest (yanked,
-        pending or rejected; see its ``status``). ``on_error`` is kept for callers that list
-        per tool; the metadata verifies as a whole, so a failure raises."""
+        pending or rejected; see its ``status``). The metadata verifies as a whole, so a
+        registry that does not verify raises (``TrustError``) rather than list part of itself."""
         out = []
         for name, records in sorted(self._all().items()):
             ordered = _by_version(records)
             out.append((_resolvable(ordered, name) or ordered)[-1])
         return out
 
-    def pending(self, *, on_error: OnError | None = None) -> builtins.list[VersionRecord]:
+    def pending(self) -> builtins.list[VersionRecord]:
         """The approval queue: every pending version of every tool, by name then version."""
         return [
             r
