@@ -13,9 +13,8 @@ from typing import Any
 
 import docker
 import pytest
-from pydantic import ValidationError
 
-from toolsmith.errors import EngineUnavailableError
+from toolsmith.errors import EngineUnavailableError, UsageError
 from toolsmith.report import Outcome, Verdict
 from toolsmith.sandbox import Sandbox, SandboxJob, connect, ensure_image
 from toolsmith.sandbox._protocol import judge
@@ -96,7 +95,7 @@ def test_judge_fails_when_fewer_tests_than_expected_were_collected() -> None:
 
 def test_job_rejects_a_test_file_name_with_a_path() -> None:
     """Test file names are plain module names, never paths."""
-    with pytest.raises(ValidationError, match="plain module file name"):
+    with pytest.raises(UsageError, match="plain module file name"):
         SandboxJob(tool_name="t", code="", test_files={"../x.py": ""}, expected_tests=1)
 
 

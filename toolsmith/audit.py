@@ -102,12 +102,12 @@ def entry_hash(fields: dict[str, Any]) -> str:
 class AuditLog:
     """The audit log at ``path`` (conventionally ``<registry>/audit.jsonl``) and its head file."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         self.head_path = self.path.with_name(self.path.name + ".head")
 
     @classmethod
-    def for_registry(cls, registry_path: str | Path) -> AuditLog:
+    def for_registry(cls, registry_path: str | os.PathLike[str]) -> AuditLog:
         return cls(Path(registry_path) / AUDIT_FILE)
 
     def append(

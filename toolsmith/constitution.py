@@ -24,7 +24,7 @@ import tomllib
 from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -37,7 +37,8 @@ from toolsmith.analysis import (
     describe_use,
     required_capabilities,
 )
-from toolsmith.errors import PolicyError
+from toolsmith.errors import PolicyError, ToolsmithError
+from toolsmith.models import PublicModel
 from toolsmith.report import Outcome, TestReport
 from toolsmith.spec import ToolSpec
 from toolsmith.testgen import TestSuite, prelude
@@ -178,8 +179,10 @@ class _File(BaseModel):
     rule: list[ConstitutionRule] = Field(default_factory=list)
 
 
-class Constitution(BaseModel):
+class Constitution(PublicModel):
     """The merged rules and the files they came from, later files overriding by id."""
+
+    invalid: ClassVar[type[ToolsmithError]] = PolicyError
 
     model_config = ConfigDict(frozen=True)
 
@@ -238,7 +241,7 @@ def default_constitution() -> Constitution:
     return Constitution.from_toml(text, source="<default constitution>")
 
 
-def load_constitution(path: str | Path | None = None) -> Constitution:
+def load_constitution(path: str | os.PathLike[str] | None = None) -> Constitution:
     """The default constitution with the project's (``path``, else ``$TOOLSMITH_CONSTITUTION``)
     merged over it."""
     base = default_constitution()

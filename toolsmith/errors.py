@@ -4,6 +4,9 @@ Every error a caller can see is a ``ToolsmithError``. Each carries a message nam
 where there is one, a ``hint`` naming the fix. The CLI prints ``TypeName: message``, the hint, and
 exits with ``exit_code``; library callers catch the branch they care about.
 
+Exit codes are one per family (a direct subclass of ``ToolsmithError`` and everything under it), so
+the same fault exits the same way from every command; ``EXIT_CODES`` is the table README.md shows.
+
     ToolsmithError
     ├── UsageError                    caller mistakes: bad argument, bad option combination
     ├── SpecError                     a ToolSpec that does not validate
@@ -72,11 +75,11 @@ class SpecError(ToolsmithError):
 
 
 class RegistryError(ToolsmithError):
-    pass
+    exit_code = 3
 
 
 class ToolNotFoundError(RegistryError):
-    exit_code = 3
+    pass
 
 
 class VersionConflictError(RegistryError):
@@ -112,7 +115,7 @@ class SignatureError(TrustError):
 
 
 class KeyStoreError(ToolsmithError):
-    pass
+    exit_code = 10
 
 
 class SandboxError(ToolsmithError):
@@ -165,11 +168,11 @@ class PolicyError(ToolsmithError):
 
 
 class ToolCallError(ToolsmithError):
-    pass
+    exit_code = 11
 
 
 class ToolArgumentsError(ToolCallError):
-    exit_code = 2
+    pass
 
 
 class ToolRaisedError(ToolCallError):
@@ -247,3 +250,21 @@ class MixAndMatchError(TrustError):
 
 class MetadataTooLargeError(TrustError):
     """A metadata file over its size cap (TUF endless-data attack)."""
+
+
+# Family -> (exit code, what it means); tests hold README.md's table and every subclass to it.
+EXIT_CODES: dict[type[ToolsmithError], tuple[int, str]] = {
+    ToolsmithError: (1, "any other toolsmith error"),
+    UsageError: (2, "a bad argument, option or combination"),
+    SpecError: (2, "a ToolSpec that does not validate"),
+    RegistryError: (3, "registry: no such tool or version, a version conflict, a refused publish, "
+                    "a corrupt or unreadable registry"),
+    TrustError: (4, "verification failed: digests, signatures, approval"),
+    SandboxError: (5, "the Docker sandbox: engine, image, confinement"),
+    LLMError: (6, "the model: not configured, unavailable, invalid or truncated answers"),
+    BuildError: (7, "a build that produced no passing tool"),
+    PolicyError: (8, "the capability policy or constitution refused"),
+    AuditError: (9, "the audit log fails its hash chain or cannot be written"),
+    KeyStoreError: (10, "signing keys: missing, unreadable, unsafe permissions"),
+    ToolCallError: (11, "calling a tool: bad arguments, a raised error, a crash, a timeout"),
+}  # fmt: skip

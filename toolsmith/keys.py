@@ -46,8 +46,16 @@ class KeyInfo:
 class KeyStore:
     """Named signing keys in one directory."""
 
-    def __init__(self, path: Path | None = None) -> None:
-        self.path = path if path is not None else key_dir()
+    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
+        self.path = Path(path) if path is not None else key_dir()
+
+    def _io_error(self, doing: str, e: OSError) -> KeyStoreError:
+        where = e.filename or self.path
+        return KeyStoreError(
+            f"cannot {doing} in the key store {self.path}: {e.strerror or e} ({where})",
+            hint="point TOOLSMITH_HOME at a directory you can write (a file or a read-only "
+            "place where the key directory should be cannot hold keys)",
+        )
 
     def _paths(self, name: str) -> tuple[Path, Path]:
         if not KEY_NAME_RE.fullmatch(name):
@@ -71,8 +79,11 @@ class KeyStore:
             serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption(),
         )
-        self.path.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd, tmp = tempfile.mkstemp(dir=self.path, prefix=f".{name}.", suffix=".tmp")
+        try:
+            self.path.mkdir(parents=True, exist_ok=True, mode=0o700)
+            fd, tmp = tempfile.mkstemp(dir=self.path, prefix=f".{name}.", suffix=".tmp")
+        except OSError as e:
+            raise self._io_error(f"create key {name!r}", e) from None
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(pem)
@@ -84,24 +95,31 @@ class KeyStore:
                 f"key {name!r} already exists at {priv_path}",
                 hint="choose another --name; `toolsmith keys list` shows the existing keys",
             ) from None
+        except OSError as e:
+            raise self._io_error(f"write key {name!r}", e) from None
         finally:
             os.unlink(tmp)
-        fd, tmp = tempfile.mkstemp(dir=self.path, prefix=f".{name}.", suffix=".tmp")
-        with os.fdopen(fd, "wb") as f:
-            f.write(public_pem(key.public_key))
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, pub_path)
+        try:
+            fd, tmp = tempfile.mkstemp(dir=self.path, prefix=f".{name}.", suffix=".tmp")
+            with os.fdopen(fd, "wb") as f:
+                f.write(public_pem(key.public_key))
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, pub_path)
+        except OSError as e:
+            raise self._io_error(f"write public key {name!r}", e) from None
         return KeyInfo(name, key.key_id, priv_path, pub_path)
 
     def load(self, name: str = DEFAULT_KEY) -> SigningKey:
         priv_path, _ = self._paths(name)
         try:
             mode = priv_path.stat().st_mode
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             raise KeyStoreError(
                 f"no signing key {name!r} in {self.path}",
                 hint=f"create one with `toolsmith keys generate --name {name}`",
             ) from None
+        except OSError as e:
+            raise self._io_error(f"read key {name!r}", e) from None
         if mode & (stat.S_IRWXG | stat.S_IRWXO):
             raise KeyStoreError(
                 f"private key {priv_path} is accessible by group or others "
@@ -110,6 +128,8 @@ class KeyStore:
             )
         try:
             key = serialization.load_pem_private_key(priv_path.read_bytes(), password=None)
+        except OSError as e:
+            raise self._io_error(f"read key {name!r}", e) from None
         except (ValueError, TypeError) as e:
             raise KeyStoreError(f"cannot read private key {priv_path}: {e}") from None
         if not isinstance(key, Ed25519PrivateKey):

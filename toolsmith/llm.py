@@ -18,7 +18,7 @@ import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, ClassVar, Protocol, TypeVar
 from urllib.parse import urlparse
 
 import openai
@@ -30,8 +30,10 @@ from toolsmith.errors import (
     LLMResponseError,
     LLMTruncatedError,
     LLMUnavailableError,
+    ToolsmithError,
 )
 from toolsmith.log import get_logger
+from toolsmith.models import PublicModel
 
 log = get_logger(__name__)
 
@@ -58,13 +60,15 @@ SETTINGS: dict[str, tuple[str, str]] = {
 }
 
 
-class LLMConfig(BaseModel):
+class LLMConfig(PublicModel):
     """Where the model is and how patient to be with it.
 
     ``timeout_s`` bounds one HTTP request (seconds), ``max_retries`` the SDK's retries of 429, 5xx
     and timeouts, and ``max_tokens`` the completion budget of every answer (tokens): a model that
     loops stops there, and its cut-off answer is an ``LLMTruncatedError``.
     """
+
+    invalid: ClassVar[type[ToolsmithError]] = LLMNotConfiguredError
 
     model_config = ConfigDict(extra="forbid")
 
@@ -160,7 +164,7 @@ class LLMConfig(BaseModel):
             if key in cls.model_fields and key not in merged:
                 merged[key], source[key] = value, f"[llm] {key} in {path}"
         try:
-            return cls(**{**merged, **overrides})
+            return cls.model_validate({**merged, **overrides})
         except ValidationError as e:
             err = e.errors()[0]
             key = ".".join(str(p) for p in err["loc"])

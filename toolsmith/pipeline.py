@@ -37,6 +37,7 @@ from toolsmith.errors import (
     BuildError,
     LLMNotConfiguredError,
     LLMResponseError,
+    LLMUnavailableError,
     PolicyError,
     ToolsmithError,
     UsageError,
@@ -45,6 +46,7 @@ from toolsmith.errors import (
 from toolsmith.llm import HOW_TO_CONFIGURE, LLM, Completion, Message
 from toolsmith.loader import RuntimeName, Tool
 from toolsmith.log import bound, get_logger
+from toolsmith.models import PublicModel
 from toolsmith.mutation import DEFAULT_MUTANTS, DEFAULT_TIME_S, rerun, run_mutants
 from toolsmith.policy import CapabilityPolicy, PolicyDecision, evaluate_policy, load_policy
 from toolsmith.registry import Registry, VerifiedTool, VersionRecord, VersionStatus
@@ -90,7 +92,7 @@ def _default_mutants() -> int:
     return int(value)
 
 
-class BuildOptions(BaseModel):
+class BuildOptions(PublicModel):
     model_config = ConfigDict(extra="forbid")
 
     max_attempts: int = Field(default=4, ge=1, le=20)
@@ -132,7 +134,7 @@ class AttemptRecord(BaseModel):
     code_digest: str = ""
 
 
-class BuildResult(BaseModel):
+class BuildResult(PublicModel):
     """Everything a caller needs to know about one build, success or not."""
 
     build_id: str
@@ -214,7 +216,23 @@ class PromptLog:
     ) -> Completion:
         prompt = json.dumps(list(messages), sort_keys=True, separators=(",", ":"))
         self.digests.append(_sha256(prompt))
-        return self._llm.complete(messages, json_schema=json_schema)
+        backend = type(self._llm).__name__
+        try:
+            completion = self._llm.complete(messages, json_schema=json_schema)
+        except ToolsmithError:
+            raise
+        except Exception as e:  # a custom backend's own errors, mapped at this boundary
+            raise LLMUnavailableError(
+                f"the LLM backend {backend} raised {type(e).__name__}: {e}",
+                hint="fix or restart the backend; its errors should be toolsmith LLMErrors",
+            ) from e
+        if not isinstance(completion, Completion) or not isinstance(completion.text, str):
+            raise LLMResponseError(
+                f"the LLM backend {backend} returned {type(completion).__name__}, not a "
+                "Completion with text",
+                hint="return toolsmith.llm.Completion(text=...) from complete()",
+            )
+        return completion
 
 
 class Toolsmith:

@@ -17,14 +17,15 @@ import tomllib
 from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from toolsmith.analysis import PolicyReport
-from toolsmith.errors import PolicyError
+from toolsmith.errors import PolicyError, ToolsmithError
+from toolsmith.models import PublicModel
 from toolsmith.spec import ToolSpec
 
 Decision = Literal["allow", "needs_approval", "deny"]
@@ -67,9 +68,11 @@ class TestsSection(BaseModel):
     )
 
 
-class CapabilityPolicy(BaseModel):
+class CapabilityPolicy(PublicModel):
     """Which capabilities, imports and dependencies tools may have, which need a person, and
     what their tests must show (``tests``)."""
+
+    invalid: ClassVar[type[ToolsmithError]] = PolicyError
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -135,7 +138,7 @@ def _canonical_pattern(pattern: str) -> str:
     return re.sub(r"[-_.]+", "-", pattern).lower()
 
 
-def load_policy(path: str | Path | None = None) -> CapabilityPolicy:
+def load_policy(path: str | os.PathLike[str] | None = None) -> CapabilityPolicy:
     """The policy at ``path``, else at ``$TOOLSMITH_POLICY``, else the shipped default."""
     chosen = path if path is not None else os.environ.get(POLICY_ENV) or None
     if chosen is None:

@@ -13,6 +13,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, computed_field
 
+from toolsmith.models import PublicModel
+
 # Run-specific noise in a failure line: object addresses, job directories, long hex ids.
 _NOISE = (
     (re.compile(r"0x[0-9a-fA-F]+"), "0x?"),
@@ -57,7 +59,7 @@ class Verdict(StrEnum):
     CRASHED = "crashed"
 
 
-class TestCase(BaseModel):
+class TestCase(PublicModel):
     model_config = ConfigDict(extra="forbid")
     __test__ = False
 
@@ -168,7 +170,7 @@ class MutationReport(BaseModel):
         return text + f" of {len(self.mutants)} run ({self.generated} proposed)"
 
 
-class TestReport(BaseModel):
+class TestReport(PublicModel):
     """The sandbox's account of one job, produced outside the reach of the code under test."""
 
     model_config = ConfigDict(extra="forbid")
@@ -277,7 +279,7 @@ class Attempt(BaseModel):
     duration_s: float = 0.0
 
 
-class Provenance(BaseModel):
+class Provenance(PublicModel):
     """How a version was made; signed along with the code, spec and report."""
 
     model_config = ConfigDict(extra="forbid")

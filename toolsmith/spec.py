@@ -10,9 +10,10 @@ from __future__ import annotations
 import ast
 import json
 import keyword
+import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import unquote
 
 import jsonschema
@@ -20,7 +21,6 @@ import referencing.exceptions
 import yaml
 from packaging.requirements import InvalidRequirement, Requirement
 from pydantic import (
-    BaseModel,
     ConfigDict,
     Field,
     SerializerFunctionWrapHandler,
@@ -31,7 +31,8 @@ from pydantic import (
     model_validator,
 )
 
-from toolsmith.errors import SpecError
+from toolsmith.errors import SpecError, ToolsmithError
+from toolsmith.models import PublicModel
 
 # Anchored with \Z, not $: "$" also matches before a trailing newline, so "env:FOO\n" passed.
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]*\Z")
@@ -240,8 +241,10 @@ def _one_outcome_schema(schema: dict[str, Any]) -> None:
     schema.update(minProperties=2, maxProperties=2)
 
 
-class Example(BaseModel):
+class Example(PublicModel):
     """One call and its expected outcome: ``returns`` a value or ``raises`` an exception name."""
+
+    invalid: ClassVar[type[ToolsmithError]] = SpecError
 
     model_config = ConfigDict(extra="forbid", json_schema_extra=_one_outcome_schema)
 
@@ -273,7 +276,7 @@ class Example(BaseModel):
         return self.raises is not None
 
 
-class Property(BaseModel):
+class Property(PublicModel):
     """A named hypothesis check: Python source defining ``check(args, result)`` or
     ``check(args, result, tool)``.
 
@@ -282,6 +285,8 @@ class Property(BaseModel):
     monotonicity, idempotence) are written directly. The source may import the standard library
     to compare against a reference (``zlib.crc32``, ``hashlib.sha256``).
     """
+
+    invalid: ClassVar[type[ToolsmithError]] = SpecError
 
     model_config = ConfigDict(extra="forbid")
 
@@ -311,8 +316,10 @@ class Property(BaseModel):
         return v
 
 
-class ToolSpec(BaseModel):
+class ToolSpec(PublicModel):
     """What a tool does, what it takes and returns, and how we know it works."""
+
+    invalid: ClassVar[type[ToolsmithError]] = SpecError
 
     model_config = ConfigDict(extra="forbid")
 
@@ -505,7 +512,7 @@ class ToolSpec(BaseModel):
         return cls.parse(data, source=source)
 
     @classmethod
-    def from_file(cls, path: str | Path) -> ToolSpec:
+    def from_file(cls, path: str | os.PathLike[str]) -> ToolSpec:
         return cls.from_text(read_text(Path(path), "spec file"), source=str(path))
 
     def to_yaml(self) -> str:

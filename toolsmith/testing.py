@@ -11,6 +11,7 @@ finishes with ``length``.
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -61,7 +62,7 @@ class Script(BaseModel):
     steps: list[Step]
 
     @classmethod
-    def load(cls, path: str | Path) -> Script:
+    def load(cls, path: str | os.PathLike[str]) -> Script:
         try:
             return cls.model_validate(yaml.safe_load(Path(path).read_text()))
         except (OSError, yaml.YAMLError, ValueError) as e:
@@ -71,8 +72,8 @@ class Script(BaseModel):
 class ScriptedLLMServer:
     """Serve ``script`` at ``http://127.0.0.1:<port>/v1`` until closed; steps answer in order."""
 
-    def __init__(self, script: Script | dict[str, Any] | str | Path) -> None:
-        if isinstance(script, str | Path):
+    def __init__(self, script: Script | dict[str, Any] | str | os.PathLike[str]) -> None:
+        if isinstance(script, str | os.PathLike):
             script = Script.load(script)
         elif isinstance(script, dict):
             script = Script.model_validate(script)

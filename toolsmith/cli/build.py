@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from pydantic import ValidationError
 from rich.markup import escape
 from rich.panel import Panel
 from rich.syntax import Syntax
@@ -154,19 +153,16 @@ def build(
         )
     if impl is not None and spec is None:
         raise UsageError("--impl needs --spec", hint="add --spec SPEC.yaml")
-    try:
-        options = BuildOptions(
-            max_attempts=max_attempts,
-            max_examples=max_examples,
-            dry_run=dry_run,
-            force=force,
-            version=version,
-            bump=bump.value,
-            mutation_time_s=mutation_time,
-            **({} if mutants is None else {"mutants": mutants}),
-        )
-    except ValidationError as e:
-        raise UsageError(e.errors()[0]["msg"].removeprefix("Value error, ")) from None
+    options = BuildOptions(  # a bad value is a UsageError naming the field
+        max_attempts=max_attempts,
+        max_examples=max_examples,
+        dry_run=dry_run,
+        force=force,
+        version=version,
+        bump=bump.value,
+        mutation_time_s=mutation_time,
+        **({} if mutants is None else {"mutants": mutants}),
+    )
     tool_spec = ToolSpec.from_file(spec) if spec is not None else None
     code = read_text(impl, "implementation") if impl is not None else None
     llm = None

@@ -6,6 +6,8 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from toolsmith.models import PublicModel
+
 
 class VersionStatus(StrEnum):
     """Lifecycle of a version; only PUBLISHED versions are ever resolved.
@@ -19,7 +21,7 @@ class VersionStatus(StrEnum):
     REJECTED = "rejected"
 
 
-class VersionRecord(BaseModel):
+class VersionRecord(PublicModel):
     """One version as the registry's verified TUF metadata describes it (the custom fields of
     its statement target). ``yanked``/``yank_reason`` change only by a new signed targets
     version, ``status``/``approval`` only by a signed decision in the approvers role."""

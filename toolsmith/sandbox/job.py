@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import re
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, field_validator
 
+from toolsmith.models import PublicModel
 from toolsmith.sandbox.grants import Grants
 
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _TEST_FILE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\.py")
 
 
-class Limits(BaseModel):
+class Limits(PublicModel):
     """Resource limits of one job; container-level ones also decide which warm pool fits."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -30,7 +31,7 @@ class Limits(BaseModel):
         return (self.memory_mb, self.pids, self.cpus, self.tmpfs_mb)
 
 
-class SandboxJob(BaseModel):
+class SandboxJob(PublicModel):
     """One implementation and its tests; the tests import ``toolsmith_harness`` to call the tool."""
 
     model_config = ConfigDict(extra="forbid")
