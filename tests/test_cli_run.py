@@ -149,3 +149,51 @@ def test_arg_that_is_neither_json_nor_a_fitting_string_is_a_usage_error() -> Non
     """An integer parameter given text names the parameter and how to write it."""
     with pytest.raises(UsageError, match="x is integer, not a string"):
         parse_args(spec_with_params({"x": {"type": "integer"}}), ["x=abc"], None)
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", "from toolsmith.cli import main; main()", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "TOOLSMITH_REGISTRY": ""},
+    )
+
+
+def tamper_code(registry: Path) -> None:
+    from toolsmith.registry import Registry
+
+    record = Registry(registry).find("to_roman")
+    [blob] = registry.glob(f"targets/**/{record.parts['code']}.code")
+    blob.write_bytes(b"def to_roman(number):\n    return 'X'\n")
+
+
+def delete_code(registry: Path) -> None:
+    from toolsmith.registry import Registry
+
+    record = Registry(registry).find("to_roman")
+    [blob] = registry.glob(f"targets/**/{record.parts['code']}.code")
+    blob.unlink()
+
+
+def garble_timestamp(registry: Path) -> None:
+    (registry / "metadata" / "timestamp.json").write_text("{not json")
+
+
+@pytest.mark.parametrize(
+    "fault", [tamper_code, delete_code, garble_timestamp], ids=["tampered", "missing", "metadata"]
+)
+def test_run_and_verify_exit_alike_for_one_fault(registry: Path, fault: Any) -> None:
+    """The same fault exits with the same code from `run` and `registry verify`: its error
+    family's code (README's table), whichever command meets it."""
+    from toolsmith import errors
+
+    fault(registry)
+    ran = cli("run", "to_roman", "--arg", "number=4", "--registry", str(registry))
+    verified = cli("registry", "verify", "--registry", str(registry))
+    [name] = [n for n in vars(errors) if f"{n}:" in ran.stderr and n.endswith("Error")][:1]
+    assert ran.returncode == verified.returncode == getattr(errors, name).exit_code != 0, (
+        ran.stderr,
+        verified.stderr,
+    )

@@ -108,7 +108,7 @@ class MutantStatus(StrEnum):
     EQUIVALENT = "equivalent"
 
 
-class MutantResult(BaseModel):
+class MutantResult(PublicModel):
     """One mutant that ran: what was changed and what became of it."""
 
     model_config = ConfigDict(extra="forbid")
@@ -125,7 +125,7 @@ class MutantResult(BaseModel):
     reason: str | None = Field(default=None, description="why it is equivalent, if it is")
 
 
-class MutationReport(BaseModel):
+class MutationReport(PublicModel):
     """The mutation gate's account, signed as part of the test report."""
 
     model_config = ConfigDict(extra="forbid")

@@ -232,8 +232,8 @@ def _show_unpublished(reg: Registry, record: VersionRecord, as_json: bool) -> No
         )
 
     emit(_row(record) | {"verified": result.ok, "error": result.error}, as_json, render)
-    if not result.ok:
-        raise typer.Exit(TrustError.exit_code)
+    if not result.ok:  # the fault's family code, as loading it would exit (README's table)
+        raise typer.Exit(result.exit_code)
 
 
 @app.command("verify")
@@ -256,8 +256,9 @@ def verify(
 
     rows = [r.model_dump(mode="json") for r in results]
     emit(rows, as_json, render)
-    if not all(r.ok for r in results):
-        raise typer.Exit(TrustError.exit_code)
+    failed = [r for r in results if not r.ok]
+    if failed:  # the first fault's family code, as `toolsmith run` of that version exits
+        raise typer.Exit(failed[0].exit_code)
 
 
 @app.command("yank")

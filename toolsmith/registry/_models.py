@@ -74,6 +74,7 @@ class VerifyResult(BaseModel):
     status: VersionStatus = VersionStatus.PUBLISHED
     ok: bool
     error: str | None = None
+    exit_code: int = Field(default=0, description="the failing error family's exit code")
     signers: list[str] = Field(default_factory=list)
     yanked: bool = False
 

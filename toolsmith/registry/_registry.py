@@ -546,10 +546,10 @@ class Registry:
             tool = self._verified(record, None)
         except ApprovalRequiredError as e:
             if record.status != VersionStatus.REJECTED:
-                return result.model_copy(update={"error": _describe(e)})
+                return result.model_copy(update={"error": _describe(e), "exit_code": e.exit_code})
             return result.model_copy(update={"ok": True})
         except ToolsmithError as e:
-            return result.model_copy(update={"error": _describe(e)})
+            return result.model_copy(update={"error": _describe(e), "exit_code": e.exit_code})
         return result.model_copy(update={"ok": True, "signers": list(tool.signers)})
 
     # -- keys --------------------------------------------------------------------------------
