@@ -435,3 +435,34 @@ def test_build_output_shows_the_score_and_the_share_warning(
     text = out.getvalue()
     assert "mutation score 50%: 1 killed, 1 survived of 2 run (9 proposed)" in text
     assert "warning test_tool.py::test_generated_inputs: the tool accepted only 2 of 120" in text
+
+
+def test_no_verdict_counts_when_the_candidate_fails_in_the_mutants_job() -> None:
+    """A candidate failing next to its mutants (e.g. calls slower than the mutants' limit) would
+    make every kill meaningless: the gate then counts no mutant rather than inflate the score."""
+    from toolsmith.mutation import run_mutants
+    from toolsmith.report import VariantResult
+    from toolsmith.testgen import generate_tests
+
+    spec = ToolSpec.parse(WEAK)
+    suite = generate_tests(spec, max_examples=5)
+    seen: list[Any] = []
+
+    class Recording:
+        """Stands in for the sandbox: answers the job as a runner whose candidate timed out."""
+
+        def run(self, job: Any) -> TestReport:
+            seen.append(job)
+            return TestReport(
+                tests=[TestCase(nodeid="t::test_example_0", outcome="failed", failure="timeout")],
+                expected=suite.expected,
+                collected=suite.expected,
+                variants=[
+                    VariantResult(id=i, finished=True, ran=0, failed="t::test_example_0")
+                    for i in job.variants
+                ],
+            )
+
+    report = run_mutants(Recording(), spec, CLAMP, suite, mutants=5)  # type: ignore[arg-type]
+    assert len(seen) == 1 and len(seen[0].variants) == 5
+    assert report.mutants == [] and report.score is None and report.generated > 5

@@ -264,7 +264,12 @@ def mutants_job(
 
 def _verdicts(report: TestReport, expected: int) -> dict[str, MutantStatus]:
     """Mutant id -> killed or survived, for the mutants the job reached. One that ended the job
-    (a hang past every limit, a crash of the runner) is killed: the tests did notice it."""
+    (a hang past every limit, a crash of the runner) is killed: the tests did notice it. When
+    the candidate itself failed in that job (a call slower than the mutants' time limit, a
+    flaky test), a kill says nothing, so no verdict counts."""
+    if not report.passed:
+        log.warning("mutation.candidate_failed", summary=report.summary())
+        return {}
     return {
         v.id: MutantStatus.SURVIVED if v.passed(expected) else MutantStatus.KILLED
         for v in report.variants or []
