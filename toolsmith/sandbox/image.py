@@ -54,9 +54,11 @@ class ImageInfo(BaseModel):
 
 
 def images_dir() -> Path:
-    """``sandbox_images/`` of this checkout, or ``$TOOLSMITH_SANDBOX_IMAGES``."""
+    """The sandbox image sources: ``$TOOLSMITH_SANDBOX_IMAGES``, else the package's
+    ``_sandbox_images`` (in a checkout a link to the top-level ``sandbox_images/``, in a wheel a
+    copy of it), so an installed wheel builds the same image, with the same digest."""
     override = os.environ.get("TOOLSMITH_SANDBOX_IMAGES")
-    path = Path(override) if override else Path(__file__).resolve().parents[2] / "sandbox_images"
+    path = Path(override) if override else Path(__file__).resolve().parents[1] / "_sandbox_images"
     if not (path / "Dockerfile").is_file():
         raise ImageError(
             f"sandbox image sources not found at {path}",
