@@ -291,3 +291,34 @@ def test_consumer_policy_gates_what_the_publisher_published(
     monkeypatch.setenv("TOOLSMITH_POLICY", str(denying))
     with pytest.raises(PolicyError, match="denies"):
         Registry(reg.path).resolve("add_ints")
+
+
+def test_cli_approvers_choose_whose_approvals_count(
+    reg: Registry, publisher: SigningKey, approver: SigningKey
+) -> None:
+    """`toolsmith registry approvers KEYID` keeps the consumer's own choice in its state dir:
+    an approval by anyone else stops counting; `--clear` goes back to the registry's role."""
+    import os
+    import subprocess
+    import sys
+
+    publish(reg, publisher, "1.0.0")
+    reg.approve("add_ints@1.0.0", approver)
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-c", "from toolsmith.cli import main; main()", "registry", *args],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "TOOLSMITH_REGISTRY": str(reg.path)},
+            timeout=60,
+        )
+
+    assert cli("approvers", "f" * 64).returncode == 0
+    with pytest.raises(SignatureError):
+        Registry(reg.path).resolve("add_ints")
+    assert cli("approvers", approver.key_id).returncode == 0
+    assert Registry(reg.path).resolve("add_ints").approvers == (approver.key_id,)
+    shown = cli("approvers", "--clear", "--json")
+    assert shown.returncode == 0 and '"approvers": null' in shown.stdout
+    assert Registry(reg.path).resolve("add_ints").version == "1.0.0"

@@ -338,6 +338,38 @@ def trust(
     )
 
 
+@app.command("approvers")
+def approvers(
+    key_ids: Annotated[
+        list[str] | None, typer.Argument(help="Key ids whose approvals you accept.")
+    ] = None,
+    clear: Annotated[
+        bool, typer.Option("--clear", help="Accept the registry's approvers role again.")
+    ] = False,
+    registry: RegistryOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Choose whose approvals you accept for this registry (kept in your state, not the
+    registry); with no key ids, show the current choice."""
+    reg = Registry(registry)
+    if clear:
+        reg.trust_approvers(None)
+    elif key_ids:
+        reg.trust_approvers(key_ids)
+    chosen = reg.accepted_approvers()
+    emit(
+        {"registry": reg.location, "approvers": chosen},
+        as_json,
+        lambda: console.print(
+            plain(
+                f"approvals accepted from: {', '.join(chosen)}"
+                if chosen is not None
+                else "approvals accepted from the registry's approvers role"
+            )
+        ),
+    )
+
+
 @app.command("refresh")
 def refresh(
     days: Annotated[

@@ -16,6 +16,7 @@ Every python-tuf exception is mapped here to toolsmith's errors, naming the atta
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 from collections.abc import Iterator
@@ -159,6 +160,36 @@ class Consumer:
 
     def pinned(self) -> bool:
         return (self.metadata_dir / "root.json").exists()
+
+    @property
+    def _approvers_file(self) -> Path:
+        return self.dir / "approvers.json"
+
+    def approvers(self) -> list[str] | None:
+        """The key ids this consumer accepts approvals from for this registry (None: the
+        registry's approvers role, as its signed metadata names it)."""
+        try:
+            data = json.loads(self._approvers_file.read_bytes())
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as e:
+            raise RegistryError(
+                f"cannot read {self._approvers_file}: {e}",
+                hint="fix or delete it (`toolsmith registry approvers --clear`)",
+            ) from None
+        if not isinstance(data, list) or not all(isinstance(k, str) for k in data):
+            raise RegistryError(
+                f"{self._approvers_file} is not a list of key ids",
+                hint="fix or delete it (`toolsmith registry approvers --clear`)",
+            )
+        return data
+
+    def set_approvers(self, key_ids: list[str] | None) -> None:
+        if key_ids is None:
+            self._approvers_file.unlink(missing_ok=True)
+            return
+        self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._approvers_file.write_text(json.dumps(sorted(set(key_ids))))
 
     def pin(self, root_bytes: bytes) -> None:
         """Trust ``root_bytes`` as this registry's root from now on (TUF's bootstrap)."""

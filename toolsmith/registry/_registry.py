@@ -167,7 +167,8 @@ class Registry:
         per-user data dir. ``keys``: where signing keys are looked up for edits (default: the
         local key store). ``policy``: the consumer's capability policy applied at load (default:
         ``TOOLSMITH_POLICY`` or the shipped one). ``trusted_approvers``: key ids whose approvals
-        this consumer accepts (default: the registry's approvers role)."""
+        this consumer accepts (default: what ``trust_approvers`` kept for this registry, else the
+        registry's approvers role)."""
         loc = location or os.environ.get("TOOLSMITH_REGISTRY") or self.default_path()
         if _client.is_url(loc):
             self.location = str(loc).rstrip("/")
@@ -181,7 +182,9 @@ class Registry:
         self._consumer = _client.Consumer(self.location, self._dir)
         self._keys = keys
         self._policy = policy
-        self._trusted_approvers = set(trusted_approvers) if trusted_approvers else None
+        if trusted_approvers is None:
+            trusted_approvers = self._consumer.approvers()
+        self._trusted_approvers = set(trusted_approvers) if trusted_approvers is not None else None
         self._view_cache: tuple[bytes | None, _client.View] | None = None
         self._loaded_policy: tuple[str, CapabilityPolicy] | None = None
         self._search: tuple[int, SearchIndex] | None = None
@@ -255,6 +258,17 @@ class Registry:
     def trusted(self) -> bool:
         """Whether this user has pinned a root of this registry."""
         return self._consumer.pinned()
+
+    def accepted_approvers(self) -> builtins.list[str] | None:
+        """The key ids whose approvals this consumer accepts here (None: the registry's
+        approvers role)."""
+        return sorted(self._trusted_approvers) if self._trusted_approvers is not None else None
+
+    def trust_approvers(self, key_ids: Sequence[str] | None) -> None:
+        """Accept approvals of this registry's versions only from ``key_ids`` (this consumer's
+        own choice, kept in its state dir); ``None`` goes back to the registry's approvers role."""
+        self._consumer.set_approvers(builtins.list(key_ids) if key_ids is not None else None)
+        self._trusted_approvers = set(key_ids) if key_ids is not None else None
 
     # -- reading -----------------------------------------------------------------------------
 
