@@ -57,6 +57,14 @@ def tool(text):
     return Runner().m.system("id")
 """
 
+OPTIONAL_HEAD = """\
+try:
+    import zoneinfo
+except ImportError:
+    zoneinfo = None
+"""
+OPTIONAL = "if zoneinfo is None:\n    raise ValueError(text)\nreturn zoneinfo.ZoneInfo(text).key"
+
 # (route, code, the kind it must be reported as)
 ROUTES: list[tuple[str, str, str]] = [
     # --- subprocess ------------------------------------------------------------------------
@@ -222,12 +230,6 @@ ROUTES: list[tuple[str, str, str]] = [
         tool("return linecache.getline('/etc/passwd', 1)", "import linecache"),
         "fs:read",
     ),
-    (
-        "mimetypes reads system tables",
-        tool("return mimetypes.guess_type(text)", "import mimetypes"),
-        "fs:read",
-    ),
-    ("pwd database", tool("return pwd.getpwall()", "import pwd"), "fs:read"),
     ("filecmp", tool("return filecmp.cmp(text, '/etc/passwd')", "import filecmp"), "fs:read"),
     (
         "pathlib by re-export",
@@ -378,6 +380,9 @@ PLAIN: list[tuple[str, str]] = [
     ("C accelerator of a pure module", tool("return _json.scanstring(text, 0)", "import _json")),
     ("plain annotation", "def tool(text: 'str') -> 'list[str]':\n    return [text]\n"),
     ("getattr of a public name", tool("return getattr(text, 'upper')()")),
+    ("system tables", tool("return mimetypes.guess_type(text)[0]", "import mimetypes")),
+    ("optional module tested", tool(OPTIONAL, OPTIONAL_HEAD)),
+    ("module probed", tool("return hasattr(os, 'fork') and not os", "import os")),
     ("module alias", tool("j = json\nreturn j.dumps(text)", "import json")),
     ("sys.stdout", tool("sys.stdout.write(text)\nreturn 1", "import sys")),
     ("http status codes", tool("return HTTPStatus.OK.phrase", "from http import HTTPStatus")),

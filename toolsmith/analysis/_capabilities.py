@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import sys
 
+# Reading the interpreter's own trees (/usr, /etc: tz data, mime tables, the user database) is
+# not a capability; the run-time barrier grants it to every tool, so it is not listed here.
 # Longest dotted prefix wins; ``None`` marks a pure corner of an otherwise capable module, and
 # ``module.*`` is the kind of every member of a module not listed more precisely (``import sys``
 # is fine, ``sys.meta_path`` is not). Filesystem entries say "read" or "write"; a declared
@@ -156,7 +158,6 @@ CAPABILITIES: dict[str, str | None] = {
             "os.getcwd",
             "os.getcwdb",
             "os.getlogin",
-            "builtins.license",
             "os.path.exists",
             "os.path.lexists",
             "os.path.isfile",
@@ -175,10 +176,7 @@ CAPABILITIES: dict[str, str | None] = {
             "glob",
             "fileinput",
             "filecmp",
-            "mimetypes",
             "netrc",
-            "pwd",
-            "grp",
             "getpass.getpass",
             "imghdr",
             "sndhdr",
@@ -186,13 +184,9 @@ CAPABILITIES: dict[str, str | None] = {
             "pyclbr",
             "shutil.which",
             "shutil.disk_usage",
-            "platform.platform",
-            "platform.libc_ver",
-            "platform.freedesktop_os_release",
             "zipfile.Path",
             "zipfile.is_zipfile",
             "tarfile.is_tarfile",
-            "spwd",
             # XML readers that open what a file name or an external entity names.
             "xml.sax.*",
             "xml.sax.handler.feature_external_ges",

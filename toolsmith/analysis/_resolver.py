@@ -296,10 +296,17 @@ def _followed(node: ast.expr, parents: dict[ast.AST, ast.AST], resolver: Resolve
         if parent.func is node:
             return True
         first = parent.args[0] if parent.args else None
+        probe = resolver.resolve(parent.func) == "builtins.hasattr"  # hasattr(os, "fork")
         return first is node and (
-            resolver.resolve(parent) is not None
+            probe
+            or resolver.resolve(parent) is not None
             or resolver.by_name(parent, "operator.methodcaller") is not None
         )
+    # Only tested or compared, it is handed nowhere: ``if yaml is None``, ``not yaml``.
+    if isinstance(parent, ast.Compare | ast.UnaryOp):
+        return isinstance(parent, ast.Compare) or isinstance(parent.op, ast.Not)
+    if isinstance(parent, ast.If | ast.While | ast.IfExp | ast.Assert) and parent.test is node:
+        return True
     if isinstance(parent, ast.Tuple | ast.List):
         holder = parents.get(parent)
         return (
