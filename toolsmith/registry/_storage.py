@@ -18,7 +18,7 @@ import fcntl
 import os
 import stat
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from toolsmith.errors import MetadataTooLargeError, RegistryError, UnsafePathError
@@ -150,27 +150,20 @@ class RepoDir:
 
     def files(self, rel_dir: str) -> list[str]:
         """Names of the regular files directly in ``rel_dir`` (links and directories skipped)."""
-        try:
-            with self._dir(self._parts(rel_dir), create=False) as d:
-                out = []
-                for name in os.listdir(d):
-                    with contextlib.suppress(OSError):
-                        st = os.stat(name, dir_fd=d, follow_symlinks=False)
-                        if stat.S_ISREG(st.st_mode):
-                            out.append(name)
-                return sorted(out)
-        except FileNotFoundError:
-            return []
+        return self._entries(rel_dir, stat.S_ISREG)
 
     def dirs(self, rel_dir: str) -> list[str]:
         """Names of the real directories directly in ``rel_dir`` (links skipped)."""
+        return self._entries(rel_dir, stat.S_ISDIR)
+
+    def _entries(self, rel_dir: str, is_kind: Callable[[int], bool]) -> list[str]:
         try:
             with self._dir(self._parts(rel_dir), create=False) as d:
                 out = []
                 for name in os.listdir(d):
                     with contextlib.suppress(OSError):
                         st = os.stat(name, dir_fd=d, follow_symlinks=False)
-                        if stat.S_ISDIR(st.st_mode):
+                        if is_kind(st.st_mode):
                             out.append(name)
                 return sorted(out)
         except FileNotFoundError:
