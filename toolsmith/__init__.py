@@ -10,8 +10,9 @@ The public API is what this module exports; everything else is private to the pa
     ts = Toolsmith(llm=OpenAILLM(LLMConfig.resolve()))
     ts.get_or_build("parse ISO 8601 durations")    # reuse a fitting tool, else build one
 
-Heavy parts (the Docker SDK, the openai SDK, the MCP SDK) load on first use of a name that needs
-them, so ``import toolsmith`` and the CLI stay quick.
+Only the errors load with the package; every other name loads on first use (PEP 562), so
+``import toolsmith`` pulls in neither pydantic nor the Docker, openai or MCP SDK, and
+``toolsmith --version`` starts about as fast as Python itself.
 """
 
 from importlib import import_module
@@ -57,16 +58,6 @@ from toolsmith.errors import (
     UsageError,
     VersionConflictError,
 )
-from toolsmith.report import (
-    MutantResult,
-    MutationReport,
-    Outcome,
-    Provenance,
-    TestCase,
-    TestReport,
-    Verdict,
-)
-from toolsmith.spec import Example, Property, ToolSpec
 
 __version__ = "0.1.0"
 
@@ -77,19 +68,29 @@ _LAZY = {
     "BuildStatus": "toolsmith.pipeline",
     "CapabilityPolicy": "toolsmith.policy",
     "Constitution": "toolsmith.constitution",
+    "Example": "toolsmith.spec",
     "Grants": "toolsmith.sandbox.grants",
     "KeyRole": "toolsmith.registry",
     "KeyStore": "toolsmith.keys",
     "LLMConfig": "toolsmith.llm",
     "Limits": "toolsmith.sandbox",
+    "MutantResult": "toolsmith.report",
+    "MutationReport": "toolsmith.report",
     "OpenAILLM": "toolsmith.llm",
+    "Outcome": "toolsmith.report",
+    "Property": "toolsmith.spec",
+    "Provenance": "toolsmith.report",
     "Registry": "toolsmith.registry",
     "trust_registry": "toolsmith.registry",
     "Sandbox": "toolsmith.sandbox",
     "SandboxJob": "toolsmith.sandbox",
     "ScriptedLLMServer": "toolsmith.testing",
+    "TestCase": "toolsmith.report",
+    "TestReport": "toolsmith.report",
     "Tool": "toolsmith.loader",
+    "ToolSpec": "toolsmith.spec",
     "Toolsmith": "toolsmith.pipeline",
+    "Verdict": "toolsmith.report",
     "VerifiedTool": "toolsmith.registry",
     "VersionRecord": "toolsmith.registry",
     "VersionStatus": "toolsmith.registry",
@@ -123,9 +124,19 @@ if TYPE_CHECKING:
         VersionStatus,
         trust_registry,
     )
+    from toolsmith.report import (
+        MutantResult,
+        MutationReport,
+        Outcome,
+        Provenance,
+        TestCase,
+        TestReport,
+        Verdict,
+    )
     from toolsmith.sandbox import Limits, Sandbox, SandboxJob
     from toolsmith.sandbox.grants import Grants
     from toolsmith.seeds import seed_arguments
+    from toolsmith.spec import Example, Property, ToolSpec
     from toolsmith.testing import ScriptedLLMServer
 
 

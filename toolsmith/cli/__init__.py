@@ -1,73 +1,40 @@
-"""The `toolsmith` command line: a thin layer over the library API."""
+"""The `toolsmith` command line: a thin layer over the library API.
+
+This module is only the entry point. ``toolsmith --version`` is answered here, before typer, rich
+and pydantic are imported (together they cost many times an empty interpreter's start; see
+bench/cli.py); every other command line goes to the typer app in ``toolsmith.cli._app``. The
+commands import the Docker, openai, MCP and hypothesis SDKs inside the functions that use them,
+so ``--help`` and the registry browsing commands load none of them.
+"""
 
 from __future__ import annotations
 
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Any
 
-import typer
+if TYPE_CHECKING:
+    import typer
 
-from toolsmith import __version__, log
-from toolsmith.cli import approval as approval_cli
-from toolsmith.cli import audit as audit_cli
-from toolsmith.cli import build as build_cli
-from toolsmith.cli import keys as keys_cli
-from toolsmith.cli import mcp as mcp_cli
-from toolsmith.cli import policy as policy_cli
-from toolsmith.cli import registry as registry_cli
-from toolsmith.cli import run as run_cli
-from toolsmith.cli import sandbox as sandbox_cli
-from toolsmith.cli import spec as spec_cli
-from toolsmith.cli._common import err_console, print_error
-from toolsmith.errors import ToolsmithError
-
-app = typer.Typer(
-    name="toolsmith",
-    help="Design, generate, prove in a sandbox, sign and publish tools for agents.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    add_completion=False,
-)
-app.command("build")(build_cli.build)
-app.command("demo")(build_cli.demo)
-app.command("run")(run_cli.run)
-app.command("approve")(approval_cli.approve)
-app.command("reject")(approval_cli.reject)
-app.add_typer(spec_cli.app, name="spec")
-app.add_typer(keys_cli.app, name="keys")
-app.add_typer(registry_cli.app, name="registry")
-app.add_typer(sandbox_cli.app, name="sandbox")
-app.add_typer(policy_cli.app, name="policy")
-app.add_typer(audit_cli.app, name="audit")
-app.add_typer(mcp_cli.app, name="mcp")
-
-
-def _version(value: bool) -> None:
-    if value:
-        typer.echo(f"toolsmith {__version__}")
-        raise typer.Exit()
-
-
-@app.callback()
-def _root(
-    version: Annotated[
-        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
-    ] = False,
-    log_json: Annotated[bool, typer.Option("--log-json", help="Log as JSON lines.")] = False,
-    log_level: Annotated[
-        str, typer.Option("--log-level", help="debug, info, warning.")
-    ] = "warning",
-) -> None:
-    log.configure(json=True if log_json else None, level=log_level)
+    app: typer.Typer
 
 
 def main() -> None:
     """Entry point: user errors become one line and an exit code, never a traceback."""
-    try:
-        app()
-    except ToolsmithError as e:
-        print_error(e)
-        sys.exit(e.exit_code)
-    except KeyboardInterrupt:
-        err_console.print("interrupted")
-        sys.exit(130)
+    if sys.argv[1:] == ["--version"]:
+        # The same line and exit status as the typer option (toolsmith.cli._app._version).
+        from toolsmith import __version__
+
+        sys.stdout.write(f"toolsmith {__version__}\n")
+        return
+    from toolsmith.cli._app import run
+
+    run()
+
+
+def __getattr__(name: str) -> Any:
+    # ``from toolsmith.cli import app`` builds the typer app on first use.
+    if name == "app":
+        from toolsmith.cli._app import app
+
+        return app
+    raise AttributeError(f"module 'toolsmith.cli' has no attribute {name!r}")

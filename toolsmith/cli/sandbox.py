@@ -10,14 +10,6 @@ from rich.table import Table
 
 from toolsmith.cli._common import JsonOpt, console, emit, err_console
 from toolsmith.errors import ConfinementError, SandboxError
-from toolsmith.sandbox import (
-    BARRIERS,
-    check_confinement,
-    connect,
-    ensure_image,
-    find_image,
-    prune_images,
-)
 
 app = typer.Typer(help="Build, inspect and self-test the Docker sandbox.", no_args_is_help=True)
 
@@ -35,6 +27,8 @@ BaseOpt = Annotated[
 @app.command("build")
 def build(base: BaseOpt = None, as_json: JsonOpt = False) -> None:
     """Build the sandbox image offline; a no-op when its inputs are unchanged."""
+    from toolsmith.sandbox import ensure_image  # the Docker SDK loads only for sandbox commands
+
     info = ensure_image(base=base, progress=lambda msg: err_console.print(msg, highlight=False))
     emit(
         info,
@@ -50,6 +44,8 @@ def build(base: BaseOpt = None, as_json: JsonOpt = False) -> None:
 @app.command("status")
 def status(as_json: JsonOpt = False) -> None:
     """Is the engine reachable, is the image built, which runtime runs jobs."""
+    from toolsmith.sandbox import connect, find_image
+
     data: dict[str, Any] = {"engine": False, "image": None, "runtime": None, "error": None}
     try:
         engine = connect()
@@ -81,6 +77,8 @@ def status(as_json: JsonOpt = False) -> None:
 def check(as_json: JsonOpt = False) -> None:
     """Run confinement probes inside the sandbox, the run-time barriers' in both Docker paths;
     exit non-zero if any property is missing. ``--json``: ``{probes, barriers}``."""
+    from toolsmith.sandbox import BARRIERS, check_confinement
+
     probes = check_confinement()
 
     def render() -> None:
@@ -112,6 +110,8 @@ def prune(
     as_json: JsonOpt = False,
 ) -> None:
     """Remove sandbox images older builds left behind, and containers of dead processes."""
+    from toolsmith.sandbox import prune_images
+
     report = prune_images(base=base, dry_run=dry_run)
 
     def render() -> None:
