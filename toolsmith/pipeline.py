@@ -1,8 +1,11 @@
 """The build pipeline: task -> spec -> code -> policy -> tests -> sandbox -> sign -> publish.
 
 ``Toolsmith`` wires the stages together and owns the bounded fix-retry loop. Stages talk through
-pydantic models; this module decides only what runs next. Progress is reported through a plain
-callback so the CLI can draw it and a library caller can ignore it.
+pydantic models; this module decides only what runs next. The loop's state is one ``Build``
+object; each attempt's code goes through the chains of checks in ``toolsmith.checks`` (policy,
+tests in the sandbox, mutation gate ...), and the first check that fails decides the attempt and
+the feedback the model gets. Progress is reported through a plain callback so the CLI can draw it
+and a library caller can ignore it.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import json
 import os
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Literal
@@ -23,22 +26,29 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from semantic_version import Version
 
 from toolsmith import __version__
-from toolsmith.analysis import analyze
-from toolsmith.codegen import NO_FENCE, SPEC_CONFLICT, ambiguous, code_problems, generate_code
+from toolsmith.analysis import Rule
+from toolsmith.checks import (
+    ADEQUACY_CHECKS,
+    PROOF_CHECKS,
+    AttemptState,
+    AttemptVerdict,
+    Progress,
+    ProgressCallback,
+    run_checks,
+)
+from toolsmith.codegen import NO_FENCE, SPEC_CONFLICT, ambiguous, generate_code
 from toolsmith.constitution import (
     Constitution,
     constitution_tests,
     load_constitution,
     policy_rules,
-    state_violations,
 )
-from toolsmith.designer import Candidate, design, strengthen
+from toolsmith.designer import Candidate, design
 from toolsmith.errors import (
     BuildError,
     LLMNotConfiguredError,
     LLMResponseError,
     LLMUnavailableError,
-    PolicyError,
     ToolsmithError,
     UsageError,
     VersionConflictError,
@@ -47,12 +57,11 @@ from toolsmith.llm import HOW_TO_CONFIGURE, LLM, Completion, Message
 from toolsmith.loader import RuntimeName, Tool
 from toolsmith.log import bound, get_logger
 from toolsmith.models import PublicModel
-from toolsmith.mutation import DEFAULT_MUTANTS, DEFAULT_TIME_S, rerun, run_mutants
-from toolsmith.policy import CapabilityPolicy, PolicyDecision, evaluate_policy, load_policy
+from toolsmith.mutation import DEFAULT_MUTANTS, DEFAULT_TIME_S
+from toolsmith.policy import CapabilityPolicy, PolicyDecision, load_policy
 from toolsmith.registry import Registry, VerifiedTool, VersionRecord, VersionStatus
-from toolsmith.report import Attempt, MutantStatus, MutationReport, Provenance, TestReport
-from toolsmith.sandbox import Sandbox, SandboxJob
-from toolsmith.sandbox.grants import Grants
+from toolsmith.report import Attempt, Provenance, TestReport
+from toolsmith.sandbox import Sandbox
 from toolsmith.spec import ToolSpec
 from toolsmith.testgen import TestSuite, generate_tests
 
@@ -67,14 +76,6 @@ class BuildStatus(StrEnum):
     REUSED = "reused"
     DRY_RUN = "dry_run"
     FAILED = "failed"
-
-
-class AttemptVerdict(StrEnum):
-    PASSED = "passed"
-    FAILED = "failed"
-    UNTESTABLE = "untestable"
-    POLICY = "policy"
-    SPEC_CONFLICT = "spec_conflict"
 
 
 MUTANTS_ENV = "TOOLSMITH_MUTANTS"
@@ -161,35 +162,6 @@ class BuildResult(PublicModel):
         return self.reused
 
 
-@dataclass(frozen=True)
-class Checked:
-    """One attempt's outcome at the first gate that decided it."""
-
-    verdict: AttemptVerdict
-    summary: str
-    failure: str
-    report: TestReport | None = None
-    decision: PolicyDecision | None = None
-    final: bool = False
-
-    @property
-    def signature(self) -> str:
-        return self.report.signature() if self.report is not None else self.failure
-
-
-@dataclass(frozen=True)
-class Progress:
-    """One step of a build, for progress displays."""
-
-    stage: str
-    attempt: int = 0
-    max_attempts: int = 0
-    detail: str = ""
-
-
-ProgressCallback = Callable[[Progress], None]
-
-
 def _sha256(text: str) -> str:
     return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
 
@@ -233,6 +205,46 @@ class PromptLog:
                 hint="return toolsmith.llm.Completion(text=...) from complete()",
             )
         return completion
+
+
+@dataclass
+class Build:
+    """One build's loop state, in one object: what the checks read and the fix loop carries
+    from one attempt to the next.
+
+    The checks (:mod:`toolsmith.checks`) reach the engine's sandbox, policy and constitution
+    through ``engine``, and ``rounds`` (rounds of surviving mutants sent to the designer) is
+    counted across attempts.
+    """
+
+    engine: Toolsmith
+    opts: BuildOptions
+    spec: ToolSpec
+    task: str | None
+    impl: str | None
+    llm: PromptLog | None
+    max_attempts: int
+    rules: Sequence[Rule]
+    progress: ProgressCallback
+    code: str = ""
+    attempts: list[AttemptRecord] = dataclasses.field(default_factory=list)
+    revisions: int = 0
+    rounds: int = 0
+    report: TestReport | None = None
+    decision: PolicyDecision | None = None
+    feedback: str | None = None
+    feedback_code: str | None = None  # the code ``feedback`` is about, if any
+    insisted: bool = False  # the model was told to implement a spec it called contradictory
+    last_signature: str = ""
+    # By spec: generated once, not per attempt.
+    suites: dict[bytes, TestSuite] = dataclasses.field(default_factory=dict)
+
+    def suite(self, spec: ToolSpec) -> TestSuite:
+        """``spec``'s tests (with the constitution's and earlier versions'), made once."""
+        key = spec.canonical_json()
+        if key not in self.suites:
+            self.suites[key] = self.engine._suite(spec, self.opts)
+        return self.suites[key]
 
 
 class Toolsmith:
@@ -394,132 +406,150 @@ class Toolsmith:
                     "never change",
                     hint="pick another --version, or leave it out to take the next one",
                 )
-        attempts: list[AttemptRecord] = []
-        revisions = 0
-        rounds = 0  # rounds of surviving mutants sent to the designer, across attempts
-        code = impl or ""
-        report: TestReport | None = None
-        decision: PolicyDecision | None = None
-        feedback: str | None = None
-        feedback_code: str | None = None  # the code ``feedback`` is about, if any
-        insisted = False  # the model was told to implement a spec it called contradictory
-        last_signature = ""
-        # By spec: generated once, not per attempt; the first before any model call, so a spec
-        # whose tests cannot run is refused up front.
-        suites: dict[bytes, TestSuite] = {spec.canonical_json(): self._suite(spec, opts)}
-        max_attempts = 1 if impl is not None else opts.max_attempts
+        build = Build(
+            engine=self,
+            opts=opts,
+            spec=spec,
+            task=task,
+            impl=impl,
+            llm=llm,
+            max_attempts=1 if impl is not None else opts.max_attempts,
+            rules=self._rules,
+            progress=self._progress,
+            code=impl or "",
+        )
+        # The first suite before any model call, so a spec whose tests cannot run is refused
+        # up front.
+        build.suite(spec)
         with bound(build_id=build_id, tool=spec.name):
-            for number in range(1, max_attempts + 1):
-                t0 = time.monotonic()
-                fenced, blocks = True, 1
-                self._progress(Progress("generate", number, max_attempts))
-                if number > 1 or impl is None:
-                    if llm is None:
-                        llm = PromptLog(self._need_llm())
-                    gen = generate_code(spec, llm, previous_code=feedback_code, feedback=feedback)
-                    if gen.conflict is not None:
-                        conflict = gen.conflict
-                        attempts.append(
-                            AttemptRecord(
-                                number=number,
-                                verdict=AttemptVerdict.SPEC_CONFLICT,
-                                summary=f"spec conflict: {conflict}"[:200],
-                                failure=conflict,
-                                duration_s=time.monotonic() - t0,
-                            )
-                        )
-                        if task is None or insisted:
-                            # Nobody can revise a spec the caller wrote; a conflict the model
-                            # repeats after being told to implement the spec as written stands.
-                            log.info("build.stopped", reason="spec conflict", conflict=conflict)
-                            break
-                        if revisions < opts.max_spec_revisions:
-                            self._progress(Progress("revise spec", number, max_attempts))
-                            revised = design(task, llm, revision=(spec, conflict))
-                            if revised.spec is not None:
-                                spec, revisions = revised.spec, revisions + 1
-                                feedback = feedback_code = None
-                                continue
-                        feedback, feedback_code, insisted = _conflict_feedback(conflict), None, True
-                        continue
-                    code, fenced, blocks, insisted = gen.code, gen.fenced, gen.blocks, False
-                checked = self._check(spec, code, opts, suites, number, max_attempts)
-                if checked.verdict == AttemptVerdict.UNTESTABLE and not fenced:
-                    # The answer had no code block and its prose was read as code.
-                    checked = dataclasses.replace(checked, failure=f"{checked.failure}\n{NO_FENCE}")
-                elif checked.verdict != AttemptVerdict.PASSED and blocks > 1:
-                    note = ambiguous(blocks, spec.name)
-                    checked = dataclasses.replace(checked, failure=f"{checked.failure}\n{note}")
-                if checked.verdict == AttemptVerdict.PASSED:
-                    spec, checked, rounds = self._gate_adequacy(
-                        spec,
-                        code,
-                        checked,
-                        opts,
-                        suites,
-                        number,
-                        max_attempts,
-                        task=task,
-                        llm=llm,
-                        rounds=rounds,
-                    )
-                report, decision = checked.report, checked.decision
-                attempts.append(
-                    AttemptRecord(
-                        number=number,
-                        verdict=checked.verdict,
-                        summary=checked.summary,
-                        failure=checked.failure,
-                        duration_s=time.monotonic() - t0,
-                        code_digest=_sha256(code),
-                    )
-                )
-                log.info("build.attempt", attempt=number, verdict=checked.verdict.value)
-                if checked.verdict == AttemptVerdict.PASSED:
+            for number in range(1, build.max_attempts + 1):
+                if not self._attempt(build, number):
                     break
-                if checked.final:
-                    log.info("build.stopped", reason="denied by policy")
-                    break
-                if checked.signature == last_signature:
-                    log.info("build.stopped_early", reason="identical repeated failure")
-                    break
-                feedback, last_signature = checked.failure, checked.signature
-                feedback_code = code
-            result = BuildResult(
-                build_id=build_id,
-                status=BuildStatus.FAILED,
-                spec=spec,
-                code=code,
-                report=report,
-                attempts=attempts,
-                spec_revisions=revisions,
-                tokens=self.llm.usage.since(spent) if self.llm else {},
+            return self._finish(build, build_id, started, spent)
+
+    def _attempt(self, build: Build, number: int) -> bool:
+        """One attempt: new code (unless the caller's), then the checks. False: stop the loop."""
+        t0 = time.monotonic()
+        fenced, blocks = True, 1
+        self._progress(Progress("generate", number, build.max_attempts))
+        if number > 1 or build.impl is None:
+            if build.llm is None:
+                build.llm = PromptLog(self._need_llm())
+            gen = generate_code(
+                build.spec, build.llm, previous_code=build.feedback_code, feedback=build.feedback
             )
-            passed = bool(attempts) and attempts[-1].verdict == AttemptVerdict.PASSED
-            if passed and opts.dry_run:
-                result.status = BuildStatus.DRY_RUN
-            elif passed:
-                assert report is not None and decision is not None
-                self._progress(Progress("publish"))
-                digests = llm.digests if llm is not None else []
-                provenance = self._provenance(task, impl, attempts, revisions, digests, spec)
-                provenance.tokens = result.tokens
-                provenance.duration_s = time.monotonic() - started
-                pending = decision.decision == "needs_approval"
-                result.record = self.registry.publish(
-                    spec,
-                    code,
-                    report,
-                    provenance,
-                    version=opts.version,
-                    bump=opts.bump,
-                    status=VersionStatus.PENDING if pending else VersionStatus.PUBLISHED,
-                )
-                result.status = BuildStatus.PENDING if pending else BuildStatus.PUBLISHED
-                result.policy = decision.text()
-            result.duration_s = time.monotonic() - started
-            self._audit(result, task)
-            return result
+            if gen.conflict is not None:
+                return self._conflict(build, number, gen.conflict, t0)
+            build.code, fenced, blocks, build.insisted = gen.code, gen.fenced, gen.blocks, False
+        state = run_checks(PROOF_CHECKS, build, AttemptState(build.spec, build.code, number))
+        checked = state.outcome
+        assert checked is not None
+        if checked.verdict == AttemptVerdict.UNTESTABLE and not fenced:
+            # The answer had no code block and its prose was read as code.
+            checked = dataclasses.replace(checked, failure=f"{checked.failure}\n{NO_FENCE}")
+        elif checked.verdict != AttemptVerdict.PASSED and blocks > 1:
+            note = ambiguous(blocks, build.spec.name)
+            checked = dataclasses.replace(checked, failure=f"{checked.failure}\n{note}")
+        if checked.verdict == AttemptVerdict.PASSED:
+            state = run_checks(ADEQUACY_CHECKS, build, state)
+            build.spec, checked = state.spec, state.outcome
+            assert checked is not None
+        build.report, build.decision = checked.report, checked.decision
+        build.attempts.append(
+            AttemptRecord(
+                number=number,
+                verdict=checked.verdict,
+                summary=checked.summary,
+                failure=checked.failure,
+                duration_s=time.monotonic() - t0,
+                code_digest=_sha256(build.code),
+            )
+        )
+        log.info("build.attempt", attempt=number, verdict=checked.verdict.value)
+        if checked.verdict == AttemptVerdict.PASSED:
+            return False
+        if checked.final:
+            log.info("build.stopped", reason="denied by policy")
+            return False
+        if checked.signature == build.last_signature:
+            log.info("build.stopped_early", reason="identical repeated failure")
+            return False
+        build.feedback, build.last_signature = checked.failure, checked.signature
+        build.feedback_code = build.code
+        return True
+
+    def _conflict(self, build: Build, number: int, conflict: str, t0: float) -> bool:
+        """The model called the spec contradictory: revise a designed spec (within bounds), else
+        tell the model to implement it as written, once. False: stop the loop."""
+        build.attempts.append(
+            AttemptRecord(
+                number=number,
+                verdict=AttemptVerdict.SPEC_CONFLICT,
+                summary=f"spec conflict: {conflict}"[:200],
+                failure=conflict,
+                duration_s=time.monotonic() - t0,
+            )
+        )
+        if build.task is None or build.insisted:
+            # Nobody can revise a spec the caller wrote; a conflict the model repeats after
+            # being told to implement the spec as written stands.
+            log.info("build.stopped", reason="spec conflict", conflict=conflict)
+            return False
+        if build.revisions < build.opts.max_spec_revisions:
+            assert build.llm is not None
+            self._progress(Progress("revise spec", number, build.max_attempts))
+            revised = design(build.task, build.llm, revision=(build.spec, conflict))
+            if revised.spec is not None:
+                build.spec, build.revisions = revised.spec, build.revisions + 1
+                build.feedback = build.feedback_code = None
+                return True
+        build.feedback, build.feedback_code = _conflict_feedback(conflict), None
+        build.insisted = True
+        return True
+
+    def _finish(
+        self, build: Build, build_id: str, started: float, spent: dict[str, int]
+    ) -> BuildResult:
+        """The build's result; a passing build is published (or held for approval)."""
+        spec, attempts = build.spec, build.attempts
+        result = BuildResult(
+            build_id=build_id,
+            status=BuildStatus.FAILED,
+            spec=spec,
+            code=build.code,
+            report=build.report,
+            attempts=attempts,
+            spec_revisions=build.revisions,
+            tokens=self.llm.usage.since(spent) if self.llm else {},
+        )
+        passed = bool(attempts) and attempts[-1].verdict == AttemptVerdict.PASSED
+        if passed and build.opts.dry_run:
+            result.status = BuildStatus.DRY_RUN
+        elif passed:
+            report, decision = build.report, build.decision
+            assert report is not None and decision is not None
+            self._progress(Progress("publish"))
+            digests = build.llm.digests if build.llm is not None else []
+            provenance = self._provenance(
+                build.task, build.impl, attempts, build.revisions, digests, spec
+            )
+            provenance.tokens = result.tokens
+            provenance.duration_s = time.monotonic() - started
+            pending = decision.decision == "needs_approval"
+            result.record = self.registry.publish(
+                spec,
+                build.code,
+                report,
+                provenance,
+                version=build.opts.version,
+                bump=build.opts.bump,
+                status=VersionStatus.PENDING if pending else VersionStatus.PUBLISHED,
+            )
+            result.status = BuildStatus.PENDING if pending else BuildStatus.PUBLISHED
+            result.policy = decision.text()
+        result.duration_s = time.monotonic() - started
+        self._audit(result, build.task)
+        return result
 
     def _audit(self, result: BuildResult, task: str | None) -> None:
         name = result.spec.name if result.spec else (result.reused or "?").partition("@")[0]
@@ -531,154 +561,6 @@ class Toolsmith:
             reason=f"{result.status.value}: {last or result.reused or ''}",
             data={"build_id": result.build_id, "task": task, "attempts": len(result.attempts)},
         )
-
-    def _check(
-        self,
-        spec: ToolSpec,
-        code: str,
-        opts: BuildOptions,
-        suites: dict[bytes, TestSuite],
-        number: int,
-        max_attempts: int,
-    ) -> Checked:
-        """Run one attempt's gates in order, cheapest first; the first failing gate decides."""
-        problems = code_problems(code, spec.name)
-        if problems:
-            return Checked(AttemptVerdict.UNTESTABLE, problems[0], "\n".join(problems))
-        self._progress(Progress("policy", number, max_attempts))
-        analysis = analyze(code, spec, rules=self._rules)
-        if not analysis.passed:
-            first = analysis.errors[0]
-            summary = f"policy: {len(analysis.errors)} finding(s), first: {first.message}"
-            return Checked(AttemptVerdict.POLICY, summary[:200], analysis.failure_text())
-        decision = evaluate_policy(spec, analysis, self.policy)
-        if decision.decision == "deny":
-            # Code can drop an import; only a new spec can drop a capability or dependency.
-            final = any(r.kind in ("capability", "dependency") for r in decision.deciding)
-            text = decision.text()
-            return Checked(
-                AttemptVerdict.POLICY, text.splitlines()[-1].strip()[:200], text, final=final
-            )
-        try:
-            Grants.from_capabilities(spec.capabilities)
-        except PolicyError as e:  # the sandbox cannot grant it: only a new spec can fix that
-            return Checked(AttemptVerdict.POLICY, e.message[:200], str(e), final=True)
-        self._progress(Progress("sandbox", number, max_attempts))
-        key = spec.canonical_json()
-        if key not in suites:
-            suites[key] = self._suite(spec, opts)
-        suite = suites[key]
-        report = self.sandbox.run(
-            SandboxJob(
-                tool_name=spec.name,
-                code=code,
-                test_files=suite.files,
-                expected_tests=suite.expected,
-                capabilities=spec.capabilities,
-            )
-        )
-        self._progress(Progress("tested", number, max_attempts, report.summary()))
-        if report.passed:
-            return Checked(AttemptVerdict.PASSED, report.summary(), "", report, decision)
-        summary = report.summary()
-        violated = state_violations(self.constitution, report)
-        if violated:
-            summary += "; constitution: " + ", ".join(v.rule for v in violated)
-        return Checked(AttemptVerdict.FAILED, summary, report.failure_text(), report)
-
-    def _gate_adequacy(
-        self,
-        spec: ToolSpec,
-        code: str,
-        checked: Checked,
-        opts: BuildOptions,
-        suites: dict[bytes, TestSuite],
-        number: int,
-        max_attempts: int,
-        *,
-        task: str | None,
-        llm: PromptLog | None,
-        rounds: int,
-    ) -> tuple[ToolSpec, Checked, int]:
-        """The mutation gate after the tests pass, its bounded loop back to the designer, and
-        the policy's minimum score. Returns the (possibly strengthened) spec, the attempt's
-        outcome with the mutation report in its test report, and the rounds used so far.
-
-        Survivors go to the designer only for a designed spec (a task): a spec the caller wrote
-        is theirs to change. New tests the candidate fails make the attempt a failure, which the
-        fix loop answers like any other.
-        """
-        mutation: MutationReport | None = None
-        if opts.mutants > 0:
-            assert checked.report is not None
-            self._progress(Progress("mutation", number, max_attempts))
-            mutation = run_mutants(
-                self.sandbox,
-                spec,
-                code,
-                suites[spec.canonical_json()],
-                mutants=opts.mutants,
-                time_s=opts.mutation_time_s,
-                max_examples=opts.max_examples,
-            )
-            while (
-                mutation.survivors
-                and llm is not None
-                and task is not None
-                and rounds < opts.mutation_rounds
-            ):
-                rounds += 1
-                self._progress(Progress("strengthen tests", number, max_attempts))
-                answer = strengthen(spec, mutation.survivors, llm, task=task)
-                for marked in answer.equivalent:
-                    for result in mutation.survivors:
-                        if result.id == marked.mutant:
-                            result.status = MutantStatus.EQUIVALENT
-                            result.reason = marked.reason
-                stronger = answer.applied_to(spec)
-                if stronger is spec:
-                    continue
-                rechecked = self._check(stronger, code, opts, suites, number, max_attempts)
-                spec = stronger
-                if rechecked.verdict != AttemptVerdict.PASSED:
-                    log.info("mutation.new_tests_fail", round=rounds)
-                    return spec, rechecked, rounds
-                checked = rechecked
-                mutation = rerun(
-                    self.sandbox,
-                    spec,
-                    code,
-                    suites[spec.canonical_json()],
-                    mutation,
-                    max_examples=opts.max_examples,
-                )
-            mutation.rounds = rounds
-            log.info("build.mutation", score=mutation.score, summary=mutation.summary())
-            assert checked.report is not None
-            checked = dataclasses.replace(
-                checked,
-                report=checked.report.model_copy(update={"mutation": mutation}),
-                summary=f"{checked.summary}; {mutation.summary()}",
-            )
-        minimum = self.policy.tests.min_mutation_score
-        score = mutation.score if mutation is not None else None
-        if minimum is not None and (score is None or score < minimum):
-            shown = "not measured (no mutant ran)" if score is None else f"{score:.0%}"
-            text = (
-                f"policy {self.policy.source}: denied\n  [tests.min_mutation_score] the tests' "
-                f"mutation score is {shown}, below the required {minimum:.0%}"
-            )
-            if mutation is not None and mutation.survivors:
-                text += "; survivors:\n" + "\n".join(m.diff for m in mutation.survivors)
-            elif mutation is None:
-                text += "; run the mutation gate (--mutants above 0)"
-            summary = f"policy: mutation score {shown} below {minimum:.0%}"
-            return (
-                spec,
-                Checked(AttemptVerdict.POLICY, summary, text, checked.report, final=True),
-                rounds,
-            )
-        return spec, checked, rounds
 
     def _suite(self, spec: ToolSpec, opts: BuildOptions) -> TestSuite:
         """This spec's tests, the constitution's state checks, and earlier versions' tests."""
