@@ -13,7 +13,13 @@ plus the one-off costs: ``Registry.resolve`` (verify) and ``load_tool`` per runt
 cost of the run-time barriers: two warm docker tools, one with its barriers and one without
 (``bench/unconfined.py``), called alternately (ABBA order), back to back and 20 ms apart.
 
-Usage: python bench/calls.py [--n 1000] [--slow-n 10] [--barriers-only]
+Then the peers, one call of ``to_roman`` each, interleaved round-robin (every row once per round,
+in rotated order): toolsmith's warm docker call, hardened ``docker exec`` and ``docker run
+--rm`` (the CLI, ``peers.py``), llm-sandbox with a session per call and from its container pool,
+and epicbox, each peer in its own venv on the runner image with a normal entrypoint.
+
+Usage: python bench/calls.py [--n 1000] [--slow-n 10] [--peer-rounds 5] [--barriers-only]
+[--peers-only]
 """
 
 from __future__ import annotations
@@ -22,8 +28,10 @@ import argparse
 import json
 import os
 import random
+import shlex
 import shutil
 import statistics
+import subprocess
 import tempfile
 import time
 from collections.abc import Callable
@@ -31,6 +39,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import peers
 from unconfined import unconfined
 
 from toolsmith.loader import load_tool
@@ -214,6 +223,73 @@ def bench_tool(
     return rows
 
 
+def bench_peers(registry: Registry, rounds: int) -> list[Row]:
+    """One call of to_roman per row and round, rows in rotated order; seconds become ms."""
+    name, args = "to_roman", {"number": 1994}
+    verified = registry.resolve(name)
+    script = verified.code + RUNNER.format(name=name)
+    files = {"call.py": script}
+    command = f"python3 call.py {shlex.quote(json.dumps(args))}"
+    image = ensure_image()
+    closers: list[Callable[[], Any]] = []
+    rows: dict[str, Callable[[], float]] = {}
+
+    def timed_ms(fn: Callable[[], Any]) -> Callable[[], float]:
+        def once() -> float:
+            start = time.perf_counter()
+            fn()
+            return (time.perf_counter() - start) * 1000
+
+        return once
+
+    tool = load_tool(verified, "docker")
+    closers.append(tool.close)
+
+    def spaced_call() -> float:
+        time.sleep(0.02)
+        return timed_ms(partial(tool, **args))()
+
+    rows["toolsmith docker warm, 20 ms apart"] = spaced_call
+    exec_target = peers.start_exec_target(image.tag)
+    closers.append(
+        partial(subprocess.run, ["docker", "rm", "-f", exec_target], capture_output=True)
+    )
+    exec_cmd = ["docker", "exec", exec_target, "python3", "-I", "-c", script, json.dumps(args)]
+    rows["docker exec (CLI)"] = timed_ms(
+        partial(subprocess.run, exec_cmd, check=True, capture_output=True)
+    )
+    run_cmd = peers.docker_run_cmd(image.tag)
+    main_py = {"main.py": script.replace("sys.argv[1]", repr(json.dumps(args)))}
+    rows["docker run --rm (CLI, hardened)"] = timed_ms(partial(peers.run_job_cmd, run_cmd, main_py))
+    tag = peers.peer_image(image.tag)
+    for kind, label in (
+        ("llm-sandbox", "llm-sandbox, session per call"),
+        ("llm-sandbox-pool", "llm-sandbox, its container pool"),
+        ("epicbox", "epicbox"),
+    ):
+        try:
+            peer = peers.Peer(kind, tag)
+            peer.run(files, command)
+        except Exception as e:
+            print(f"skip {label}: {type(e).__name__}: {str(e)[:300]}")
+            continue
+        closers.append(peer.close)
+        rows[label] = lambda peer=peer: peer.run(files, command) * 1000
+    samples: dict[str, list[float]] = {label: [] for label in rows}
+    try:
+        for label in rows:
+            rows[label]()
+        for r in range(rounds):
+            order = list(rows)[r % len(rows) :] + list(rows)[: r % len(rows)]
+            for label in order:
+                samples[label].append(rows[label]())
+    finally:
+        for close in reversed(closers):
+            close()
+    base = p50(samples["docker exec (CLI)"])
+    return [(name, label, xs, base) for label, xs in samples.items()]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--n", type=int, default=1000, help="calls per in-process/warm row")
@@ -221,7 +297,15 @@ def main() -> None:
     parser.add_argument(
         "--barriers-only", action="store_true", help="only the with/without barriers rows"
     )
+    parser.add_argument("--peer-rounds", type=int, default=5, help="rounds of the peer rows")
+    parser.add_argument("--peers-only", action="store_true", help="only the peer rows")
     opts = parser.parse_args()
+    if opts.peers_only or (opts.peer_rounds and not opts.barriers_only):
+        with tempfile.TemporaryDirectory() as tmp:
+            rows = bench_peers(curated_copy(Path(tmp)), opts.peer_rounds)
+        print_rows(rows, f"peers, interleaved round-robin, {opts.peer_rounds} rounds", "x exec")
+        if opts.peers_only:
+            return
     if opts.barriers_only:
         with tempfile.TemporaryDirectory() as tmp:
             registry = curated_copy(Path(tmp))

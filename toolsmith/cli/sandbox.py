@@ -43,10 +43,13 @@ def build(base: BaseOpt = None, as_json: JsonOpt = False) -> None:
 
 @app.command("status")
 def status(as_json: JsonOpt = False) -> None:
-    """Is the engine reachable, is the image built, which runtime runs jobs."""
-    from toolsmith.sandbox import connect, find_image
+    """Is the engine reachable, is the image built, which runtime runs jobs, and what the warm
+    pools of processes on this host are doing (sizes, counts, start times). ``--json``:
+    ``{engine, image, runtime, error, pools: [PoolStatus]}``."""
+    from toolsmith.sandbox import connect, find_image, pool_statuses
 
     data: dict[str, Any] = {"engine": False, "image": None, "runtime": None, "error": None}
+    data["pools"] = [p.model_dump(mode="json") for p in pool_statuses()]
     try:
         engine = connect()
         data.update(engine=True, server_version=engine.server_version, runtime=engine.runtime)
@@ -67,10 +70,28 @@ def status(as_json: JsonOpt = False) -> None:
             console.print(f"image    {image['tag']} {image['image_id'][:19]}", highlight=False)
         else:
             console.print("image    [yellow]not built[/yellow] (run `toolsmith sandbox build`)")
+        if not data["pools"]:
+            console.print("pools    none running on this host")
+            return
+        for p in data["pools"]:
+            console.print(
+                f"pool     {p['id']} of {p['owner']}: ready {p['ready']}, starting "
+                f"{p['starting']}, in use {p['in_use']}, target {p['target']} (size "
+                f"{p['size']}..{p['max_size']}); jobs {p['jobs']} ({p['cold_jobs']} found it "
+                f"empty); start {_secs(p['start_s_p50'])} s, cold start "
+                f"{_secs(p['cold_start_s_p50'])} s (medians); idle {p['idle_s']:.0f} s",
+                highlight=False,
+                soft_wrap=True,
+                markup=False,
+            )
 
     emit(data, as_json, render)
     if not data["engine"] or data["image"] is None:
         raise typer.Exit(1)
+
+
+def _secs(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
 
 
 @app.command("check")

@@ -4,7 +4,8 @@ Public API::
 
     ensure_image(...) -> ImageInfo          build (offline) or find the runner image
     Sandbox(...).run(SandboxJob) -> TestReport
-    WarmPool(size, idle_expiry_s=..., image=...)
+    WarmPool(size, max_size=..., idle_expiry_s=..., image=...)   sized by demand
+    pool_statuses() -> list[PoolStatus]     what the warm pools of this host's processes hold
     check_confinement(...) -> list[Probe]   the isolation self-test, run-time barriers included
     BARRIERS, plan(Grants) -> BarrierPlan   what the kernel denies a tool that did not declare it
     prune_images(...) -> PrunedImages       drop images older builds left behind
@@ -24,6 +25,7 @@ from toolsmith.sandbox.job import Limits, SandboxJob
 from toolsmith.sandbox.pool import WarmPool
 from toolsmith.sandbox.prune import PrunedImages, prune_images
 from toolsmith.sandbox.sandbox import DockerBackend, Sandbox, SandboxBackend
+from toolsmith.sandbox.status import PoolStatus, pool_statuses
 
 __all__ = [
     "BARRIERS",
@@ -35,6 +37,7 @@ __all__ = [
     "Frames",
     "ImageInfo",
     "Limits",
+    "PoolStatus",
     "Probe",
     "PrunedImages",
     "Sandbox",
@@ -46,5 +49,6 @@ __all__ = [
     "ensure_image",
     "find_image",
     "plan",
+    "pool_statuses",
     "prune_images",
 ]

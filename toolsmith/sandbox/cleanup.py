@@ -63,7 +63,8 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     os.kill(os.getpid(), signal.SIGTERM)
 
 
-def _owner_alive(owner: str) -> bool:
+def owner_alive(owner: str) -> bool:
+    """False only for an owner on this host whose process is gone (or its pid was reused)."""
     host, _, rest = owner.partition(":")
     pid_text, _, start = rest.partition(":")
     if host != socket.gethostname() or not pid_text.isdigit():
@@ -97,9 +98,9 @@ def sweep_stale(engine: Engine) -> int:
     with docker_errors("listing sandbox containers"):
         found = engine.api.containers(all=True, filters={"label": f"{LABEL}=1"})
         networks = engine.api.networks(filters={"label": f"{LABEL}=1"})
-    stale = [c["Id"] for c in found if not _owner_alive(c.get("Labels", {}).get(OWNER_LABEL, ""))]
+    stale = [c["Id"] for c in found if not owner_alive(c.get("Labels", {}).get(OWNER_LABEL, ""))]
     stale_networks = [
-        n["Id"] for n in networks if not _owner_alive((n.get("Labels") or {}).get(OWNER_LABEL, ""))
+        n["Id"] for n in networks if not owner_alive((n.get("Labels") or {}).get(OWNER_LABEL, ""))
     ]
     if stale or stale_networks:
         log.info(

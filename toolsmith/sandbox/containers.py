@@ -295,7 +295,11 @@ class AttachedContainer:
 
 
 class RunnerContainer(AttachedContainer):
-    """A started test runner (``toolsmith_runner``) waiting for one job; discard it after."""
+    """A started test runner (``toolsmith_runner``) waiting for one job; discard it after.
+
+    ``warm_up``: run a throwaway session before announcing ``READY`` (a warm-pool container,
+    idle meanwhile); False for a container a job is already waiting for, which would only delay it.
+    """
 
     def __init__(
         self,
@@ -306,12 +310,14 @@ class RunnerContainer(AttachedContainer):
         pool_id: str = "",
         grants: Grants | None = None,
         egress_network: str = "bridge",
+        warm_up: bool = True,
     ) -> None:
         super().__init__(
             engine,
             image,
             limits,
-            command=["python3", "-P", "-s", "-m", "toolsmith_runner"],
+            command=["python3", "-P", "-s", "-m", "toolsmith_runner"]
+            + ([] if warm_up else ["--no-warm-up"]),
             labels={POOL_LABEL: pool_id},
             grants=grants,
             egress_network=egress_network,

@@ -46,6 +46,7 @@ class DockerBackend(SandboxBackend):
         self,
         *,
         pool_size: int = 2,
+        pool_max: int | None = None,
         idle_expiry_s: float = 300.0,
         image: ImageInfo | None = None,
         engine: Engine | None = None,
@@ -55,6 +56,7 @@ class DockerBackend(SandboxBackend):
         self.egress_network = egress_network
         self.image = image or ensure_image(self.engine)
         self._pool_size = pool_size
+        self._pool_max = pool_max
         self._idle_expiry_s = idle_expiry_s
         self._pools: dict[tuple[int, int, float, int], WarmPool] = {}
         self._lock = threading.Lock()
@@ -79,6 +81,7 @@ class DockerBackend(SandboxBackend):
             if pool is None:
                 pool = WarmPool(
                     self._pool_size,
+                    max_size=self._pool_max,
                     idle_expiry_s=self._idle_expiry_s,
                     image=self.image,
                     limits=job.limits,
@@ -99,6 +102,7 @@ class DockerBackend(SandboxBackend):
                 job.limits,
                 grants=grants,
                 egress_network=self.egress_network,
+                warm_up=False,
             ).start()
         )
         nonce = new_nonce()
@@ -151,8 +155,10 @@ class DockerBackend(SandboxBackend):
 class Sandbox:
     """Runs jobs; ``run`` returns a TestReport or raises a SandboxError, nothing else.
 
-    With no backend given, jobs run in Docker (``pool_size`` warm containers per limit set;
-    ``egress_network`` is where declared hosts are reached from, see ``DockerBackend``).
+    With no backend given, jobs run in Docker: a warm pool per limit set keeps ``pool_size``
+    containers ready and grows on bursts up to ``pool_max`` (default ``max(pool_size, 8)``;
+    ``pool_size=0`` turns pools off: a fresh container per job); ``egress_network`` is where
+    declared hosts are reached from, see ``DockerBackend``.
     """
 
     def __init__(
@@ -160,6 +166,7 @@ class Sandbox:
         backend: SandboxBackend | None = None,
         *,
         pool_size: int = 2,
+        pool_max: int | None = None,
         idle_expiry_s: float = 300.0,
         image: ImageInfo | None = None,
         egress_network: str = "bridge",
@@ -167,6 +174,7 @@ class Sandbox:
         with docker_errors("opening the sandbox"):
             self.backend = backend or DockerBackend(
                 pool_size=pool_size,
+                pool_max=pool_max,
                 idle_expiry_s=idle_expiry_s,
                 image=image,
                 egress_network=egress_network,
