@@ -108,14 +108,15 @@ def test_policy_violation_is_an_attempt_with_the_line(registry: Registry, sandbo
 
 def test_never_fixed_publishes_nothing(registry: Registry, sandbox: Sandbox) -> None:
     """The same failure twice stops the loop early; nothing reaches the registry."""
-    srv = scripted(DESIGN, {"reply": BUGGY, "times": 4})
+    reflection = {"assumed": "units are h, m, s", "went_wrong": "days were left out"}
+    srv = scripted(DESIGN, {"reply": BUGGY, "times": 2}, {"json": reflection}, {"reply": BUGGY})
     try:
         result = engine(srv, registry, sandbox).build("parse durations", FAST)
     finally:
         srv.close()
     assert result.status == BuildStatus.FAILED
     assert len(result.attempts) == 2, "identical repeated failure must stop the loop"
-    assert srv.remaining == 2
+    assert srv.remaining == 1 and result.lesson is not None, "then the build reflects on it"
     assert registry.list() == []
 
 

@@ -114,8 +114,9 @@ def test_conflict_in_a_given_spec_fails_at_once(registry: Registry) -> None:
     """With --spec nobody can revise the spec: the first conflict ends the build, saying so."""
     srv = ScriptedLLMServer({"steps": [{**CONFLICT, "times": 4}]}).start()
     llm = OpenAILLM(LLMConfig(base_url=srv.base_url, model="scripted", max_retries=0))
+    no_lessons = FAST.model_copy(update={"lessons": False})  # no reflection: count the loop's
     try:
-        result = Toolsmith(registry, llm, NoSandbox()).build_from_spec(SPEC, None, FAST)  # type: ignore[arg-type]
+        result = Toolsmith(registry, llm, NoSandbox()).build_from_spec(SPEC, None, no_lessons)  # type: ignore[arg-type]
     finally:
         srv.close()
     assert [a.verdict for a in result.attempts] == [AttemptVerdict.SPEC_CONFLICT]
@@ -129,7 +130,8 @@ def test_repeated_conflict_is_fed_back_once_then_stops(registry: Registry) -> No
     """Revisions used up: the model hears its conflict and the spec stands; a repeat ends it."""
     srv = ScriptedLLMServer({"steps": [DESIGN, {**CONFLICT, "times": 4}]}).start()
     llm = OpenAILLM(LLMConfig(base_url=srv.base_url, model="scripted", max_retries=0))
-    options = BuildOptions(max_attempts=4, max_spec_revisions=0, force=True)
+    # No lessons, so no reflection request: the requests counted are the loop's own.
+    options = BuildOptions(max_attempts=4, max_spec_revisions=0, force=True, lessons=False)
     try:
         result = Toolsmith(registry, llm, NoSandbox()).build("add two ints", options)  # type: ignore[arg-type]
     finally:

@@ -73,6 +73,8 @@ _LAZY = {
     "KeyRole": "toolsmith.registry",
     "KeyStore": "toolsmith.keys",
     "LLMConfig": "toolsmith.llm",
+    "Lesson": "toolsmith.lessons",
+    "LessonMemory": "toolsmith.lessons",
     "Limits": "toolsmith.sandbox",
     "MutantResult": "toolsmith.report",
     "MutationReport": "toolsmith.report",
@@ -110,6 +112,7 @@ if TYPE_CHECKING:
     from toolsmith.constitution import Constitution, load_constitution
     from toolsmith.export import export_spec
     from toolsmith.keys import KeyStore
+    from toolsmith.lessons import Lesson, LessonMemory
     from toolsmith.llm import LLMConfig, OpenAILLM
     from toolsmith.loader import Tool, load_tool
     from toolsmith.mcp import build_server
@@ -177,6 +180,8 @@ __all__ = [
     "LLMResponseError",
     "LLMTruncatedError",
     "LLMUnavailableError",
+    "Lesson",
+    "LessonMemory",
     "Limits",
     "MetadataTooLargeError",
     "MixAndMatchError",

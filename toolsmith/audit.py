@@ -46,6 +46,8 @@ AuditEvent = Literal[
     "untrust",
     "threshold",
     "refresh",
+    "lesson",
+    "retire",
 ]
 AUDIT_EVENTS: tuple[str, ...] = get_args(AuditEvent)
 AUDIT_FILE = "audit.jsonl"

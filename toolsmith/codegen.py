@@ -10,8 +10,10 @@ from __future__ import annotations
 import ast
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+from toolsmith.designer import lessons_text
 from toolsmith.llm import LLM, Message
 from toolsmith.spec import ToolSpec
 
@@ -127,7 +129,10 @@ def code_problems(code: str, name: str) -> list[str]:
 
 
 def build_messages(
-    spec: ToolSpec, previous_code: str | None, feedback: str | None
+    spec: ToolSpec,
+    previous_code: str | None,
+    feedback: str | None,
+    lessons: Sequence[str] = (),
 ) -> list[Message]:
     deps = (
         f"You may import these dependencies: {', '.join(spec.dependencies)}; otherwise stdlib only."
@@ -141,6 +146,7 @@ def build_messages(
     )
     system = SYSTEM.format(name=spec.name, deps=deps, caps=caps, conflict=SPEC_CONFLICT)
     user = "Specification:\n" + json.dumps(spec.model_dump(mode="json"), indent=2)
+    user += lessons_text(lessons)
     if previous_code is not None and feedback:
         user += (
             "\n\nYour previous implementation:\n```python\n"
@@ -155,9 +161,15 @@ def build_messages(
 
 
 def generate_code(
-    spec: ToolSpec, llm: LLM, *, previous_code: str | None = None, feedback: str | None = None
+    spec: ToolSpec,
+    llm: LLM,
+    *,
+    previous_code: str | None = None,
+    feedback: str | None = None,
+    lessons: Sequence[str] = (),
 ) -> GeneratedCode:
-    text = llm.complete(build_messages(spec, previous_code, feedback)).text
+    """Ask for the module; ``lessons`` (recalled lessons' prompt texts) follow the spec."""
+    text = llm.complete(build_messages(spec, previous_code, feedback, lessons)).text
     stripped = text.strip()
     if stripped.startswith(SPEC_CONFLICT):
         return GeneratedCode(conflict=stripped[len(SPEC_CONFLICT) :].strip(), raw=text)

@@ -70,8 +70,22 @@ If one of the existing tools listed already does the task, answer {"reuse": "<na
 instead of designing a new one."""
 
 
+def lessons_text(lessons: Sequence[str]) -> str:
+    """The block of recalled lessons (``toolsmith.lessons``) appended to a designer or code
+    prompt; empty without lessons, so a build with none sends exactly the prompt it always did."""
+    if not lessons:
+        return ""
+    return (
+        "\n\nLessons from earlier builds of similar tools (heed those that apply):\n"
+        + "\n".join(f"- {text}" for text in lessons)
+    )
+
+
 def design_messages(
-    task: str, candidates: Sequence[Candidate], revision: tuple[ToolSpec, str] | None
+    task: str,
+    candidates: Sequence[Candidate],
+    revision: tuple[ToolSpec, str] | None,
+    lessons: Sequence[str] = (),
 ) -> list[Message]:
     user = f"Task: {task}\n\n"
     if candidates:
@@ -89,6 +103,7 @@ def design_messages(
         vague = spec.vague_parameters()
         if vague:
             user += "\nAlso tighten these parameters:\n" + "\n".join(f"- {w}" for w in vague)
+    user += lessons_text(lessons)
     return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": user}]
 
 
@@ -98,9 +113,11 @@ def design(
     *,
     candidates: Sequence[Candidate] = (),
     revision: tuple[ToolSpec, str] | None = None,
+    lessons: Sequence[str] = (),
 ) -> DesignAnswer:
-    """Ask for a new spec or a reuse; a reuse naming a tool not offered is sent back once."""
-    messages = design_messages(task, candidates, revision)
+    """Ask for a new spec or a reuse; a reuse naming a tool not offered is sent back once.
+    ``lessons``: recalled lessons' prompt texts, listed after the task."""
+    messages = design_messages(task, candidates, revision, lessons)
     answer = ask_structured(llm, messages, DesignAnswer)
     if answer.reuse is not None and answer.reuse not in {c.ref for c in candidates}:
         log.info("design.unknown_reuse", reuse=answer.reuse)

@@ -53,6 +53,7 @@ from toolsmith.errors import (
     UsageError,
     VersionConflictError,
 )
+from toolsmith.lessons import Lesson, LessonMemory
 from toolsmith.llm import HOW_TO_CONFIGURE, LLM, Completion, Message
 from toolsmith.loader import RuntimeName, Tool
 from toolsmith.log import bound, get_logger
@@ -114,6 +115,11 @@ class BuildOptions(PublicModel):
     mutation_rounds: int = Field(
         default=2, ge=0, le=5, description="rounds of survivors sent back to the designer"
     )
+    lessons: bool = Field(
+        default=True,
+        description="recall lessons of similar builds into the prompts, and reflect on a build "
+        "whose attempts failed to keep a new one (toolsmith.lessons)",
+    )
 
     @field_validator("version")
     @classmethod
@@ -150,6 +156,8 @@ class BuildResult(PublicModel):
     policy: str | None = Field(default=None, description="the capability policy's decision")
     tokens: dict[str, int] = Field(default_factory=dict)
     duration_s: float = 0.0
+    lessons: list[str] = Field(default_factory=list, description="ids of the lessons it used")
+    lesson: str | None = Field(default=None, description="id of the lesson it taught, if any")
 
     @property
     def ok(self) -> bool:
@@ -236,6 +244,13 @@ class Build:
     feedback_code: str | None = None  # the code ``feedback`` is about, if any
     insisted: bool = False  # the model was told to implement a spec it called contradictory
     last_signature: str = ""
+    lessons: list[Lesson] = dataclasses.field(default_factory=list)  # recalled for the prompts
+
+    @property
+    def hints(self) -> list[str]:
+        """The recalled lessons as prompt lines, for the designer and the code generator."""
+        return [lesson.prompt_text() for lesson in self.lessons]
+
     # By spec: generated once, not per attempt.
     suites: dict[bytes, TestSuite] = dataclasses.field(default_factory=dict)
 
@@ -301,7 +316,10 @@ class Toolsmith:
         with bound(build_id=build_id):
             self._progress(Progress("design", detail=task))
             candidates = [] if opts.force else self._candidates(task)
-            answer = design(task, llm, candidates=candidates)
+            memory = LessonMemory.of(self.registry) if opts.lessons else None
+            used = memory.recall(task) if memory is not None else []
+            hints = [lesson.prompt_text() for lesson in used]
+            answer = design(task, llm, candidates=candidates, lessons=hints)
             if answer.reuse is not None and answer.reuse not in {c.ref for c in candidates}:
                 raise LLMResponseError(
                     f"the model insisted on reusing {answer.reuse}, which was not offered",
@@ -321,7 +339,15 @@ class Toolsmith:
                 return result
             assert answer.spec is not None
             return self._prove(
-                build_id, started, answer.spec, None, opts, task=task, spent=spent, llm=llm
+                build_id,
+                started,
+                answer.spec,
+                None,
+                opts,
+                task=task,
+                spent=spent,
+                llm=llm,
+                used=used,
             )
 
     def get_or_build(
@@ -397,6 +423,7 @@ class Toolsmith:
         task: str | None,
         spent: dict[str, int],
         llm: PromptLog | None,
+        used: Sequence[Lesson] = (),
     ) -> BuildResult:
         if opts.version and not opts.dry_run:
             taken = {r.version for r in self.registry.versions(spec.name)}
@@ -418,6 +445,11 @@ class Toolsmith:
             progress=self._progress,
             code=impl or "",
         )
+        memory = LessonMemory.of(self.registry) if opts.lessons and impl is None else None
+        if memory is not None:  # the designer's lessons, then those the spec's text recalls
+            query = f"{task or ''} {spec.name.replace('_', ' ')} {spec.description}"
+            recalled = {lesson.id: lesson for lesson in [*used, *memory.recall(query)]}
+            build.lessons = list(recalled.values())
         # The first suite before any model call, so a spec whose tests cannot run is refused
         # up front.
         build.suite(spec)
@@ -425,7 +457,7 @@ class Toolsmith:
             for number in range(1, build.max_attempts + 1):
                 if not self._attempt(build, number):
                     break
-            return self._finish(build, build_id, started, spent)
+            return self._finish(build, build_id, started, spent, memory)
 
     def _attempt(self, build: Build, number: int) -> bool:
         """One attempt: new code (unless the caller's), then the checks. False: stop the loop."""
@@ -436,7 +468,11 @@ class Toolsmith:
             if build.llm is None:
                 build.llm = PromptLog(self._need_llm())
             gen = generate_code(
-                build.spec, build.llm, previous_code=build.feedback_code, feedback=build.feedback
+                build.spec,
+                build.llm,
+                previous_code=build.feedback_code,
+                feedback=build.feedback,
+                lessons=build.hints,
             )
             if gen.conflict is not None:
                 return self._conflict(build, number, gen.conflict, t0)
@@ -498,7 +534,9 @@ class Toolsmith:
         if build.revisions < build.opts.max_spec_revisions:
             assert build.llm is not None
             self._progress(Progress("revise spec", number, build.max_attempts))
-            revised = design(build.task, build.llm, revision=(build.spec, conflict))
+            revised = design(
+                build.task, build.llm, revision=(build.spec, conflict), lessons=build.hints
+            )
             if revised.spec is not None:
                 build.spec, build.revisions = revised.spec, build.revisions + 1
                 build.feedback = build.feedback_code = None
@@ -508,9 +546,15 @@ class Toolsmith:
         return True
 
     def _finish(
-        self, build: Build, build_id: str, started: float, spent: dict[str, int]
+        self,
+        build: Build,
+        build_id: str,
+        started: float,
+        spent: dict[str, int],
+        memory: LessonMemory | None = None,
     ) -> BuildResult:
-        """The build's result; a passing build is published (or held for approval)."""
+        """The build's result; a passing build is published (or held for approval). With a
+        lessons ``memory``, the used lessons' outcomes are settled and a troubled build reflects."""
         spec, attempts = build.spec, build.attempts
         result = BuildResult(
             build_id=build_id,
@@ -521,6 +565,7 @@ class Toolsmith:
             attempts=attempts,
             spec_revisions=build.revisions,
             tokens=self.llm.usage.since(spent) if self.llm else {},
+            lessons=[lesson.id for lesson in build.lessons],
         )
         passed = bool(attempts) and attempts[-1].verdict == AttemptVerdict.PASSED
         if passed and build.opts.dry_run:
@@ -535,6 +580,8 @@ class Toolsmith:
             )
             provenance.tokens = result.tokens
             provenance.duration_s = time.monotonic() - started
+            if build.lessons:
+                provenance.extra["lessons"] = result.lessons
             pending = decision.decision == "needs_approval"
             result.record = self.registry.publish(
                 spec,
@@ -547,9 +594,30 @@ class Toolsmith:
             )
             result.status = BuildStatus.PENDING if pending else BuildStatus.PUBLISHED
             result.policy = decision.text()
+        if memory is not None:
+            self._learn(memory, result, build, passed)
+            result.tokens = self.llm.usage.since(spent) if self.llm else {}
         result.duration_s = time.monotonic() - started
         self._audit(result, build.task)
         return result
+
+    def _learn(self, memory: LessonMemory, result: BuildResult, build: Build, passed: bool) -> None:
+        """Settle the used lessons' outcomes and keep what a troubled build taught."""
+        attempts = len(result.attempts)
+        if build.lessons:
+            memory.settle(build.lessons, build_id=result.build_id, passed=passed, attempts=attempts)
+        troubled = attempts > 1 or (attempts == 1 and not passed)
+        if troubled and build.llm is not None:
+            self._progress(Progress("reflect"))
+            learnt = memory.learn(
+                build.llm,
+                build_id=result.build_id,
+                task=build.task,
+                spec=build.spec,
+                attempts=result.attempts,
+                passed=passed,
+            )
+            result.lesson = learnt.id if learnt is not None else None
 
     def _audit(self, result: BuildResult, task: str | None) -> None:
         name = result.spec.name if result.spec else (result.reused or "?").partition("@")[0]
@@ -559,7 +627,12 @@ class Toolsmith:
             actor=self.llm.model if self.llm else "hand-written",
             subject=name,
             reason=f"{result.status.value}: {last or result.reused or ''}",
-            data={"build_id": result.build_id, "task": task, "attempts": len(result.attempts)},
+            data={
+                "build_id": result.build_id,
+                "task": task,
+                "attempts": len(result.attempts),
+                "lessons": result.lessons,
+            },
         )
 
     def _suite(self, spec: ToolSpec, opts: BuildOptions) -> TestSuite:

@@ -14,6 +14,7 @@ from toolsmith.cli import approval as approval_cli
 from toolsmith.cli import audit as audit_cli
 from toolsmith.cli import build as build_cli
 from toolsmith.cli import keys as keys_cli
+from toolsmith.cli import lessons as lessons_cli
 from toolsmith.cli import mcp as mcp_cli
 from toolsmith.cli import policy as policy_cli
 from toolsmith.cli import registry as registry_cli
@@ -41,6 +42,7 @@ app.add_typer(registry_cli.app, name="registry")
 app.add_typer(sandbox_cli.app, name="sandbox")
 app.add_typer(policy_cli.app, name="policy")
 app.add_typer(audit_cli.app, name="audit")
+app.add_typer(lessons_cli.app, name="lessons")
 app.add_typer(mcp_cli.app, name="mcp")
 
 

@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from enum import StrEnum
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -88,6 +88,10 @@ def render_result(result: BuildResult) -> None:
     elif result.status == "dry_run":
         name = result.spec.name if result.spec else ""
         console.print(f"[green]passed[/green] {escape(name)} (dry run)")
+    if result.lessons:
+        console.print(f"lessons used: {escape(', '.join(result.lessons))}")
+    if result.lesson:
+        console.print(f"lesson kept: {escape(result.lesson)} (`toolsmith lessons show`)")
     if result.tokens:
         t = result.tokens
         console.print(
@@ -140,6 +144,13 @@ def build(
     mutation_time: Annotated[
         float, typer.Option(min=1, max=3600, help="Seconds the mutation gate may start mutants.")
     ] = 60.0,
+    lessons: Annotated[
+        bool,
+        typer.Option(
+            help="Recall lessons of similar builds into the prompts and keep new ones "
+            "(`toolsmith lessons`)."
+        ),
+    ] = True,
     as_json: JsonOpt = False,
 ) -> None:
     """Build a tool from a task (LLM), or from --spec [--impl], prove it and publish it."""
@@ -153,6 +164,7 @@ def build(
         )
     if impl is not None and spec is None:
         raise UsageError("--impl needs --spec", hint="add --spec SPEC.yaml")
+    gate: dict[str, Any] = {} if mutants is None else {"mutants": mutants}  # else its default
     options = BuildOptions(  # a bad value is a UsageError naming the field
         max_attempts=max_attempts,
         max_examples=max_examples,
@@ -161,7 +173,8 @@ def build(
         version=version,
         bump=bump.value,
         mutation_time_s=mutation_time,
-        **({} if mutants is None else {"mutants": mutants}),
+        lessons=lessons,
+        **gate,
     )
     tool_spec = ToolSpec.from_file(spec) if spec is not None else None
     code = read_text(impl, "implementation") if impl is not None else None
