@@ -35,12 +35,12 @@ from typing import IO, TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from toolsmith.errors import LLMError, RegistryError, ToolsmithError, UsageError
-from toolsmith.llm import LLM, Message, ask_structured
 from toolsmith.log import get_logger
 from toolsmith.models import PublicModel
 from toolsmith.spec import ToolSpec, canonical_json
 
 if TYPE_CHECKING:
+    from toolsmith.llm import LLM, Message
     from toolsmith.registry import Registry
 
 log = get_logger(__name__)
@@ -169,6 +169,9 @@ def reflect_messages(task: str | None, spec: ToolSpec, attempts: Sequence[Any]) 
 def reflect(llm: LLM, task: str | None, spec: ToolSpec, attempts: Sequence[Any]) -> Reflection:
     """Ask ``llm`` for a ``Reflection`` on ``attempts`` (``pipeline.AttemptRecord``s).
     Raises the ``LLMError``s of ``ask_structured``."""
+    # Imported here: the LLM client (openai) is not needed to list or retire lessons.
+    from toolsmith.llm import ask_structured
+
     return ask_structured(llm, reflect_messages(task, spec, attempts), Reflection, max_repairs=1)
 
 
