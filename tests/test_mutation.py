@@ -145,12 +145,13 @@ def test_policy_tests_section_is_checked() -> None:
 
 
 def test_mutant_budget_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """$TOOLSMITH_MUTANTS sets the default budget; a bad value names the variable."""
     monkeypatch.setenv("TOOLSMITH_MUTANTS", "7")
     assert BuildOptions().mutants == 7
     monkeypatch.delenv("TOOLSMITH_MUTANTS")
     assert BuildOptions().mutants == 12
     monkeypatch.setenv("TOOLSMITH_MUTANTS", "lots")
-    with pytest.raises(UsageError, match="TOOLSMITH_MUTANTS is 'lots'"):
+    with pytest.raises(UsageError, match=r"mutants \(from \$TOOLSMITH_MUTANTS\) is 'lots'"):
         BuildOptions()
 
 

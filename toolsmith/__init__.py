@@ -87,6 +87,7 @@ _LAZY = {
     "Sandbox": "toolsmith.sandbox",
     "SandboxJob": "toolsmith.sandbox",
     "ScriptedLLMServer": "toolsmith.testing",
+    "Settings": "toolsmith.settings",
     "TestCase": "toolsmith.report",
     "TestReport": "toolsmith.report",
     "Tool": "toolsmith.loader",
@@ -139,6 +140,7 @@ if TYPE_CHECKING:
     from toolsmith.sandbox import Limits, Sandbox, SandboxJob
     from toolsmith.sandbox.grants import Grants
     from toolsmith.seeds import seed_arguments
+    from toolsmith.settings import Settings
     from toolsmith.spec import Example, Property, ToolSpec
     from toolsmith.testing import ScriptedLLMServer
 
@@ -201,6 +203,7 @@ __all__ = [
     "SandboxError",
     "SandboxJob",
     "ScriptedLLMServer",
+    "Settings",
     "SignatureError",
     "SpecError",
     "TestCase",

@@ -40,6 +40,7 @@ from toolsmith.analysis import (
 from toolsmith.errors import PolicyError, ToolsmithError
 from toolsmith.models import PublicModel
 from toolsmith.report import Outcome, TestReport
+from toolsmith.settings import Settings
 from toolsmith.spec import ToolSpec
 from toolsmith.testgen import TestSuite, prelude
 
@@ -245,17 +246,20 @@ def load_constitution(path: str | os.PathLike[str] | None = None) -> Constitutio
     """The default constitution with the project's (``path``, else ``$TOOLSMITH_CONSTITUTION``)
     merged over it."""
     base = default_constitution()
-    chosen = path if path is not None else os.environ.get(CONSTITUTION_ENV) or None
+    settings = Settings.load()
+    chosen = path if path is not None else settings.paths.constitution
     if chosen is None:
         return base
     p = Path(chosen)
     try:
         text = p.read_text(encoding="utf-8")
     except OSError as e:
-        origin = "" if path is not None else f" (from ${CONSTITUTION_ENV})"
+        source = settings.sources.get("paths.constitution", "")
+        origin = "" if path is not None else f" (from {source})"
         raise PolicyError(
             f"cannot read constitution file {p}{origin}: {e.strerror}",
-            hint=f"check the path, or unset {CONSTITUTION_ENV} to use only the default",
+            hint=f"check the path{'' if path is not None else ' in ' + source}, or unset it "
+            "to use only the default",
         ) from None
     return base.merged(Constitution.from_toml(text, source=str(p)))
 

@@ -15,12 +15,12 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import platformdirs
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from toolsmith.errors import KeyStoreError, SignatureError
 from toolsmith.log import get_logger
+from toolsmith.settings import Settings
 from toolsmith.signing import SigningKey, key_id, load_public_key, public_pem
 
 _log = get_logger(__name__)
@@ -29,10 +29,8 @@ DEFAULT_KEY = "default"
 
 
 def key_dir() -> Path:
-    home = os.environ.get("TOOLSMITH_HOME")
-    if home:
-        return Path(home) / "keys"
-    return Path(platformdirs.user_config_dir("toolsmith")) / "keys"
+    """``$TOOLSMITH_HOME/keys``, else ``keys`` in the per-user config dir."""
+    return Settings.load().paths.keys
 
 
 @dataclass(frozen=True)

@@ -14,10 +14,8 @@ from __future__ import annotations
 import json
 import os
 import re
-import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, ClassVar, Protocol, TypeVar
 from urllib.parse import urlparse
 
@@ -34,6 +32,7 @@ from toolsmith.errors import (
 )
 from toolsmith.log import get_logger
 from toolsmith.models import PublicModel
+from toolsmith.settings import Settings
 
 log = get_logger(__name__)
 
@@ -47,17 +46,6 @@ HOW_TO_CONFIGURE = (
     f"{platformdirs.user_config_path('toolsmith') / 'config.toml'}; "
     "`toolsmith demo` shows a whole build with a scripted model and no key"
 )
-
-
-# Each setting's flag and environment variable; flags beat the environment, which beats the file.
-SETTINGS: dict[str, tuple[str, str]] = {
-    "base_url": ("--base-url", "OPENAI_BASE_URL"),
-    "model": ("--model", "TOOLSMITH_MODEL"),
-    "api_key": ("--api-key", "OPENAI_API_KEY"),
-    "timeout_s": ("--llm-timeout", "TOOLSMITH_LLM_TIMEOUT"),
-    "max_retries": ("--llm-retries", "TOOLSMITH_LLM_RETRIES"),
-    "max_tokens": ("--max-tokens", "TOOLSMITH_LLM_MAX_TOKENS"),
-}
 
 
 class LLMConfig(PublicModel):
@@ -118,58 +106,31 @@ class LLMConfig(PublicModel):
         config_file: str | os.PathLike[str] | None = None,
         **overrides: Any,
     ) -> LLMConfig:
-        """Each setting from its flag (the argument), else its environment variable (``SETTINGS``),
-        else ``[llm]`` in the config file; raises ``LLMNotConfiguredError`` naming the source of
-        a bad value."""
-        path = Path(
-            config_file
-            or os.environ.get("TOOLSMITH_CONFIG")
-            or platformdirs.user_config_path("toolsmith") / "config.toml"
-        )
-        file_cfg: dict[str, Any] = {}
-        if path.is_file():
-            try:
-                file_cfg = tomllib.loads(path.read_text()).get("llm", {})
-            except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
-                raise LLMNotConfiguredError(
-                    f"cannot read config file {path}: {e}", hint="fix or remove the file"
-                ) from None
-            if not isinstance(file_cfg, dict):
-                raise LLMNotConfiguredError(
-                    f"config file {path}: [llm] must be a table of settings",
-                    hint="write base_url, model and api_key under an [llm] header",
-                )
+        """Each setting from its flag (the argument), else its environment variable, else
+        ``[llm]`` in the config file (``toolsmith.settings``); raises ``LLMNotConfiguredError``
+        naming the source of a bad value."""
         flags = {
-            "base_url": base_url,
-            "model": model,
-            "api_key": api_key,
-            "timeout_s": timeout_s,
-            "max_retries": max_retries,
-            "max_tokens": max_tokens,
+            "llm.base_url": base_url,
+            "llm.model": model,
+            "llm.api_key": api_key,
+            "llm.timeout_s": timeout_s,
+            "llm.max_retries": max_retries,
+            "llm.max_tokens": max_tokens,
         }
-        merged: dict[str, Any] = {}
-        source: dict[str, str] = {}
-        for key, (flag, var) in SETTINGS.items():
-            if flags[key] not in (None, ""):
-                merged[key], source[key] = flags[key], flag
-            elif os.environ.get(var):
-                merged[key], source[key] = os.environ[var], f"${var}"
-            elif file_cfg.get(key) is not None:
-                merged[key], source[key] = file_cfg[key], f"[llm] {key} in {path}"
-        if not merged.get("base_url") and not merged.get("api_key"):
+        settings = Settings.load(flags, config_file=config_file, error=LLMNotConfiguredError)
+        llm = settings.llm
+        if not llm.base_url and not llm.api_key:
             raise LLMNotConfiguredError("no LLM endpoint is configured", hint=HOW_TO_CONFIGURE)
-        if not merged.get("model"):
+        if not llm.model:
             raise LLMNotConfiguredError("no model is configured", hint=HOW_TO_CONFIGURE)
-        for key, value in file_cfg.items():
-            if key in cls.model_fields and key not in merged:
-                merged[key], source[key] = value, f"[llm] {key} in {path}"
+        values = llm.model_dump()
         try:
-            return cls.model_validate({**merged, **overrides})
+            return cls.model_validate({**values, **overrides})
         except ValidationError as e:
             err = e.errors()[0]
             key = ".".join(str(p) for p in err["loc"])
             msg = err["msg"].removeprefix("Value error, ")
-            where = source.get(key, "the arguments")
+            where = settings.sources.get(f"llm.{key}", "the arguments")
             raise LLMNotConfiguredError(
                 f"LLM setting {key} (from {where}): {msg}", hint=f"fix the value in {where}"
             ) from None

@@ -34,6 +34,7 @@ from typing import Any, Protocol, TypeVar
 from toolsmith.log import get_logger
 from toolsmith.report import MutantResult, MutantStatus, MutationReport, TestReport
 from toolsmith.sandbox import Limits, Sandbox, SandboxJob
+from toolsmith.settings import DEFAULT_MUTANTS, DEFAULT_MUTATION_TIME_S
 from toolsmith.spec import ToolSpec
 from toolsmith.testgen import HELPERS, TestSuite, prelude
 
@@ -47,8 +48,6 @@ class _HasOperator(Protocol):
 
 _T = TypeVar("_T", bound=_HasOperator)
 
-DEFAULT_MUTANTS = 12
-DEFAULT_TIME_S = 60.0
 # A mutant that loops forever must cost seconds, not the default per-call limit per input.
 MUTANT_CALL_TIMEOUT_S = 2.0
 # What a job may take beyond its mutants' time budget: the candidate's own pass, the last mutant.
@@ -283,7 +282,7 @@ def run_mutants(
     suite: TestSuite,
     *,
     mutants: int = DEFAULT_MUTANTS,
-    time_s: float = DEFAULT_TIME_S,
+    time_s: float = DEFAULT_MUTATION_TIME_S,
     max_examples: int = 100,
 ) -> MutationReport:
     """Mutate ``candidate``, run ``suite`` against up to ``mutants`` of them in one sandbox job

@@ -14,7 +14,6 @@ import asyncio
 import dataclasses
 import hashlib
 import json
-import os
 import time
 import uuid
 from collections.abc import Sequence
@@ -58,11 +57,11 @@ from toolsmith.llm import HOW_TO_CONFIGURE, LLM, Completion, Message
 from toolsmith.loader import RuntimeName, Tool
 from toolsmith.log import bound, get_logger
 from toolsmith.models import PublicModel
-from toolsmith.mutation import DEFAULT_MUTANTS, DEFAULT_TIME_S
 from toolsmith.policy import CapabilityPolicy, PolicyDecision, load_policy
 from toolsmith.registry import Registry, VerifiedTool, VersionRecord, VersionStatus
 from toolsmith.report import Attempt, Provenance, TestReport
 from toolsmith.sandbox import Sandbox
+from toolsmith.settings import Settings
 from toolsmith.spec import ToolSpec
 from toolsmith.testgen import TestSuite, generate_tests
 
@@ -79,39 +78,32 @@ class BuildStatus(StrEnum):
     FAILED = "failed"
 
 
-MUTANTS_ENV = "TOOLSMITH_MUTANTS"
-
-
-def _default_mutants() -> int:
-    value = os.environ.get(MUTANTS_ENV, "").strip()
-    if not value:
-        return DEFAULT_MUTANTS
-    if not value.isdigit():
-        raise UsageError(
-            f"${MUTANTS_ENV} is {value!r}, not a whole number of mutants",
-            hint=f"set it to 0 (no mutation gate) or more, or unset it for {DEFAULT_MUTANTS}",
-        )
-    return int(value)
-
-
 class BuildOptions(PublicModel):
+    """How one build runs. Unset fields take the ``[build]`` settings (``toolsmith.settings``:
+    flags, ``TOOLSMITH_*`` variables, the config file, then the defaults)."""
+
     model_config = ConfigDict(extra="forbid")
 
-    max_attempts: int = Field(default=4, ge=1, le=20)
+    max_attempts: int = Field(
+        default_factory=lambda: Settings.load().build.max_attempts, ge=1, le=20
+    )
     max_spec_revisions: int = Field(default=1, ge=0, le=5)
-    max_examples: int = Field(default=100, ge=1, le=10_000)
+    max_examples: int = Field(
+        default_factory=lambda: Settings.load().build.max_examples, ge=1, le=10_000
+    )
     force: bool = False
     dry_run: bool = False
     version: str | None = None
     bump: Literal["patch", "minor", "major"] = "patch"
     mutants: int = Field(
-        default_factory=_default_mutants,
+        default_factory=lambda: Settings.load().build.mutants,
         ge=0,
         le=1000,
-        description="mutants the mutation gate runs after the tests pass (0: no gate); "
-        f"default ${MUTANTS_ENV} or {DEFAULT_MUTANTS}",
+        description="mutants the mutation gate runs after the tests pass (0: no gate)",
     )
-    mutation_time_s: float = Field(default=DEFAULT_TIME_S, gt=0, le=3600)
+    mutation_time_s: float = Field(
+        default_factory=lambda: Settings.load().build.mutation_time_s, gt=0, le=3600
+    )
     mutation_rounds: int = Field(
         default=2, ge=0, le=5, description="rounds of survivors sent back to the designer"
     )

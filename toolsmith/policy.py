@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from toolsmith.analysis import PolicyReport
 from toolsmith.errors import PolicyError, ToolsmithError
 from toolsmith.models import PublicModel
+from toolsmith.settings import Settings
 from toolsmith.spec import ToolSpec
 
 Decision = Literal["allow", "needs_approval", "deny"]
@@ -140,7 +141,8 @@ def _canonical_pattern(pattern: str) -> str:
 
 def load_policy(path: str | os.PathLike[str] | None = None) -> CapabilityPolicy:
     """The policy at ``path``, else at ``$TOOLSMITH_POLICY``, else the shipped default."""
-    chosen = path if path is not None else os.environ.get(POLICY_ENV) or None
+    settings = Settings.load()
+    chosen = path if path is not None else settings.paths.policy
     if chosen is None:
         default = resources.files("toolsmith").joinpath("data/policy.toml")
         return CapabilityPolicy.from_toml(default.read_text("utf-8"), source="<default policy>")
@@ -148,10 +150,12 @@ def load_policy(path: str | os.PathLike[str] | None = None) -> CapabilityPolicy:
     try:
         text = p.read_text(encoding="utf-8")
     except OSError as e:
-        origin = "" if path is not None else f" (from ${POLICY_ENV})"
+        source = settings.sources.get("paths.policy", "")
+        origin = "" if path is not None else f" (from {source})"
         raise PolicyError(
             f"cannot read policy file {p}{origin}: {e.strerror}",
-            hint=f"check the path, or unset {POLICY_ENV} to use the shipped default",
+            hint=f"check the path{'' if path is not None else ' in ' + source}, or unset it "
+            "to use the shipped default",
         ) from None
     return CapabilityPolicy.from_toml(text, source=str(p))
 

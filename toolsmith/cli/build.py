@@ -107,10 +107,18 @@ def build(
         Path | None, typer.Option(help="Bring your own implementation (needs --spec).")
     ] = None,
     registry: RegistryOpt = None,
-    max_attempts: Annotated[int, typer.Option(min=1, max=20, help="Fix-loop bound.")] = 4,
+    max_attempts: Annotated[
+        int | None,
+        typer.Option(min=1, max=20, help="Fix-loop bound (else $TOOLSMITH_MAX_ATTEMPTS; 4)."),
+    ] = None,
     max_examples: Annotated[
-        int, typer.Option(min=1, max=10_000, help="Hypothesis examples per test.")
-    ] = 100,
+        int | None,
+        typer.Option(
+            min=1,
+            max=10_000,
+            help="Hypothesis examples per test (else $TOOLSMITH_MAX_EXAMPLES; 100).",
+        ),
+    ] = None,
     model: Annotated[str | None, typer.Option(help="Model name (else $TOOLSMITH_MODEL).")] = None,
     base_url: Annotated[
         str | None, typer.Option(help="OpenAI-compatible endpoint (else $OPENAI_BASE_URL).")
@@ -142,8 +150,13 @@ def build(
         ),
     ] = None,
     mutation_time: Annotated[
-        float, typer.Option(min=1, max=3600, help="Seconds the mutation gate may start mutants.")
-    ] = 60.0,
+        float | None,
+        typer.Option(
+            min=1,
+            max=3600,
+            help="Seconds the mutation gate may start mutants (else $TOOLSMITH_MUTATION_TIME; 60).",
+        ),
+    ] = None,
     lessons: Annotated[
         bool,
         typer.Option(
@@ -164,17 +177,20 @@ def build(
         )
     if impl is not None and spec is None:
         raise UsageError("--impl needs --spec", hint="add --spec SPEC.yaml")
-    gate: dict[str, Any] = {} if mutants is None else {"mutants": mutants}  # else its default
+    # Flags left out take the [build] settings (environment, then config file, then defaults).
+    given: dict[str, Any] = {
+        "max_attempts": max_attempts,
+        "max_examples": max_examples,
+        "mutants": mutants,
+        "mutation_time_s": mutation_time,
+    }
     options = BuildOptions(  # a bad value is a UsageError naming the field
-        max_attempts=max_attempts,
-        max_examples=max_examples,
         dry_run=dry_run,
         force=force,
         version=version,
         bump=bump.value,
-        mutation_time_s=mutation_time,
         lessons=lessons,
-        **gate,
+        **{k: v for k, v in given.items() if v is not None},
     )
     tool_spec = ToolSpec.from_file(spec) if spec is not None else None
     code = read_text(impl, "implementation") if impl is not None else None

@@ -23,7 +23,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
-import platformdirs
 from tuf.api import exceptions as tuf_exc
 from tuf.api.metadata import Metadata, Root, TargetFile, Targets
 from tuf.ngclient import FetcherInterface, Updater, UpdaterConfig
@@ -44,21 +43,15 @@ from toolsmith.errors import (
 from toolsmith.registry._models import VersionRecord
 from toolsmith.registry._repository import MAX_METADATA
 from toolsmith.registry._storage import RepoDir
+from toolsmith.settings import Settings
 
-STATE_ENV = "TOOLSMITH_STATE"
 MAX_TARGET = 64 * 1024 * 1024
 _LOCAL_SCHEME = "toolsmith-local"
 
 
 def state_root() -> Path:
     """``$TOOLSMITH_STATE``, else ``$TOOLSMITH_HOME/state``, else the per-user state dir."""
-    env = os.environ.get(STATE_ENV)
-    if env:
-        return Path(env)
-    home = os.environ.get("TOOLSMITH_HOME")
-    if home:
-        return Path(home) / "state"
-    return Path(platformdirs.user_state_dir("toolsmith"))
+    return Settings.load().paths.state_root
 
 
 def is_url(location: str | os.PathLike[str]) -> bool:

@@ -52,7 +52,7 @@ from toolsmith.errors import (
 )
 from toolsmith.keys import KeyStore, default_signing_key
 from toolsmith.log import bound, get_logger
-from toolsmith.policy import POLICY_ENV, CapabilityPolicy, load_policy
+from toolsmith.policy import CapabilityPolicy, load_policy
 from toolsmith.registry import _client, _verify
 from toolsmith.registry._models import (
     GarbageReport,
@@ -74,6 +74,7 @@ from toolsmith.registry._repository import (
 from toolsmith.registry._search import SearchIndex
 from toolsmith.registry._storage import RepoDir
 from toolsmith.report import Provenance, TestReport
+from toolsmith.settings import Settings
 from toolsmith.signing import Decision, SigningKey, TrustPolicy
 from toolsmith.spec import NAME_RE, ToolSpec, canonical_json
 from toolsmith.verified import VerifiedTool
@@ -169,7 +170,7 @@ class Registry:
         ``TOOLSMITH_POLICY`` or the shipped one). ``trusted_approvers``: key ids whose approvals
         this consumer accepts (default: what ``trust_approvers`` kept for this registry, else the
         registry's approvers role)."""
-        loc = location or os.environ.get("TOOLSMITH_REGISTRY") or self.default_path()
+        loc = location or Settings.load().paths.registry or self.default_path()
         if _client.is_url(loc):
             self.location = str(loc).rstrip("/")
             self.path: Path | str = self.location
@@ -447,7 +448,7 @@ class Registry:
             return _verify.Gate(self._policy)
         # The consumer's policy file is read once per Registry (and again if TOOLSMITH_POLICY
         # names another one): parsing it on every resolve was most of a warm resolve's time.
-        source = os.environ.get(POLICY_ENV, "")
+        source = str(Settings.load().paths.policy or "")
         if self._loaded_policy is None or self._loaded_policy[0] != source:
             self._loaded_policy = (source, load_policy())
         return _verify.Gate(self._loaded_policy[1])

@@ -13,6 +13,7 @@ import docker.errors
 import requests.exceptions
 
 from toolsmith.errors import EngineUnavailableError, ImageError, SandboxError
+from toolsmith.settings import Settings
 
 ENGINE_HINT = "start Docker / set DOCKER_HOST"
 
@@ -64,15 +65,18 @@ class Engine:
 
 
 def connect(timeout_s: float = 30.0) -> Engine:
-    """Connect from the environment (DOCKER_HOST etc.); prefer gVisor when the engine has it."""
-    host = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+    """Connect to the settings' Docker host (``DOCKER_HOST``; TLS from the environment as
+    docker-py reads it); prefer gVisor when the engine has it."""
+    host = Settings.load().sandbox.docker_host
     if host.startswith("unix://") and not os.path.exists(host.removeprefix("unix://")):
         raise EngineUnavailableError(
             f"connecting to Docker: Docker engine unreachable (no socket at {host})",
             hint=ENGINE_HINT,
         )
     with docker_errors("connecting to Docker"):
-        client = docker.from_env(timeout=int(timeout_s))
+        client = docker.from_env(
+            timeout=int(timeout_s), environment={**os.environ, "DOCKER_HOST": host}
+        )
         info = client.api.info()
     runtimes = info.get("Runtimes") or {}
     default = str(info.get("DefaultRuntime") or "runc")

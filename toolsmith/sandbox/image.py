@@ -31,6 +31,7 @@ from pydantic import BaseModel, ConfigDict
 
 from toolsmith.errors import ImageError
 from toolsmith.sandbox.engine import Engine, docker_errors, shared_engine
+from toolsmith.settings import Settings
 
 IMAGE_REPO = "toolsmith-sandbox"
 BASE_REPO = "toolsmith-sandbox-base"
@@ -57,8 +58,8 @@ def images_dir() -> Path:
     """The sandbox image sources: ``$TOOLSMITH_SANDBOX_IMAGES``, else the package's
     ``_sandbox_images`` (in a checkout a link to the top-level ``sandbox_images/``, in a wheel a
     copy of it), so an installed wheel builds the same image, with the same digest."""
-    override = os.environ.get("TOOLSMITH_SANDBOX_IMAGES")
-    path = Path(override) if override else Path(__file__).resolve().parents[1] / "_sandbox_images"
+    override = Settings.load().sandbox.images
+    path = override or Path(__file__).resolve().parents[1] / "_sandbox_images"
     if not (path / "Dockerfile").is_file():
         raise ImageError(
             f"sandbox image sources not found at {path}",
@@ -196,7 +197,7 @@ def _debian_base(engine: Engine, src: Path, say: Progress) -> str:
             "mmdebstrap is not installed, so the sandbox base root filesystem cannot be built",
             hint="apt-get install mmdebstrap",
         )
-    mirror = os.environ.get("TOOLSMITH_DEBIAN_MIRROR") or recipe.mirror
+    mirror = Settings.load().sandbox.debian_mirror or recipe.mirror
     excludes = [f"--dpkgopt=path-exclude={p}" for p in recipe.exclude_paths]
     with tempfile.TemporaryDirectory(prefix="toolsmith-rootfs-") as tmp:
         out = Path(tmp) / "rootfs.tar"
