@@ -4,8 +4,8 @@ A pool lives in the process that runs jobs (a build, an MCP server, a benchmark)
 ``toolsmith sandbox status`` is another process; so every pool keeps
 ``<state dir>/sandbox/pools/<id>.json`` current (written by its own thread, never on a job's
 path) and removes it when closed. ``pool_statuses`` reads them back, dropping files whose owner
-process is gone. The state dir is ``$TOOLSMITH_STATE``, else ``$TOOLSMITH_HOME/state``, else the
-per-user state directory (as the registry client's).
+process is gone. The state dir is the settings' (``$TOOLSMITH_STATE``, else
+``$TOOLSMITH_HOME/state``, else the per-user state directory), as the registry client's.
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ import os
 from datetime import datetime
 from pathlib import Path
 
-import platformdirs
 from pydantic import BaseModel, Field, ValidationError
 
 from toolsmith.sandbox.cleanup import owner_alive
+from toolsmith.settings import Settings
 
 
 class PoolStatus(BaseModel):
@@ -47,14 +47,7 @@ class PoolStatus(BaseModel):
 
 def pools_dir() -> Path:
     """Where pools write their status."""
-    env = os.environ.get("TOOLSMITH_STATE")
-    if env:
-        root = Path(env)
-    elif home := os.environ.get("TOOLSMITH_HOME"):
-        root = Path(home) / "state"
-    else:
-        root = Path(platformdirs.user_state_dir("toolsmith"))
-    return root / "sandbox" / "pools"
+    return Settings.load().paths.state_root / "sandbox" / "pools"
 
 
 def write_pool_status(status: PoolStatus) -> None:
