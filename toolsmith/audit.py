@@ -48,6 +48,7 @@ AuditEvent = Literal[
     "refresh",
     "lesson",
     "retire",
+    "prompts",
 ]
 AUDIT_EVENTS: tuple[str, ...] = get_args(AuditEvent)
 AUDIT_FILE = "audit.jsonl"

@@ -133,6 +133,7 @@ def build_messages(
     previous_code: str | None,
     feedback: str | None,
     lessons: Sequence[str] = (),
+    system: str = SYSTEM,
 ) -> list[Message]:
     deps = (
         f"You may import these dependencies: {', '.join(spec.dependencies)}; otherwise stdlib only."
@@ -144,7 +145,7 @@ def build_messages(
         if spec.capabilities
         else "Do no I/O: no files, network, environment, subprocesses or dynamic imports."
     )
-    system = SYSTEM.format(name=spec.name, deps=deps, caps=caps, conflict=SPEC_CONFLICT)
+    system = system.format(name=spec.name, deps=deps, caps=caps, conflict=SPEC_CONFLICT)
     user = "Specification:\n" + json.dumps(spec.model_dump(mode="json"), indent=2)
     user += lessons_text(lessons)
     if previous_code is not None and feedback:
@@ -167,9 +168,12 @@ def generate_code(
     previous_code: str | None = None,
     feedback: str | None = None,
     lessons: Sequence[str] = (),
+    system: str = SYSTEM,
 ) -> GeneratedCode:
-    """Ask for the module; ``lessons`` (recalled lessons' prompt texts) follow the spec."""
-    text = llm.complete(build_messages(spec, previous_code, feedback, lessons)).text
+    """Ask for the module; ``lessons`` (recalled lessons' prompt texts) follow the spec.
+    ``system``: the system template (fields ``{name}``, ``{deps}``, ``{caps}``, ``{conflict}``;
+    the active ``toolsmith.prompts.PromptSet``'s, default the shipped one)."""
+    text = llm.complete(build_messages(spec, previous_code, feedback, lessons, system)).text
     stripped = text.strip()
     if stripped.startswith(SPEC_CONFLICT):
         return GeneratedCode(conflict=stripped[len(SPEC_CONFLICT) :].strip(), raw=text)

@@ -86,6 +86,7 @@ def design_messages(
     candidates: Sequence[Candidate],
     revision: tuple[ToolSpec, str] | None,
     lessons: Sequence[str] = (),
+    system: str = SYSTEM,
 ) -> list[Message]:
     user = f"Task: {task}\n\n"
     if candidates:
@@ -104,7 +105,7 @@ def design_messages(
         if vague:
             user += "\nAlso tighten these parameters:\n" + "\n".join(f"- {w}" for w in vague)
     user += lessons_text(lessons)
-    return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": user}]
+    return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 
 
 def design(
@@ -114,10 +115,12 @@ def design(
     candidates: Sequence[Candidate] = (),
     revision: tuple[ToolSpec, str] | None = None,
     lessons: Sequence[str] = (),
+    system: str = SYSTEM,
 ) -> DesignAnswer:
     """Ask for a new spec or a reuse; a reuse naming a tool not offered is sent back once.
-    ``lessons``: recalled lessons' prompt texts, listed after the task."""
-    messages = design_messages(task, candidates, revision, lessons)
+    ``lessons``: recalled lessons' prompt texts, listed after the task. ``system``: the system
+    prompt (the active ``toolsmith.prompts.PromptSet``'s; default the shipped one)."""
+    messages = design_messages(task, candidates, revision, lessons, system)
     answer = ask_structured(llm, messages, DesignAnswer)
     if answer.reuse is not None and answer.reuse not in {c.ref for c in candidates}:
         log.info("design.unknown_reuse", reuse=answer.reuse)

@@ -58,6 +58,7 @@ from toolsmith.loader import RuntimeName, Tool
 from toolsmith.log import bound, get_logger
 from toolsmith.models import PublicModel
 from toolsmith.policy import CapabilityPolicy, PolicyDecision, load_policy
+from toolsmith.prompts import PromptSet, PromptStore
 from toolsmith.registry import Registry, VerifiedTool, VersionRecord, VersionStatus
 from toolsmith.report import Attempt, Provenance, TestReport
 from toolsmith.sandbox import Sandbox
@@ -266,8 +267,12 @@ class Toolsmith:
         policy: CapabilityPolicy | None = None,
         constitution: Constitution | None = None,
         on_progress: ProgressCallback | None = None,
+        prompts: PromptSet | None = None,
     ) -> None:
+        """``prompts``: the designer and codegen prompts (default: the active set of
+        ``toolsmith.prompts.PromptStore``, the shipped one until a revision is kept)."""
         self.registry = registry if registry is not None else Registry()
+        self.prompts = prompts if prompts is not None else PromptStore().active()
         self.llm = llm
         self.policy = policy if policy is not None else load_policy()
         self.constitution = constitution if constitution is not None else load_constitution()
@@ -311,7 +316,9 @@ class Toolsmith:
             memory = LessonMemory.of(self.registry) if opts.lessons else None
             used = memory.recall(task) if memory is not None else []
             hints = [lesson.prompt_text() for lesson in used]
-            answer = design(task, llm, candidates=candidates, lessons=hints)
+            answer = design(
+                task, llm, candidates=candidates, lessons=hints, system=self.prompts.designer
+            )
             if answer.reuse is not None and answer.reuse not in {c.ref for c in candidates}:
                 raise LLMResponseError(
                     f"the model insisted on reusing {answer.reuse}, which was not offered",
@@ -465,6 +472,7 @@ class Toolsmith:
                 previous_code=build.feedback_code,
                 feedback=build.feedback,
                 lessons=build.hints,
+                system=self.prompts.codegen,
             )
             if gen.conflict is not None:
                 return self._conflict(build, number, gen.conflict, t0)
@@ -527,7 +535,11 @@ class Toolsmith:
             assert build.llm is not None
             self._progress(Progress("revise spec", number, build.max_attempts))
             revised = design(
-                build.task, build.llm, revision=(build.spec, conflict), lessons=build.hints
+                build.task,
+                build.llm,
+                revision=(build.spec, conflict),
+                lessons=build.hints,
+                system=self.prompts.designer,
             )
             if revised.spec is not None:
                 build.spec, build.revisions = revised.spec, build.revisions + 1
@@ -574,6 +586,8 @@ class Toolsmith:
             provenance.duration_s = time.monotonic() - started
             if build.lessons:
                 provenance.extra["lessons"] = result.lessons
+            if build.llm is not None:
+                provenance.extra["prompts"] = self.prompts.label
             pending = decision.decision == "needs_approval"
             result.record = self.registry.publish(
                 spec,

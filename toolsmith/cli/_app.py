@@ -17,6 +17,7 @@ from toolsmith.cli import keys as keys_cli
 from toolsmith.cli import lessons as lessons_cli
 from toolsmith.cli import mcp as mcp_cli
 from toolsmith.cli import policy as policy_cli
+from toolsmith.cli import prompts as prompts_cli
 from toolsmith.cli import registry as registry_cli
 from toolsmith.cli import run as run_cli
 from toolsmith.cli import sandbox as sandbox_cli
@@ -43,6 +44,7 @@ app.add_typer(sandbox_cli.app, name="sandbox")
 app.add_typer(policy_cli.app, name="policy")
 app.add_typer(audit_cli.app, name="audit")
 app.add_typer(lessons_cli.app, name="lessons")
+app.add_typer(prompts_cli.app, name="prompts")
 app.add_typer(mcp_cli.app, name="mcp")
 
 
