@@ -69,6 +69,7 @@ def test_buggy_first_attempt_is_fixed_and_published(registry: Registry, sandbox:
     assert result.status == BuildStatus.PUBLISHED
     assert [a.verdict for a in result.attempts] == [AttemptVerdict.FAILED, AttemptVerdict.PASSED]
     assert "2d 4h" in srv.requests[2]["messages"][1]["content"]
+    assert "[hms]" in result.attempts[0].code and result.attempts[1].code == FIXED_CODE
     tool = registry.resolve("parse_duration")
     assert tool.code == FIXED_CODE and tool.report.passed
     assert [a.verdict for a in tool.provenance.attempts] == ["failed", "passed"]

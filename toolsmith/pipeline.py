@@ -61,7 +61,7 @@ from toolsmith.policy import CapabilityPolicy, PolicyDecision, load_policy
 from toolsmith.prompts import PromptSet, PromptStore
 from toolsmith.registry import Registry, VerifiedTool, VersionRecord, VersionStatus
 from toolsmith.report import Attempt, Provenance, TestReport
-from toolsmith.sandbox import Sandbox
+from toolsmith.sandbox import Sandbox, ensure_image
 from toolsmith.settings import Settings
 from toolsmith.spec import ToolSpec
 from toolsmith.testgen import TestSuite, generate_tests
@@ -132,6 +132,7 @@ class AttemptRecord(BaseModel):
     failure: str = ""
     duration_s: float = 0.0
     code_digest: str = ""
+    code: str = Field(default="", description="the code this attempt tested")
 
 
 class BuildResult(PublicModel):
@@ -283,8 +284,21 @@ class Toolsmith:
 
     @property
     def sandbox(self) -> Sandbox:
+        """The engine's sandbox, opened on first use (see ``_open_sandbox``)."""
+        return self._open_sandbox()
+
+    def _open_sandbox(self) -> Sandbox:
+        """Open the sandbox, building its image first if the engine lacks it (about a minute,
+        once per set of image inputs): each step is reported as ``Progress("image", detail=step)``
+        and the end as ``Progress("image ready", detail=tag)``; nothing is reported when the
+        image is already there."""
         if self._sandbox is None:
-            self._sandbox = Sandbox()
+            info = ensure_image(
+                progress=lambda step: self._progress(Progress("image", detail=step))
+            )
+            if info.built:
+                self._progress(Progress("image ready", detail=info.tag))
+            self._sandbox = Sandbox(image=info)
         return self._sandbox
 
     def close(self) -> None:
@@ -452,6 +466,9 @@ class Toolsmith:
         # The first suite before any model call, so a spec whose tests cannot run is refused
         # up front.
         build.suite(spec)
+        # The sandbox opens before attempt 1's clock starts: building a missing image is set-up,
+        # not the attempt's work.
+        self._open_sandbox()
         with bound(build_id=build_id, tool=spec.name):
             for number in range(1, build.max_attempts + 1):
                 if not self._attempt(build, number):
@@ -499,6 +516,7 @@ class Toolsmith:
                 failure=checked.failure,
                 duration_s=time.monotonic() - t0,
                 code_digest=_sha256(build.code),
+                code=build.code,
             )
         )
         log.info("build.attempt", attempt=number, verdict=checked.verdict.value)

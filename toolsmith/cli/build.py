@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import difflib
+import itertools
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -11,12 +13,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from rich.console import Group
 from rich.markup import escape
 from rich.panel import Panel
 from rich.syntax import Syntax
 from rich.table import Table
+from rich.text import Text
 
 from toolsmith.cli._common import JsonOpt, RegistryOpt, console, emit, err_console
+from toolsmith.cli._image import ImageBuildDisplay
 from toolsmith.errors import UsageError
 from toolsmith.registry import Registry
 from toolsmith.spec import ToolSpec, read_text
@@ -37,8 +42,15 @@ def _progress(enabled: bool) -> Iterator[Callable[[Progress], None]]:
         yield lambda _p: None
         return
     with err_console.status("starting") as status:
+        image = ImageBuildDisplay(err_console, status)
 
         def show(p: Progress) -> None:
+            if p.stage == "image":
+                image.step(p.detail)
+                return
+            if p.stage == "image ready":
+                image.done(p.detail)
+                return
             attempt = f" attempt {p.attempt}/{p.max_attempts}" if p.attempt else ""
             detail = f": {escape(p.detail)}" if p.detail else ""
             status.update(f"[bold]{p.stage}[/bold]{attempt}{detail}")
@@ -97,6 +109,52 @@ def render_result(result: BuildResult) -> None:
         console.print(
             f"tokens: {t.get('prompt_tokens', 0)} prompt + {t.get('completion_tokens', 0)} "
             f"completion in {t.get('calls', 0)} calls; {result.duration_s:.1f}s"
+        )
+
+
+def _what_failed(failure: str) -> str:
+    """The first failing test and its assertion message, from an attempt's failure text (which
+    is pytest's report of the sandbox run: ``file::test: failed`` then ``E   `` lines)."""
+    lines = [line.strip() for line in failure.splitlines() if line.strip()]
+    test = next((line.split("::", 1)[1] for line in lines if "::" in line), "")
+    test = test.removesuffix(": failed")
+    message = next((line[1:].strip() for line in lines if line.startswith("E ")), "")
+    message = message.removeprefix("AssertionError: ")
+    if not message:
+        return lines[0] if lines else "no detail"
+    return f"{test}: {message}" if test else message
+
+
+def explain_fixes(result: BuildResult) -> None:
+    """For each attempt that failed and was followed by another: what it got wrong, what the
+    model was sent, and the change its next answer made (a diff of the two codes)."""
+    for failed, fix in itertools.pairwise(result.attempts):
+        if failed.verdict == "passed" or not failed.code or not fix.code:
+            continue
+        diff = "".join(
+            difflib.unified_diff(
+                failed.code.splitlines(keepends=True),
+                fix.code.splitlines(keepends=True),
+                f"attempt {failed.number}",
+                f"attempt {fix.number}",
+            )
+        )
+        outcome = "passed" if fix.verdict == "passed" else f"{fix.verdict} ({fix.summary})"
+        console.print(
+            Panel(
+                Group(
+                    Text.assemble(
+                        (f"attempt {failed.number} failed", "red"),
+                        f" ({failed.summary}): {_what_failed(failed.failure)}",
+                    ),
+                    Text(
+                        f"The model was sent that failure with its code. Its answer, attempt "
+                        f"{fix.number}, made this change and {outcome}:"
+                    ),
+                    Syntax(diff or "(no change)", "diff", background_color="default"),
+                ),
+                title="what the fix loop did",
+            )
         )
 
 
@@ -247,6 +305,7 @@ def demo(
                 result = ts.build(DEMO_TASK, BuildOptions(force=True))
         if not as_json:
             render_result(result)
+            explain_fixes(result)
         require_success(result)
         assert result.ref is not None
         calls = []

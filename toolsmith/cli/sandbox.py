@@ -9,6 +9,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from toolsmith.cli._common import JsonOpt, console, emit, err_console
+from toolsmith.cli._image import ImageBuildDisplay
 from toolsmith.errors import ConfinementError, SandboxError
 
 app = typer.Typer(help="Build, inspect and self-test the Docker sandbox.", no_args_is_help=True)
@@ -29,7 +30,10 @@ def build(base: BaseOpt = None, as_json: JsonOpt = False) -> None:
     """Build the sandbox image offline; a no-op when its inputs are unchanged."""
     from toolsmith.sandbox import ensure_image  # the Docker SDK loads only for sandbox commands
 
-    info = ensure_image(base=base, progress=lambda msg: err_console.print(msg, highlight=False))
+    display = ImageBuildDisplay(err_console)
+    info = ensure_image(base=base, progress=display.step)
+    if info.built:
+        display.done(info.tag)
     emit(
         info,
         as_json,
