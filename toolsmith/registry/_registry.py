@@ -188,7 +188,9 @@ class Registry:
         self._trusted_approvers = set(trusted_approvers) if trusted_approvers is not None else None
         self._view_cache: tuple[bytes | None, _client.View] | None = None
         self._loaded_policy: tuple[str, CapabilityPolicy] | None = None
-        self._search: tuple[int, SearchIndex] | None = None
+        # Keyed by the view object itself, held here: an id() of a freed view can be reused by
+        # the next one, which then found the old index (a search missing a new version).
+        self._search: tuple[_client.View, SearchIndex] | None = None
         self.consumer_audit = consumer_audit()
 
     @staticmethod
@@ -381,14 +383,14 @@ class Registry:
         if self._empty():
             return []
         view = self._view()
-        if self._search is None or self._search[0] != id(view):
+        if self._search is None or self._search[0] is not view:
             live = [
                 r
                 for records in self._records(view).values()
                 for r in records
                 if not r.yanked and r.status == VersionStatus.PUBLISHED
             ]
-            self._search = (id(view), SearchIndex(live))
+            self._search = (view, SearchIndex(live))
         return self._search[1].search(query, limit)
 
     # -- verification ------------------------------------------------------------------------
