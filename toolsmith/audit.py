@@ -18,7 +18,6 @@ history. The chain detects edits by anyone who does not recompute it, and by too
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -30,6 +29,7 @@ from typing import IO, Any, Literal, get_args
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from toolsmith.errors import AuditError
+from toolsmith.files import atomic_write, flocked, open_nofollow
 from toolsmith.spec import canonical_json
 
 AuditEvent = Literal[
@@ -136,7 +136,7 @@ class AuditLog:
                 hint="pass plain strings, numbers, lists and dicts",
             ) from None
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._locked("ab+", fcntl.LOCK_EX) as f:
+        with self._locked("ab+", shared=False) as f:
             last = self._checked_tail(f)
             fields: dict[str, Any] = {
                 "seq": (last.seq if last else 0) + 1,
@@ -158,7 +158,7 @@ class AuditLog:
 
     def entries(self) -> Iterator[AuditEntry]:
         """Every entry in order; an unreadable line is an AuditError naming its line number."""
-        with self._locked("rb", fcntl.LOCK_SH) as f:
+        with self._locked("rb", shared=True) as f:
             lines = f.read().splitlines()
         for number, line in enumerate(lines, 1):
             entry = _parse(line)
@@ -182,7 +182,7 @@ class AuditLog:
                     head_seq=anchored,
                 )
             return AuditVerification(ok=True, entries=0)
-        with self._locked("rb", fcntl.LOCK_SH) as f:
+        with self._locked("rb", shared=True) as f:
             data = f.read()
             head = self._read_head() if self.head_path.exists() else None
         head_seq = head.seq if head else None
@@ -219,24 +219,18 @@ class AuditLog:
     # -- files ---------------------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def _locked(self, mode: str, how: int) -> Iterator[IO[bytes]]:
-        flags = {"rb": os.O_RDONLY, "ab+": os.O_RDWR | os.O_APPEND | os.O_CREAT}[mode]
+    def _locked(self, mode: Literal["rb", "ab+"], *, shared: bool) -> Iterator[IO[bytes]]:
         try:
             # Never through a symlink: a link planted as the log must not make an append write
             # (or a read disclose) a file elsewhere.
-            fd = os.open(self.path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
-            f = os.fdopen(fd, mode)  # (closed below, after the lock)
+            f = open_nofollow(self.path, mode)  # (closed below, after the lock)
         except OSError as e:
             raise AuditError(
                 f"cannot open audit log {self.path}: {e.strerror}",
                 hint="check the registry path and its permissions",
             ) from None
-        with f:
-            fcntl.flock(f.fileno(), how)
-            try:
-                yield f
-            finally:
-                fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+        with f, flocked(f, shared=shared):
+            yield f
 
     def _checked_tail(self, f: IO[bytes]) -> AuditEntry | None:
         """The last entry, if the head agrees it is the last (or lags it by one, after a crash)."""
@@ -275,19 +269,7 @@ class AuditLog:
             ) from None
 
     def _write_head(self, head: _Head) -> None:
-        tmp = self.head_path.with_name(f"{self.head_path.name}.{os.getpid()}.tmp")
-        tmp.unlink(missing_ok=True)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
-        with os.fdopen(fd, "wb") as f:
-            f.write(head.model_dump_json().encode())
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.head_path)
-        dir_fd = os.open(self.path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        atomic_write(self.head_path, head.model_dump_json().encode())
 
 
 def _parse(line: bytes) -> AuditEntry | str:

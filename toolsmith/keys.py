@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import re
 import stat
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from toolsmith.errors import KeyStoreError, SignatureError
+from toolsmith.files import atomic_write
 from toolsmith.log import get_logger
 from toolsmith.settings import Settings
 from toolsmith.signing import SigningKey, key_id, load_public_key, public_pem
@@ -79,15 +79,7 @@ class KeyStore:
         )
         try:
             self.path.mkdir(parents=True, exist_ok=True, mode=0o700)
-            fd, tmp = tempfile.mkstemp(dir=self.path, prefix=f".{name}.", suffix=".tmp")
-        except OSError as e:
-            raise self._io_error(f"create key {name!r}", e) from None
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(pem)
-                f.flush()
-                os.fsync(f.fileno())
-            os.link(tmp, priv_path)
+            atomic_write(priv_path, pem, mode=0o600, exclusive=True)
         except FileExistsError:
             raise KeyStoreError(
                 f"key {name!r} already exists at {priv_path}",
@@ -95,14 +87,8 @@ class KeyStore:
             ) from None
         except OSError as e:
             raise self._io_error(f"write key {name!r}", e) from None
-        finally:
-            os.unlink(tmp)
         try:
-            fd, tmp = tempfile.mkstemp(dir=self.path, prefix=f".{name}.", suffix=".tmp")
-            with os.fdopen(fd, "wb") as f:
-                f.write(public_pem(key.public_key))
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, pub_path)
+            atomic_write(pub_path, public_pem(key.public_key))
         except OSError as e:
             raise self._io_error(f"write public key {name!r}", e) from None
         return KeyInfo(name, key.key_id, priv_path, pub_path)

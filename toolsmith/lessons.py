@@ -21,7 +21,6 @@ not, attempts); a lesson whose builds keep failing does not help, and is retired
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import getpass
 import hashlib
 import json
@@ -35,6 +34,7 @@ from typing import IO, TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from toolsmith.errors import LLMError, RegistryError, ToolsmithError, UsageError
+from toolsmith.files import flocked, open_nofollow
 from toolsmith.log import get_logger
 from toolsmith.models import PublicModel
 from toolsmith.spec import ToolSpec, canonical_json
@@ -386,7 +386,7 @@ class LessonMemory:
     def _events(self) -> Iterator[dict[str, Any]]:
         if not self.path.exists():
             return
-        with self._locked("rb", fcntl.LOCK_SH) as f:
+        with self._locked("rb", shared=True) as f:
             data = f.read()
         for number, line in enumerate(data.splitlines(), 1):
             try:
@@ -399,26 +399,21 @@ class LessonMemory:
 
     def _append(self, event: dict[str, Any]) -> None:
         line = json.dumps(event, sort_keys=True, separators=(",", ":")).encode() + b"\n"
-        with self._locked("ab", fcntl.LOCK_EX) as f:
+        with self._locked("ab", shared=False) as f:
             f.write(line)
             f.flush()
             os.fsync(f.fileno())
 
     @contextlib.contextmanager
-    def _locked(self, mode: Literal["rb", "ab"], how: int) -> Iterator[IO[bytes]]:
-        flags = {"rb": os.O_RDONLY, "ab": os.O_WRONLY | os.O_APPEND | os.O_CREAT}[mode]
+    def _locked(self, mode: Literal["rb", "ab"], *, shared: bool) -> Iterator[IO[bytes]]:
         try:
             # Never through a symlink: a link planted as the file must not make an append write
             # a file elsewhere (the registry's own rule for everything inside it).
-            fd = os.open(self.path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+            f = open_nofollow(self.path, mode)
         except OSError as e:
             raise RegistryError(
                 f"cannot open the lessons file {self.path}: {e.strerror}",
                 hint="check the registry path and its permissions (a symlink is refused)",
             ) from None
-        with os.fdopen(fd, mode) as f:
-            fcntl.flock(f.fileno(), how)
-            try:
-                yield f
-            finally:
-                fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+        with f, flocked(f, shared=shared):
+            yield f

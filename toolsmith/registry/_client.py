@@ -40,6 +40,7 @@ from toolsmith.errors import (
     TrustError,
     UntrustedRegistryError,
 )
+from toolsmith.files import atomic_write
 from toolsmith.registry._models import VersionRecord
 from toolsmith.registry._repository import MAX_METADATA
 from toolsmith.registry._storage import RepoDir
@@ -182,7 +183,7 @@ class Consumer:
             self._approvers_file.unlink(missing_ok=True)
             return
         self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self._approvers_file.write_text(json.dumps(sorted(set(key_ids))))
+        atomic_write(self._approvers_file, json.dumps(sorted(set(key_ids))).encode())
 
     def pin(self, root_bytes: bytes) -> None:
         """Trust ``root_bytes`` as this registry's root from now on (TUF's bootstrap)."""

@@ -4,9 +4,10 @@ Every path inside the registry is walked one component at a time from a director
 with ``O_NOFOLLOW`` (``openat``-style, through ``dir_fd=``), so no symlink inside the registry is
 ever followed, for reads, writes, deletes or the lock; a file with more than one hard link, or
 anything but a regular file, is refused (``UnsafePathError``). Reads are capped (a file over its cap
-is a ``MetadataTooLargeError``: TUF's endless-data attack). Writes go to a temporary file created
-with ``O_EXCL`` in the target's own directory, fsynced and renamed over the target, so readers see
-the old bytes or the new, never a torn file, and nothing is created or deleted outside the root.
+is a ``MetadataTooLargeError``: TUF's endless-data attack). Writes go through ``toolsmith.files``: a
+temporary file created with ``O_EXCL`` in the target's own directory, fsynced and renamed over the
+target, so readers see the old bytes or the new, never a torn file, and nothing is created or
+deleted outside the root.
 The root itself is the path the user chose and may be a symlink; everything below it is not.
 """
 
@@ -14,17 +15,15 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import os
 import stat
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from toolsmith.errors import MetadataTooLargeError, RegistryError, UnsafePathError
+from toolsmith.files import atomic_write, flocked, is_leftover
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-_TMP_SUFFIX = ".tmp"
 
 
 class RepoDir:
@@ -125,23 +124,9 @@ class RepoDir:
     def write(self, rel: str, data: bytes) -> None:
         """Replace ``rel`` atomically (fsynced); a link in its place is replaced, not followed."""
         *dirs, name = self._parts(rel)
-        tmp = f".{name}.{uuid.uuid4().hex}{_TMP_SUFFIX}"
         try:
             with self._dir(dirs, create=True) as d:
-                fd = os.open(
-                    tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644, dir_fd=d
-                )
-                try:
-                    with os.fdopen(fd, "wb") as f:
-                        f.write(data)
-                        f.flush()
-                        os.fsync(f.fileno())
-                    os.rename(tmp, name, src_dir_fd=d, dst_dir_fd=d)
-                except BaseException:
-                    with contextlib.suppress(OSError):
-                        os.unlink(tmp, dir_fd=d)
-                    raise
-                os.fsync(d)
+                atomic_write(name, data, dir_fd=d)
         except OSError as e:
             raise RegistryError(
                 f"cannot write {self.root / rel}: {e.strerror}",
@@ -187,7 +172,7 @@ class RepoDir:
 
     def is_leftover(self, name: str) -> bool:
         """Whether ``name`` is the temporary file of a write that was killed."""
-        return name.startswith(".") and name.endswith(_TMP_SUFFIX)
+        return is_leftover(name)
 
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
@@ -207,10 +192,7 @@ class RepoDir:
             raise RegistryError(f"cannot lock {self.root}: {e.strerror}") from None
         try:
             self._check_file(os.fstat(fd), ".lock")
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            try:
+            with flocked(fd):
                 yield
-            finally:
-                fcntl.flock(fd, fcntl.LOCK_UN)
         finally:
             os.close(fd)

@@ -11,12 +11,12 @@ process is gone. The state dir is the settings' (``$TOOLSMITH_STATE``, else
 from __future__ import annotations
 
 import contextlib
-import os
 from datetime import datetime
 from pathlib import Path
 
 from pydantic import BaseModel, Field, ValidationError
 
+from toolsmith.files import atomic_write
 from toolsmith.sandbox.cleanup import owner_alive
 from toolsmith.settings import Settings
 
@@ -54,9 +54,7 @@ def write_pool_status(status: PoolStatus) -> None:
     """Replace the pool's status file atomically; OSError if the state dir is not writable."""
     folder = pools_dir()
     folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f".{status.id}.tmp"
-    tmp.write_text(status.model_dump_json())
-    os.replace(tmp, folder / f"{status.id}.json")
+    atomic_write(folder / f"{status.id}.json", status.model_dump_json().encode())
 
 
 def remove_pool_status(pool_id: str) -> None:
