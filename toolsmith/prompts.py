@@ -35,6 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from toolsmith import codegen, designer
 from toolsmith.errors import ToolsmithError, UsageError
+from toolsmith.files import atomic_write
 from toolsmith.log import get_logger
 from toolsmith.models import PublicModel
 
@@ -264,9 +265,7 @@ class PromptStore:
         chosen = self.get(version)
         self._audit("activate", chosen, reason)
         self.root.mkdir(parents=True, exist_ok=True)
-        tmp = self.root / f".active.{os.getpid()}.tmp"
-        tmp.write_text(json.dumps({"version": version}))
-        os.replace(tmp, self.root / "active.json")
+        atomic_write(self.root / "active.json", json.dumps({"version": version}).encode())
         return chosen
 
     def refused(self, prompts: PromptSet, reason: str, data: dict[str, Any]) -> None:
@@ -293,10 +292,9 @@ class PromptStore:
 
 
 def _write_new(path: Path, text: str) -> None:
-    """Create ``path`` with ``text``; an existing checkpoint is never overwritten."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
+    """Create ``path`` with ``text`` whole; an existing checkpoint is never overwritten
+    (``FileExistsError``)."""
+    atomic_write(path, text.encode(), exclusive=True)
 
 
 # -- the bounded optimisation loop ---------------------------------------------------------------
