@@ -18,6 +18,7 @@ import os
 import secrets
 import select
 import socket
+import stat
 import struct
 import time
 from dataclasses import dataclass
@@ -454,27 +455,88 @@ class Egress:
 
 def read_mounts(grants: Grants) -> list[dict[str, Any]]:
     """Read-only, non-recursive bind mounts of the granted paths, checked again as resolved on
-    this host (a symlink must not lead somewhere refused); a missing path is refused."""
-    mounts = []
-    for path in grants.read_paths:
+    this host (a symlink must not lead somewhere refused); a missing path is refused, and so is
+    one that anyone but root or this user could swap before the Docker daemon mounts it (see
+    ``held_read_path``)."""
+    return [
+        {
+            "Type": "bind",
+            "Source": held_read_path(f"fs:read:{path}", path),
+            "Target": path,
+            "ReadOnly": True,
+            "BindOptions": {"NonRecursive": True},
+        }
+        for path in grants.read_paths
+    ]
+
+
+def held_read_path(cap: str, path: str) -> str:
+    """The host path ``path`` resolves to, once no one but root or this user can change what it
+    resolves to; else PolicyError.
+
+    The daemon resolves a bind mount's source itself, later, so a check of the path is only worth
+    what the path's stability is: a local user who could rename an entry on the way (e.g. their own
+    directory in /tmp, swapped for a link to /proc with renameat2 RENAME_EXCHANGE) would get
+    whatever they point it at mounted. So each component of the resolved path is opened without
+    following links (O_PATH|O_NOFOLLOW, one directory fd at a time, so the walk sees one
+    consistent chain) and must be a real entry owned by root or this user, in a directory that
+    only they can write or that is sticky (only an entry's owner may rename it there) — the
+    kernel's own permission checks then keep the path what was checked until the mount
+    (the rule OpenSSH's StrictModes applies to authorized_keys)."""
+    try:
         real = os.path.realpath(path)
-        cap = f"fs:read:{path}"
-        if not os.path.exists(real):
-            raise PolicyError(
-                f"capability {cap!r}: {path} does not exist on this host",
-                hint="create the path or remove the capability",
-            )
-        check_read_path(cap, real)
-        mounts.append(
-            {
-                "Type": "bind",
-                "Source": real,
-                "Target": path,
-                "ReadOnly": True,
-                "BindOptions": {"NonRecursive": True},
-            }
+    except OSError as e:  # a link turned into a directory while it was read (EINVAL)
+        raise _changed(cap, path, e.strerror or "unreadable") from e
+    if not os.path.exists(real):
+        raise PolicyError(
+            f"capability {cap!r}: {path} does not exist on this host",
+            hint="create the path or remove the capability",
         )
-    return mounts
+    check_read_path(cap, real)
+    trusted = {0, os.geteuid()}
+    fd = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        parent = os.fstat(fd)
+        walked = ""
+        for part in [p for p in real.split("/") if p]:
+            walked += "/" + part
+            try:
+                child = os.open(part, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+            except OSError as e:
+                raise _changed(cap, walked, e.strerror or "gone") from e
+            os.close(fd)
+            fd = child
+            st = os.fstat(fd)
+            if stat.S_ISLNK(st.st_mode):
+                raise _changed(cap, walked, "now a symbolic link")
+            if parent.st_mode & (stat.S_IWGRP | stat.S_IWOTH) and not (
+                parent.st_mode & stat.S_ISVTX
+            ):
+                raise PolicyError(
+                    f"capability {cap!r}: {walked} is in a directory other users can write, "
+                    "so they could swap it for a link to /proc or the Docker socket before "
+                    "it is mounted",
+                    hint="keep the tool's data where only you or root can rename it "
+                    "(e.g. under your home directory)",
+                )
+            if st.st_uid not in trusted:
+                raise PolicyError(
+                    f"capability {cap!r}: {walked} belongs to uid {st.st_uid}, who could swap "
+                    "it for a link to /proc or the Docker socket before it is mounted",
+                    hint=f"make {walked} owned by you or root, or copy the data into a "
+                    "directory of your own and grant that",
+                )
+            parent = st
+    finally:
+        os.close(fd)
+    return real
+
+
+def _changed(cap: str, path: str, what: str) -> PolicyError:
+    return PolicyError(
+        f"capability {cap!r}: {path} changed while it was checked ({what})",
+        hint="make sure nothing renames or relinks the granted path, then retry",
+    )
 
 
 def create_attached(

@@ -9,7 +9,9 @@ and for docker-runtime workers:
   (443 and 80 when none is given); the tool's container sits on an internal network with no route
   out, so the proxy is the only way off it. Without the capability: ``network_mode=none``.
 - ``fs:read:<path>``: the host path bind-mounted read-only at the same path. System paths of the
-  host (the Docker socket's directories, /proc, /sys, /dev) and of the image are refused.
+  host (the Docker socket's directories, /proc, /sys, /dev) and of the image are refused, and so
+  is a path someone other than root or this user could swap before the daemon mounts it
+  (``containers.held_read_path``).
 - ``fs:write:<path>``: only inside the container's own tmpfs (/tmp, /work); host paths are never
   mounted writable.
 - ``env:<NAME>``: that one variable from the host environment, if set; the rest stays scrubbed.
