@@ -17,18 +17,21 @@ import pytest
 
 from toolsmith.sandbox import prune_images
 from toolsmith.sandbox.image import BASE_REPO, IMAGE_REPO
+from toolsmith.sandbox.layer import LAYER_REPO, RUNNER_LABEL
 
 pytestmark = pytest.mark.docker
 
 OLD = f"{IMAGE_REPO}:00000000deadbeef"
 OLD_BASE = f"{BASE_REPO}:00000000deadbeef"
+OLD_LAYER = f"{LAYER_REPO}:00000000deadbeef"
+LAYER = f"{LAYER_REPO}:00000000cafef00d"
 
 
 @pytest.fixture
 def client() -> Iterator[docker.DockerClient]:
     c = docker.from_env()
     yield c
-    for tag in (OLD, OLD_BASE):
+    for tag in (OLD, OLD_BASE, OLD_LAYER, LAYER):
         with contextlib.suppress(docker.errors.ImageNotFound):
             c.images.remove(tag)
     c.close()
@@ -60,6 +63,19 @@ def test_prune_removes_old_builds_and_keeps_the_current_image(
     assert {OLD, OLD_BASE} <= set(done.removed) and done.current == sandbox_image.tag
     left = tags(client)
     assert OLD not in left and OLD_BASE not in left and sandbox_image.tag in left
+
+
+def test_dependency_layers_on_another_runner_image_go(
+    client: docker.DockerClient, sandbox_image: Any
+) -> None:
+    """A dependency layer built on a superseded runner image is pruned (it is rebuilt from its
+    lock when next used); one on the current runner image stays."""
+    for tag, runner in ((OLD_LAYER, "0" * 64), (LAYER, sandbox_image.inputs_digest)):
+        dockerfile = f"FROM {sandbox_image.tag}\nLABEL {RUNNER_LABEL}={runner}\n".encode()
+        client.images.build(fileobj=io.BytesIO(dockerfile), tag=tag, rm=True)
+    dry = prune_images(dry_run=True)
+    assert OLD_LAYER in dry.removed and LAYER not in dry.removed
+    assert {OLD_LAYER, LAYER} <= tags(client)
 
 
 def test_an_image_a_container_uses_is_kept(client: docker.DockerClient, sandbox_image: Any) -> None:

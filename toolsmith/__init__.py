@@ -25,10 +25,12 @@ from toolsmith.errors import (
     CapabilityDeniedError,
     ConfinementError,
     CorruptRegistryError,
+    DependencyError,
     DigestMismatchError,
     EngineUnavailableError,
     FreezeError,
     ImageError,
+    IndexUnavailableError,
     KeyStoreError,
     LLMError,
     LLMNotConfiguredError,
@@ -37,6 +39,7 @@ from toolsmith.errors import (
     LLMUnavailableError,
     MetadataTooLargeError,
     MixAndMatchError,
+    NoWheelError,
     PolicyError,
     PublishRefusedError,
     RegistryError,
@@ -75,6 +78,8 @@ _LAZY = {
     "LLMConfig": "toolsmith.llm",
     "Lesson": "toolsmith.lessons",
     "LessonMemory": "toolsmith.lessons",
+    "Lock": "toolsmith.dependencies",
+    "LockedPackage": "toolsmith.dependencies",
     "Limits": "toolsmith.sandbox",
     "MutantResult": "toolsmith.report",
     "MutationReport": "toolsmith.report",
@@ -111,6 +116,7 @@ if TYPE_CHECKING:
     from toolsmith.analysis import analyze
     from toolsmith.audit import AuditLog
     from toolsmith.constitution import Constitution, load_constitution
+    from toolsmith.dependencies import Lock, LockedPackage
     from toolsmith.export import export_spec
     from toolsmith.keys import KeyStore
     from toolsmith.lessons import Lesson, LessonMemory
@@ -167,12 +173,14 @@ __all__ = [
     "ConfinementError",
     "Constitution",
     "CorruptRegistryError",
+    "DependencyError",
     "DigestMismatchError",
     "EngineUnavailableError",
     "Example",
     "FreezeError",
     "Grants",
     "ImageError",
+    "IndexUnavailableError",
     "KeyRole",
     "KeyStore",
     "KeyStoreError",
@@ -185,10 +193,13 @@ __all__ = [
     "Lesson",
     "LessonMemory",
     "Limits",
+    "Lock",
+    "LockedPackage",
     "MetadataTooLargeError",
     "MixAndMatchError",
     "MutantResult",
     "MutationReport",
+    "NoWheelError",
     "OpenAILLM",
     "Outcome",
     "PolicyError",

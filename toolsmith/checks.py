@@ -6,9 +6,11 @@ constitution, the options, the test suites by spec) and the attempt's :class:`At
 returns the state, with ``outcome`` set when it decides the attempt. :func:`run_checks` runs a
 chain in order and stops at the first outcome that is not a pass. Two chains, cheapest first:
 
-- :data:`PROOF_CHECKS`: the code's shape, static analysis, the capability policy, what the sandbox
-  can grant, then the tests (the spec's, the constitution's state checks and earlier versions'
-  regression tests) in the sandbox. The fix loop annotates their failures for the model.
+- :data:`PROOF_CHECKS`: the code's shape, static analysis, the dependencies' lock (resolved for
+  the sandbox; the code's third-party imports must be in it), the capability policy (over the
+  whole lock too), what the sandbox can grant, then the tests (the spec's, the constitution's
+  state checks and earlier versions' regression tests) in the sandbox. The fix loop annotates
+  their failures for the model.
 - :data:`ADEQUACY_CHECKS`, once the tests pass: the mutation gate (with its bounded loop back to
   the designer, which runs the proof chain again for a stronger spec) and the policy's minimum
   mutation score.
@@ -19,6 +21,7 @@ A new check is one function added to the chain it belongs to.
 from __future__ import annotations
 
 import dataclasses
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -27,8 +30,9 @@ from typing import TYPE_CHECKING
 from toolsmith.analysis import PolicyReport, analyze
 from toolsmith.codegen import code_problems
 from toolsmith.constitution import state_violations
+from toolsmith.dependencies import Lock, provided_modules
 from toolsmith.designer import strengthen
-from toolsmith.errors import PolicyError
+from toolsmith.errors import NoWheelError, PolicyError
 from toolsmith.log import get_logger
 from toolsmith.mutation import rerun, run_mutants
 from toolsmith.policy import PolicyDecision, evaluate_policy
@@ -89,6 +93,7 @@ class AttemptState:
     number: int
     analysis: PolicyReport | None = None
     decision: PolicyDecision | None = None
+    lock: Lock | None = None
     report: TestReport | None = None
     mutation: MutationReport | None = None
     outcome: Checked | None = None
@@ -132,10 +137,34 @@ def static_analysis(build: Build, state: AttemptState) -> AttemptState:
     return dataclasses.replace(state, analysis=analysis)
 
 
-def capability_policy(build: Build, state: AttemptState) -> AttemptState:
-    """The capability policy file's decision on what the spec and code use."""
+def dependency_lock(build: Build, state: AttemptState) -> AttemptState:
+    """The spec's dependencies resolved into a lock for the sandbox (a dependency without a
+    wheel: only a new spec can fix that), and the code's third-party imports all installed by
+    it (else the model is told which are not)."""
+    try:
+        lock = build.lock(state.spec)
+    except NoWheelError as e:
+        return state.decided(Checked(AttemptVerdict.POLICY, e.message[:200], str(e), final=True))
+    if lock is None:
+        return state
     assert state.analysis is not None
-    decision = evaluate_policy(state.spec, state.analysis, build.engine.policy)
+    tops = {m.split(".")[0] for m in state.analysis.imports} - set(sys.stdlib_module_names)
+    missing = sorted(tops - provided_modules(lock) - {""})
+    if missing:
+        text = (
+            f"the code imports {', '.join(missing)}, third-party and provided by none of the "
+            f"declared dependencies ({', '.join(state.spec.dependencies)}), so it is not "
+            "installed in the sandbox: use the declared dependencies or the standard library"
+        )
+        return state.decided(Checked(AttemptVerdict.POLICY, text[:200], text))
+    return dataclasses.replace(state, lock=lock)
+
+
+def capability_policy(build: Build, state: AttemptState) -> AttemptState:
+    """The capability policy file's decision on what the spec and code use, and on every
+    distribution the lock installs."""
+    assert state.analysis is not None
+    decision = evaluate_policy(state.spec, state.analysis, build.engine.policy, state.lock)
     if decision.decision == "deny":
         # Code can drop an import; only a new spec can drop a capability or dependency.
         final = any(r.kind in ("capability", "dependency") for r in decision.deciding)
@@ -167,6 +196,7 @@ def sandbox_tests(build: Build, state: AttemptState) -> AttemptState:
             test_files=suite.files,
             expected_tests=suite.expected,
             capabilities=state.spec.capabilities,
+            lock=state.lock,
         )
     )
     _progress(build, state, "tested", report.summary())
@@ -177,7 +207,7 @@ def sandbox_tests(build: Build, state: AttemptState) -> AttemptState:
         )
     summary = report.summary()
     violated = state_violations(build.engine.constitution, report)
-    if violated:
+    if violated and report.root_cause() is None:  # else the rules failed because of it
         summary += "; constitution: " + ", ".join(v.rule for v in violated)
     return state.decided(Checked(AttemptVerdict.FAILED, summary, report.failure_text(), report))
 
@@ -205,6 +235,7 @@ def mutation_gate(build: Build, state: AttemptState) -> AttemptState:
         mutants=opts.mutants,
         time_s=opts.mutation_time_s,
         max_examples=opts.max_examples,
+        lock=build.lock(spec),
     )
     while (
         mutation.survivors
@@ -237,6 +268,7 @@ def mutation_gate(build: Build, state: AttemptState) -> AttemptState:
             build.suite(spec),
             mutation,
             max_examples=opts.max_examples,
+            lock=build.lock(spec),
         )
     mutation.rounds = build.rounds
     log.info("build.mutation", score=mutation.score, summary=mutation.summary())
@@ -274,6 +306,7 @@ def min_mutation_score(build: Build, state: AttemptState) -> AttemptState:
 PROOF_CHECKS: tuple[Check, ...] = (
     code_shape,
     static_analysis,
+    dependency_lock,
     capability_policy,
     grantable,
     sandbox_tests,

@@ -87,8 +87,11 @@ def design_messages(
     revision: tuple[ToolSpec, str] | None,
     lessons: Sequence[str] = (),
     system: str = SYSTEM,
+    dependencies: str | None = None,
 ) -> list[Message]:
     user = f"Task: {task}\n\n"
+    if dependencies:
+        user += f"{dependencies}\n\n"
     if candidates:
         listing = [c.model_dump(mode="json") for c in candidates]
         user += "Existing tools (reuse one only if it does the task):\n" + json.dumps(listing)
@@ -116,11 +119,14 @@ def design(
     revision: tuple[ToolSpec, str] | None = None,
     lessons: Sequence[str] = (),
     system: str = SYSTEM,
+    dependencies: str | None = None,
 ) -> DesignAnswer:
     """Ask for a new spec or a reuse; a reuse naming a tool not offered is sent back once.
     ``lessons``: recalled lessons' prompt texts, listed after the task. ``system``: the system
-    prompt (the active ``toolsmith.prompts.PromptSet``'s; default the shipped one)."""
-    messages = design_messages(task, candidates, revision, lessons, system)
+    prompt (the active ``toolsmith.prompts.PromptSet``'s; default the shipped one).
+    ``dependencies`` tells the model which third-party packages it may declare (the policy's
+    ``[dependencies]``, as ``policy.dependency_guidance`` words it)."""
+    messages = design_messages(task, candidates, revision, lessons, system, dependencies)
     answer = ask_structured(llm, messages, DesignAnswer)
     if answer.reuse is not None and answer.reuse not in {c.ref for c in candidates}:
         log.info("design.unknown_reuse", reuse=answer.reuse)

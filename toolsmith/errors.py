@@ -38,6 +38,9 @@ the same fault exits the same way from every command; ``EXIT_CODES`` is the tabl
     │   └── LLMTruncatedError         an answer cut off at the completion budget
     ├── BuildError                    a build that did not produce a passing tool
     ├── PolicyError                   capability policy or constitution violations
+    ├── DependencyError               a tool's third-party dependencies cannot be locked or fetched
+    │   ├── IndexUnavailableError     the package index cannot be reached
+    │   └── NoWheelError              a dependency publishes no wheel for the sandbox
     ├── AuditError                    an audit log that fails its hash chain
     └── ToolCallError                 calling a loaded tool
         ├── ToolArgumentsError        arguments fail the parameter schema
@@ -167,6 +170,18 @@ class PolicyError(ToolsmithError):
     exit_code = 8
 
 
+class DependencyError(ToolsmithError):
+    exit_code = 12
+
+
+class IndexUnavailableError(DependencyError):
+    pass
+
+
+class NoWheelError(DependencyError):
+    pass
+
+
 class ToolCallError(ToolsmithError):
     exit_code = 11
 
@@ -267,4 +282,5 @@ EXIT_CODES: dict[type[ToolsmithError], tuple[int, str]] = {
     AuditError: (9, "the audit log fails its hash chain or cannot be written"),
     KeyStoreError: (10, "signing keys: missing, unreadable, unsafe permissions"),
     ToolCallError: (11, "calling a tool: bad arguments, a raised error, a crash, a timeout"),
+    DependencyError: (12, "dependencies: no resolution, no wheel, an unreachable index"),
 }  # fmt: skip

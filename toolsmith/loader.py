@@ -122,7 +122,7 @@ def load_tool(verified: VerifiedTool, runtime: RuntimeName = "auto", **options: 
     elif runtime in ("auto", "docker"):
         from toolsmith.runtimes.docker import load_docker
 
-        bound = load_docker(verified.spec, verified.code, **options)
+        bound = load_docker(verified.spec, verified.code, lock=verified.report.lock, **options)
     else:
         raise UsageError(
             f"unknown runtime {runtime!r}", hint="use 'docker' (default) or 'restricted'"

@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
+from toolsmith.dependencies import Lock
 from toolsmith.log import get_logger
 from toolsmith.report import MutantResult, MutantStatus, MutationReport, TestReport
 from toolsmith.sandbox import Limits, Sandbox, SandboxJob
@@ -244,9 +245,15 @@ def select(mutants: Sequence[Mutant], limit: int, code: str) -> list[Mutant]:
 
 
 def mutants_job(
-    spec: ToolSpec, candidate: str, suite: TestSuite, mutants: Sequence[Mutant], time_s: float
+    spec: ToolSpec,
+    candidate: str,
+    suite: TestSuite,
+    mutants: Sequence[Mutant],
+    time_s: float,
+    lock: Lock | None = None,
 ) -> SandboxJob:
-    """One job: the suite against the candidate, then against each mutant in a fresh worker."""
+    """One job: the suite against the candidate, then against each mutant in a fresh worker,
+    in the dependency layer of ``lock`` (the tool's resolved dependencies) when it has one."""
     return SandboxJob(
         tool_name=spec.name,
         code=candidate,
@@ -258,6 +265,7 @@ def mutants_job(
         limits=Limits(
             timeout_s=time_s + MUTANT_JOB_TIMEOUT_S, call_timeout_s=MUTANT_CALL_TIMEOUT_S
         ),
+        lock=lock,
     )
 
 
@@ -284,6 +292,7 @@ def run_mutants(
     mutants: int = DEFAULT_MUTANTS,
     time_s: float = DEFAULT_MUTATION_TIME_S,
     max_examples: int = 100,
+    lock: Lock | None = None,
 ) -> MutationReport:
     """Mutate ``candidate``, run ``suite`` against up to ``mutants`` of them in one sandbox job
     (no mutant starts after ``time_s`` seconds; those are left out of the score), and look for
@@ -292,7 +301,7 @@ def run_mutants(
     proposed, chosen = sample_mutants(candidate, mutants)
     verdicts: dict[str, MutantStatus] = {}
     if chosen:
-        job = mutants_job(spec, candidate, suite, chosen, time_s)
+        job = mutants_job(spec, candidate, suite, chosen, time_s, lock)
         verdicts = _verdicts(sandbox.run(job), suite.expected)
     if len(verdicts) < len(chosen):
         log.info("mutation.budget_spent", run=len(verdicts), of=len(chosen))
@@ -311,7 +320,9 @@ def run_mutants(
     )
     survivors = {m.id: m for m in chosen if m.id in {r.id for r in report.survivors}}
     if survivors:
-        distinguish(sandbox, spec, candidate, survivors, report, max_examples=max_examples)
+        distinguish(
+            sandbox, spec, candidate, survivors, report, max_examples=max_examples, lock=lock
+        )
     report.duration_s = round(time.monotonic() - started, 3)
     return report
 
@@ -324,6 +335,7 @@ def rerun(
     report: MutationReport,
     *,
     max_examples: int = 100,
+    lock: Lock | None = None,
 ) -> MutationReport:
     """Run ``report``'s survivors again against a stronger ``suite``; the killed stay killed."""
     started = time.monotonic()
@@ -331,7 +343,7 @@ def rerun(
     updated = report.model_copy(deep=True)
     again = [by_id[r.id] for r in updated.survivors if r.id in by_id]
     if again:
-        job = mutants_job(spec, candidate, suite, again, updated.budget_time_s)
+        job = mutants_job(spec, candidate, suite, again, updated.budget_time_s, lock)
         verdicts = _verdicts(sandbox.run(job), suite.expected)
         for result in updated.survivors:
             if verdicts.get(result.id) == MutantStatus.KILLED:
@@ -339,7 +351,9 @@ def rerun(
                 result.distinguishing_input = result.difference = None
     survivors = {m.id: by_id[m.id] for m in updated.survivors if m.id in by_id}
     if survivors:
-        distinguish(sandbox, spec, candidate, survivors, updated, max_examples=max_examples)
+        distinguish(
+            sandbox, spec, candidate, survivors, updated, max_examples=max_examples, lock=lock
+        )
     updated.duration_s = round(updated.duration_s + time.monotonic() - started, 3)
     return updated
 
@@ -399,6 +413,7 @@ def distinguish(
     report: MutationReport,
     *,
     max_examples: int = 100,
+    lock: Lock | None = None,
 ) -> None:
     """One sandbox job drawing the tests' inputs for the candidate and every survivor at once;
     where a survivor's outcome differs, record the (shrunk) input on ``report``. Best effort: a
@@ -414,6 +429,7 @@ def distinguish(
         expected_tests=len(survivors),
         capabilities=spec.capabilities,
         limits=Limits(timeout_s=MUTANT_JOB_TIMEOUT_S, call_timeout_s=MUTANT_CALL_TIMEOUT_S),
+        lock=lock,
     )
     found = differences(sandbox.run(job))
     for result in report.survivors:

@@ -42,6 +42,7 @@ from toolsmith.constitution import (
     load_constitution,
     policy_rules,
 )
+from toolsmith.dependencies import Lock
 from toolsmith.designer import Candidate, design
 from toolsmith.errors import (
     BuildError,
@@ -57,7 +58,7 @@ from toolsmith.llm import HOW_TO_CONFIGURE, LLM, Completion, Message
 from toolsmith.loader import RuntimeName, Tool
 from toolsmith.log import bound, get_logger
 from toolsmith.models import PublicModel
-from toolsmith.policy import CapabilityPolicy, PolicyDecision, load_policy
+from toolsmith.policy import CapabilityPolicy, PolicyDecision, dependency_guidance, load_policy
 from toolsmith.prompts import PromptSet, PromptStore
 from toolsmith.registry import Registry, VerifiedTool, VersionRecord, VersionStatus
 from toolsmith.report import Attempt, Provenance, TestReport
@@ -247,6 +248,19 @@ class Build:
 
     # By spec: generated once, not per attempt.
     suites: dict[bytes, TestSuite] = dataclasses.field(default_factory=dict)
+    # By the spec's dependencies: resolved once per build.
+    locks: dict[tuple[str, ...], Lock] = dataclasses.field(default_factory=dict)
+
+    def lock(self, spec: ToolSpec) -> Lock | None:
+        """``spec``'s dependencies resolved for the sandbox (None: stdlib only), once per set
+        of dependencies; DependencyError (NoWheelError, IndexUnavailableError) as
+        ``Sandbox.lock``."""
+        if not spec.dependencies:
+            return None
+        key = tuple(spec.dependencies)
+        if key not in self.locks:
+            self.locks[key] = self.engine.sandbox.lock(spec.dependencies)
+        return self.locks[key]
 
     def suite(self, spec: ToolSpec) -> TestSuite:
         """``spec``'s tests (with the constitution's and earlier versions'), made once."""
@@ -331,7 +345,12 @@ class Toolsmith:
             used = memory.recall(task) if memory is not None else []
             hints = [lesson.prompt_text() for lesson in used]
             answer = design(
-                task, llm, candidates=candidates, lessons=hints, system=self.prompts.designer
+                task,
+                llm,
+                candidates=candidates,
+                lessons=hints,
+                system=self.prompts.designer,
+                dependencies=dependency_guidance(self.policy),
             )
             if answer.reuse is not None and answer.reuse not in {c.ref for c in candidates}:
                 raise LLMResponseError(
@@ -558,6 +577,7 @@ class Toolsmith:
                 revision=(build.spec, conflict),
                 lessons=build.hints,
                 system=self.prompts.designer,
+                dependencies=dependency_guidance(self.policy),
             )
             if revised.spec is not None:
                 build.spec, build.revisions = revised.spec, build.revisions + 1

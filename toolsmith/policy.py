@@ -24,6 +24,7 @@ from packaging.utils import canonicalize_name
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from toolsmith.analysis import PolicyReport
+from toolsmith.dependencies import Lock
 from toolsmith.errors import PolicyError, ToolsmithError
 from toolsmith.models import PublicModel
 from toolsmith.settings import Settings
@@ -215,13 +216,38 @@ def _normal_capability(cap: str) -> str:
     return cap
 
 
+def dependency_guidance(policy: CapabilityPolicy) -> str:
+    """What the designer is told about declaring third-party dependencies under ``policy``."""
+    section = policy.dependencies
+    text = (
+        "Dependencies: declare third-party PyPI distributions in `dependencies` (PEP 508, e.g. "
+        '"python-dateutil>=2.8") only when the standard library cannot do the task well; they '
+        "must publish wheels, and the code may import nothing else third-party."
+    )
+    if section.allow:
+        text += f" Allowed without review: {', '.join(section.allow)}."
+    if section.deny:
+        text += f" Denied (never declare these): {', '.join(section.deny)}."
+    verdict = {
+        "allow": "allowed",
+        "needs_approval": "held for approval",
+        "deny": "denied",
+    }
+    return text + f" Any other distribution is {verdict[section.default]}."
+
+
 def evaluate_policy(
-    spec: ToolSpec, code_report: PolicyReport, policy: CapabilityPolicy
+    spec: ToolSpec,
+    code_report: PolicyReport,
+    policy: CapabilityPolicy,
+    lock: Lock | None = None,
 ) -> PolicyDecision:
     """Decide whether a tool may be published now, only after approval, or not at all.
 
     Blocking analysis findings deny (the code needs fixing first); otherwise each declared
     capability, each import and each dependency is classified, and the strictest decision wins.
+    With the spec's ``lock``, every locked distribution is a dependency too: a denied package
+    anywhere in the lock, transitive ones included, denies the tool.
     """
     reasons: list[PolicyReason] = [
         PolicyReason(
@@ -243,10 +269,17 @@ def evaluate_policy(
         decision, key, pattern = policy.imports.classify(prefixes)
         if decision != "allow" or key != "default":
             reasons.append(_reason("import", module, decision, f"imports.{key}", pattern))
+    declared: set[str] = set()
     for dep in spec.dependencies:
         name = canonicalize_name(Requirement(dep).name)
+        declared.add(name)
         decision, key, pattern = policy.dependencies.classify([name])
         reasons.append(_reason("dependency", dep, decision, f"dependencies.{key}", pattern))
+    for pkg in lock.packages if lock is not None else ():
+        if pkg.name not in declared:
+            decision, key, pattern = policy.dependencies.classify([pkg.name])
+            subject = f"{pkg.name}=={pkg.version} (in the lock, required by a declared one)"
+            reasons.append(_reason("dependency", subject, decision, f"dependencies.{key}", pattern))
     reasons.sort(key=lambda r: -_DECISION_ORDER[r.decision])
     overall: Decision = reasons[0].decision if reasons else "allow"
     return PolicyDecision(decision=overall, reasons=reasons, policy=policy.source)

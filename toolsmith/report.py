@@ -13,6 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, computed_field
 
+from toolsmith.dependencies import Lock
 from toolsmith.models import PublicModel
 
 # Run-specific noise in a failure line: object addresses, job directories, long hex ids.
@@ -37,6 +38,28 @@ def failure_line(failure: str | None) -> str:
     for pattern, replacement in _NOISE:
         line = pattern.sub(replacement, line)
     return line[:300]
+
+
+_RAISED = re.compile(r"\b([A-Za-z_][\w.]*(?:Error|Exception|Exit|Interrupt)): ")
+# Where an exception's message ends in a failure text: the line, a repr's escaped newline or
+# closing quote, or the generic contract's "(declared: [...])" note.
+_MESSAGE_END = re.compile(r"\n|\\n|'\)|\s+\(declared: ")
+
+
+def raised_in(failure: str | None) -> str:
+    """The first exception named in a test's failure other than the test's own AssertionError,
+    as ``Type: message`` (run-specific ids masked), or ``""``: what the tool raised, when it did."""
+    text = failure or ""
+    for found in _RAISED.finditer(text):
+        name = found.group(1).rpartition(".")[2]
+        if name == "AssertionError":
+            continue
+        message = _MESSAGE_END.split(text[found.end() :], maxsplit=1)[0].strip()
+        line = f"{name}: {message}"
+        for pattern, replacement in _NOISE:
+            line = pattern.sub(replacement, line)
+        return line[:200]
+    return ""
 
 
 # Below this share of accepted inputs a test proves next to nothing about what the tool returns.
@@ -184,6 +207,11 @@ class TestReport(PublicModel):
     duration_s: float = 0.0
     image_digest: str = ""
     runtime: str = ""
+    lock: Lock | None = Field(
+        default=None,
+        description="the third-party wheels the tests ran with, each with its sha256 (None: "
+        "stdlib only); signed with the report, so a consumer installs exactly these",
+    )
     mutation: MutationReport | None = Field(
         default=None, description="the mutation gate's account, when it ran"
     )
@@ -225,7 +253,18 @@ class TestReport(PublicModel):
                 )
         return out
 
+    def root_cause(self) -> str | None:
+        """The one exception every failing test (two or more) reports, e.g. ``ModuleNotFoundError:
+        No module named 'dateutil'`` or ``EOFError: EOF when reading a line``: then the failures
+        are one fault, not as many as there are tests (or constitution rules)."""
+        failing = [t for t in self.tests if t.outcome in (Outcome.FAILED, Outcome.ERROR)]
+        causes = {raised_in(t.failure) for t in failing}
+        if len(failing) < 2 or len(causes) != 1 or "" in causes:
+            return None
+        return causes.pop()
+
     def summary(self) -> str:
+        cause = self.root_cause()
         parts = [f"{self.count(Outcome.PASSED)}/{self.expected} passed"]
         for o in (Outcome.FAILED, Outcome.ERROR, Outcome.SKIPPED):
             if n := self.count(o):
@@ -235,7 +274,8 @@ class TestReport(PublicModel):
         parts.extend(v.value for v in self.verdicts)
         if self.error:
             parts.append(f"error: {self.error.splitlines()[0][:120]}")
-        return ", ".join(parts)
+        text = ", ".join(parts)
+        return f"{text}; every failure is {cause}" if cause else text
 
     def signature(self) -> str:
         """What failed and why, without run-specific noise (paths, timings, addresses), to spot

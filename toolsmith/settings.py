@@ -67,6 +67,7 @@ class PathSettings(_Section):
     state: Path | None = None
     policy: Path | None = None
     constitution: Path | None = None
+    cache: Path | None = None
 
     @property
     def keys(self) -> Path:
@@ -83,6 +84,12 @@ class PathSettings(_Section):
         if self.home is not None:
             return self.home / "state"
         return Path(platformdirs.user_state_dir("toolsmith"))
+
+    @property
+    def wheels(self) -> Path:
+        """Where verified wheels of tools' dependencies are kept: ``cache/wheels``, else the
+        per-user cache dir's ``wheels``."""
+        return (self.cache or Path(platformdirs.user_cache_dir("toolsmith"))) / "wheels"
 
 
 class SandboxSettings(_Section):
@@ -119,6 +126,7 @@ KNOBS: tuple[Knob, ...] = (
     Knob("paths.state", None, "TOOLSMITH_STATE"),
     Knob("paths.policy", None, "TOOLSMITH_POLICY"),
     Knob("paths.constitution", None, "TOOLSMITH_CONSTITUTION"),
+    Knob("paths.cache", None, "TOOLSMITH_CACHE"),
     Knob("sandbox.docker_host", None, "DOCKER_HOST"),
     Knob("sandbox.images", None, "TOOLSMITH_SANDBOX_IMAGES"),
     Knob("sandbox.debian_mirror", None, "TOOLSMITH_DEBIAN_MIRROR"),

@@ -153,6 +153,7 @@ def show(ref: RefArg, registry: RegistryOpt = None, as_json: JsonOpt = False) ->
             if t.inputs
         },
         "mutation": _mutation(tool.report.mutation),
+        "lock": tool.report.lock.model_dump(mode="json") if tool.report.lock else None,
         "provenance": tool.provenance.model_dump(mode="json"),
     }
 
@@ -187,6 +188,11 @@ def show(ref: RefArg, registry: RegistryOpt = None, as_json: JsonOpt = False) ->
                 f"  survived   {m.id} ({m.operator}, line {m.line})" for m in mutation.survivors
             ]
             lines += [f"  equivalent {m.id}: {m.reason}" for m in mutation.equivalent]
+            console.print(escape("\n".join(lines)), highlight=False)
+        lock = tool.report.lock
+        if lock is not None:
+            lines = [f"lock       {lock.digest[:16]} (CPython {lock.python}, signed)"]
+            lines += [f"  {p.name}=={p.version}  sha256:{p.sha256}" for p in lock.packages]
             console.print(escape("\n".join(lines)), highlight=False)
         for warning in tool.report.warnings():
             console.print(f"[yellow]warning[/yellow] {escape(warning)}", highlight=False)

@@ -28,6 +28,7 @@ import time
 import weakref
 from typing import Any
 
+from toolsmith.dependencies import Lock
 from toolsmith.errors import (
     CapabilityDeniedError,
     ConfinementError,
@@ -46,6 +47,7 @@ from toolsmith.sandbox.engine import Engine, docker_errors, shared_engine
 from toolsmith.sandbox.grants import Grants
 from toolsmith.sandbox.image import ImageInfo, ensure_image
 from toolsmith.sandbox.job import Limits
+from toolsmith.sandbox.layer import ensure_layer
 from toolsmith.spec import ToolSpec
 from toolsmith.validation import Contract
 
@@ -414,8 +416,13 @@ def load_docker(
     image: ImageInfo | None = None,
     engine: Engine | None = None,
     egress_network: str = "bridge",
+    lock: Lock | None = None,
 ) -> DockerTool:
     """Start ``spec``'s worker container with ``code`` loaded; ``limits`` sizes the container.
+
+    With a ``lock`` (the signed report's), the container runs in that lock's dependency layer,
+    built first if missing: every wheel is checked against the lock's sha256 before it is
+    installed, and a mismatch raises DigestMismatchError before any tool code runs.
 
     ``timeout_s`` bounds one call; ``max_output_bytes`` the JSON of one result. The container is
     granted exactly the spec's capabilities (``toolsmith.sandbox.grants``); declared hosts are
@@ -430,6 +437,8 @@ def load_docker(
         engine = engine or shared_engine()
         _sweep_once(engine)
         image = image or ensure_image(engine)
+        if lock is not None:
+            image = ensure_layer(engine, image, lock)
     return DockerTool(
         spec,
         code,

@@ -735,6 +735,11 @@ class _BoundedPrintCollector(PrintCollector):
 
 def restricted_refusal(spec: ToolSpec, code: str) -> str | None:
     """Why ``code`` may not run in the restricted runtime, or None if it may."""
+    if spec.dependencies:
+        return (
+            f"it depends on third-party packages ({', '.join(spec.dependencies)}), and the "
+            "restricted runtime runs the standard library alone, in this process"
+        )
     if not spec.is_pure:
         return (
             f"its spec declares capabilities ({', '.join(spec.capabilities)}); only pure tools may"

@@ -9,6 +9,8 @@ Public API::
     check_confinement(...) -> list[Probe]   the isolation self-test, run-time barriers included
     BARRIERS, plan(Grants) -> BarrierPlan   what the kernel denies a tool that did not declare it
     prune_images(...) -> PrunedImages       drop images older builds left behind
+    SandboxJob(lock=...)                     a job in its dependency layer (``layer``: the
+                                             runner image plus one lock's wheels, built offline)
 
 The Docker layer under both test jobs and docker-runtime calls is public too: ``engine``
 (``connect``, ``docker_errors``), ``containers`` (``AttachedContainer``, the worker API: create

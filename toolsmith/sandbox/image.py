@@ -98,7 +98,8 @@ class RootfsRecipe(BaseModel):
     exclude_paths: list[str] = []
 
 
-def _rootfs_recipe(src: Path) -> RootfsRecipe:
+def rootfs_recipe(src: Path) -> RootfsRecipe:
+    """The parsed ``rootfs.json`` of ``src``; ImageError if it does not validate."""
     try:
         return RootfsRecipe.model_validate_json((src / "rootfs.json").read_text())
     except ValueError as e:
@@ -175,9 +176,9 @@ def ensure_image(
         return ImageInfo(tag=tag, image_id=found[0], inputs_digest=digest, base=base_name or ref)
     if base_name is None:
         base_name = _debian_base(engine, src, say)
-        python = _rootfs_recipe(src).python
+        python = rootfs_recipe(src).python
     else:
-        python = _python_version(engine, base_name)
+        python = python_version(engine, base_name)
     site = _site_dir(src / "requirements.txt", python, engine.architecture, say)
     say(f"building {tag} on {base_name}")
     image_id = _build(engine, src, site, base_name, tag, digest)
@@ -185,7 +186,7 @@ def ensure_image(
 
 
 def _debian_base(engine: Engine, src: Path, say: Progress) -> str:
-    recipe = _rootfs_recipe(src)
+    recipe = rootfs_recipe(src)
     digest = hashlib.sha256((src / "rootfs.json").read_bytes()).hexdigest()
     tag = f"{BASE_REPO}:{digest[:16]}"
     with docker_errors("looking up the base image"):
@@ -223,7 +224,8 @@ def _debian_base(engine: Engine, src: Path, say: Progress) -> str:
     return tag
 
 
-def _python_version(engine: Engine, base: str) -> str:
+def python_version(engine: Engine, base: str) -> str:
+    """``major.minor`` of the ``python3`` in image ``base`` (run once, with no network)."""
     with docker_errors(f"asking {base} for its python version"):
         out = engine.client.containers.run(
             base,

@@ -6,6 +6,7 @@ import re
 
 from pydantic import ConfigDict, Field, field_validator
 
+from toolsmith.dependencies import Lock
 from toolsmith.models import PublicModel
 from toolsmith.sandbox.grants import Grants
 
@@ -51,6 +52,11 @@ class SandboxJob(PublicModel):
     )
     variant_time_s: float = Field(
         default=60.0, gt=0, le=3600, description="no variant starts after this many seconds"
+    )
+    lock: Lock | None = Field(
+        default=None,
+        description="third-party wheels the job's container carries (its dependency layer); "
+        "None: stdlib only",
     )
 
     @field_validator("tool_name")

@@ -7,7 +7,8 @@ import threading
 from abc import ABC, abstractmethod
 from types import TracebackType
 
-from toolsmith.errors import SandboxError, ToolsmithError
+from toolsmith.dependencies import Lock
+from toolsmith.errors import DependencyError, SandboxError, ToolsmithError
 from toolsmith.log import get_logger
 from toolsmith.report import TestReport
 from toolsmith.sandbox import cleanup
@@ -17,6 +18,7 @@ from toolsmith.sandbox.containers import RunnerContainer, new_nonce
 from toolsmith.sandbox.engine import Engine, docker_errors, shared_engine
 from toolsmith.sandbox.image import ImageInfo, ensure_image
 from toolsmith.sandbox.job import SandboxJob
+from toolsmith.sandbox.layer import ensure_layer, lock_for
 from toolsmith.sandbox.pool import WarmPool
 
 log = get_logger("toolsmith.sandbox")
@@ -27,6 +29,14 @@ class SandboxBackend(ABC):
 
     @abstractmethod
     def run(self, job: SandboxJob) -> TestReport: ...
+
+    def lock(self, requirements: list[str]) -> Lock:
+        """Resolve ``requirements`` for this backend's interpreter and platform; a backend that
+        cannot install dependencies raises DependencyError."""
+        raise DependencyError(
+            f"the {type(self).__name__} sandbox backend cannot install dependencies",
+            hint="build with the Docker sandbox, or declare no dependencies",
+        )
 
     def close(self) -> None:  # noqa: B027  (optional hook: stateless backends need nothing)
         """Release containers, pools and connections."""
@@ -58,7 +68,7 @@ class DockerBackend(SandboxBackend):
         self._pool_size = pool_size
         self._pool_max = pool_max
         self._idle_expiry_s = idle_expiry_s
-        self._pools: dict[tuple[int, int, float, int], WarmPool] = {}
+        self._pools: dict[tuple[str, tuple[int, int, float, int]], WarmPool] = {}
         self._lock = threading.Lock()
 
     @property
@@ -71,11 +81,20 @@ class DockerBackend(SandboxBackend):
         with self._lock:
             return [p.id for p in self._pools.values()]
 
-    def pool_for(self, job: SandboxJob) -> WarmPool | None:
-        """The pool for the job's container-level limits, made on first use (None: pool off)."""
+    def lock(self, requirements: list[str]) -> Lock:
+        return lock_for(self.engine, self.image, requirements)
+
+    def image_for(self, job: SandboxJob) -> ImageInfo:
+        """The runner image, or its dependency layer for the job's lock (built once per lock)."""
+        return ensure_layer(self.engine, self.image, job.lock) if job.lock else self.image
+
+    def pool_for(self, job: SandboxJob, image: ImageInfo | None = None) -> WarmPool | None:
+        """The pool for the job's image and container-level limits, made on first use (None:
+        pool off)."""
         if self._pool_size == 0:
             return None
-        key = job.limits.container_key()
+        image = image or self.image
+        key = (image.tag, job.limits.container_key())
         with self._lock:
             pool = self._pools.get(key)
             if pool is None:
@@ -83,7 +102,7 @@ class DockerBackend(SandboxBackend):
                     self._pool_size,
                     max_size=self._pool_max,
                     idle_expiry_s=self._idle_expiry_s,
-                    image=self.image,
+                    image=image,
                     limits=job.limits,
                     engine=self.engine,
                 )
@@ -92,13 +111,14 @@ class DockerBackend(SandboxBackend):
 
     def run(self, job: SandboxJob) -> TestReport:
         grants = job.grants
-        pool = None if grants.shapes_container else self.pool_for(job)
+        image = self.image_for(job)
+        pool = None if grants.shapes_container else self.pool_for(job, image)
         container = (
             pool.acquire()
             if pool
             else RunnerContainer(
                 self.engine,
-                self.image,
+                image,
                 job.limits,
                 grants=grants,
                 egress_network=self.egress_network,
@@ -138,9 +158,10 @@ class DockerBackend(SandboxBackend):
             stderr=out.stderr,
             timeout_s=job.limits.timeout_s,
             duration_s=out.duration_s,
-            image_digest=self.image.image_id,
+            image_digest=image.image_id,
             runtime=self.runtime,
         )
+        report.lock = job.lock
         log.info("sandbox job finished", tool=job.tool_name, summary=report.summary())
         return report
 
@@ -180,6 +201,12 @@ class Sandbox:
                 egress_network=egress_network,
             )
         cleanup.register(self)
+
+    def lock(self, requirements: list[str]) -> Lock:
+        """Resolve a tool's dependencies for the sandbox's interpreter and platform (on the
+        host, with the user's package index); DependencyError and its branches on failure."""
+        with docker_errors("resolving dependencies for the sandbox"):
+            return self.backend.lock(requirements)
 
     def run(self, job: SandboxJob) -> TestReport:
         try:
