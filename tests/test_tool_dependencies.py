@@ -325,7 +325,7 @@ def test_designer_is_told_which_dependencies_the_policy_allows() -> None:
     policy = CapabilityPolicy.from_toml(
         '[dependencies]\nallow = ["pyyaml"]\ndeny = ["requests"]\ndefault = "needs_approval"\n'
     )
-    messages = design_messages("parse YAML", [], None, dependency_guidance(policy))
+    messages = design_messages("parse YAML", [], None, dependencies=dependency_guidance(policy))
     prompt = messages[-1]["content"]
     assert "Allowed without review: pyyaml" in prompt
     assert "Denied (never declare these): requests" in prompt
