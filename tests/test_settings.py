@@ -133,6 +133,8 @@ def test_no_module_reads_configuration_from_the_environment() -> None:
         "toolsmith/sandbox/containers.py",
         # Hands docker-py the environment it reads TLS settings from, with the host's setting.
         "toolsmith/sandbox/engine.py",
+        # Hands the environment on to LocalBackend's test subprocess.
+        "toolsmith/testing.py",
     }
     readers = set()
     for path in (ROOT / "toolsmith").rglob("*.py"):

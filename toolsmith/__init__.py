@@ -81,6 +81,7 @@ _LAZY = {
     "Lock": "toolsmith.dependencies",
     "LockedPackage": "toolsmith.dependencies",
     "Limits": "toolsmith.sandbox",
+    "LocalBackend": "toolsmith.testing",
     "MutantResult": "toolsmith.report",
     "MutationReport": "toolsmith.report",
     "OpenAILLM": "toolsmith.llm",
@@ -148,7 +149,7 @@ if TYPE_CHECKING:
     from toolsmith.seeds import seed_arguments
     from toolsmith.settings import Settings
     from toolsmith.spec import Example, Property, ToolSpec
-    from toolsmith.testing import ScriptedLLMServer
+    from toolsmith.testing import LocalBackend, ScriptedLLMServer
 
 
 def __getattr__(name: str) -> Any:
@@ -193,6 +194,7 @@ __all__ = [
     "Lesson",
     "LessonMemory",
     "Limits",
+    "LocalBackend",
     "Lock",
     "LockedPackage",
     "MetadataTooLargeError",

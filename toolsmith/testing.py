@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
+import tempfile
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -22,6 +25,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from toolsmith.errors import UsageError
+from toolsmith.report import Outcome, TestCase, TestReport, VariantResult
+from toolsmith.sandbox import SandboxJob
+from toolsmith.sandbox.sandbox import SandboxBackend
 
 
 class Step(BaseModel):
@@ -206,3 +212,207 @@ class ScriptedLLMServer:
                 )
 
         return Handler
+
+
+# -- a sandbox stand-in -------------------------------------------------------------------------
+
+# The ``toolsmith_harness`` the generated tests import, for LocalBackend: the tool is imported and
+# called in the test's own process, with arguments and results sent through JSON as in the
+# sandbox, so a tool that passes here meets the same data contract. Nothing here is a barrier.
+_LOCAL_HARNESS = """\
+from __future__ import annotations
+
+import copy
+import importlib
+import json
+import os
+import traceback
+from dataclasses import dataclass
+from typing import Any
+
+TOOL = os.environ["TOOLSMITH_LOCAL_TOOL"]
+_tally = [0, 0]
+
+
+class ToolRaised(Exception):
+    def __init__(self, type_name: str, message: str, traceback: str = "") -> None:
+        super().__init__(f"{type_name}: {message}")
+        self.type_name = type_name
+        self.message = message
+        self.traceback = traceback
+
+
+class ToolCrashed(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Invocation:
+    ok: bool
+    value: Any
+    error_type: str | None
+    error_message: str | None
+    args_after: dict[str, Any]
+    traceback: str = ""
+
+
+def invoke(args: dict[str, Any]) -> Invocation:
+    fn = getattr(importlib.import_module(TOOL), TOOL)
+    sent = json.loads(json.dumps(args))
+    try:
+        value = fn(**copy.deepcopy(sent))
+    except Exception as e:  # the tool's own exception is part of the invocation
+        return Invocation(False, None, type(e).__name__, str(e), sent, traceback.format_exc())
+    try:
+        value = json.loads(json.dumps(value, allow_nan=False))
+    except (TypeError, ValueError) as e:
+        return Invocation(False, None, "ResultNotJSON", str(e), sent)
+    return Invocation(True, value, None, None, sent)
+
+
+def tally(accepted: bool) -> None:
+    _tally[0] += bool(accepted)
+    _tally[1] += 1
+
+
+def take_tally() -> tuple[int, int]:
+    counted = (_tally[0], _tally[1])
+    _tally[:] = [0, 0]
+    return counted
+
+
+def worker_pid() -> int | None:
+    return None
+
+
+def call(**kwargs: Any) -> Any:
+    inv = invoke(kwargs)
+    if inv.ok:
+        return inv.value
+    raise ToolRaised(inv.error_type or "Exception", inv.error_message or "", inv.traceback)
+"""
+
+# A pytest plugin that writes each test's outcome to a JSON file LocalBackend reads back.
+_LOCAL_PLUGIN = """\
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+_results: list[dict[str, Any]] = []
+_collected = [0]
+
+
+def pytest_collection_modifyitems(items: list[Any]) -> None:
+    _collected[0] = len(items)
+
+
+def pytest_runtest_logreport(report: Any) -> None:
+    if report.when == "call" or (report.when == "setup" and not report.passed):
+        outcome = report.outcome if report.when == "call" else "error"
+        if report.skipped:
+            outcome = "skipped"
+        failure = str(report.longrepr)[-4000:] if report.failed else None
+        _results.append(
+            {
+                "nodeid": report.nodeid,
+                "outcome": outcome,
+                "duration_s": report.duration,
+                "failure": failure,
+            }
+        )
+
+
+def pytest_sessionfinish() -> None:
+    with open(os.environ["TOOLSMITH_LOCAL_REPORT"], "w") as f:
+        json.dump({"collected": _collected[0], "tests": _results}, f)
+"""
+
+
+class LocalBackend(SandboxBackend):
+    """A sandbox backend that runs a job's tests with pytest in a plain subprocess on this host.
+
+    **Not a security boundary**: the code under test runs with your user's rights, your network
+    and your files, with none of the sandbox's barriers, limits or verdicts beyond a wall-clock
+    timeout (``Limits.timeout_s``, reported as a failed job). Use it only for code you trust, in
+    unit tests of code that drives toolsmith, where Docker is unavailable or too slow:
+    ``Toolsmith(registry, llm, Sandbox(LocalBackend()))``. The tests see the same
+    ``toolsmith_harness`` API, with the tool called in the test's own process (``worker_pid()``
+    is None) and its arguments and results sent through JSON. Variants (mutants) run the same
+    tests one at a time, each stopped at its first failure. ``jobs`` keeps every job run. The
+    constitution's state checks measure the sandbox container (its files and processes), so on
+    a shared host they fail: build through it with a constitution of static rules only.
+    """
+
+    def __init__(self, python: str = sys.executable) -> None:
+        self.python = python
+        self.jobs: list[SandboxJob] = []
+
+    def run(self, job: SandboxJob) -> TestReport:
+        self.jobs.append(job)
+        started = time.monotonic()
+        outcome = self._pytest(job, job.code, stop_first=False)
+        if isinstance(outcome, str):
+            return TestReport(expected=job.expected_tests, collected=0, error=outcome)
+        collected, tests = outcome
+        report = TestReport(
+            tests=tests,
+            expected=job.expected_tests,
+            collected=collected,
+            duration_s=time.monotonic() - started,
+            runtime="local",
+        )
+        if job.variants:
+            report.variants = [self._variant(job, vid, code) for vid, code in job.variants.items()]
+        return report
+
+    def _variant(self, job: SandboxJob, vid: str, code: str) -> VariantResult:
+        started = time.monotonic()
+        outcome = self._pytest(job, code, stop_first=True)
+        if isinstance(outcome, str):
+            return VariantResult(id=vid, finished=True, failed=outcome[:200])
+        _, tests = outcome
+        failed = next((t.nodeid for t in tests if t.outcome != Outcome.PASSED), None)
+        ran = sum(1 for t in tests if t.outcome == Outcome.PASSED)
+        return VariantResult(
+            id=vid, finished=True, ran=ran, failed=failed, duration_s=time.monotonic() - started
+        )
+
+    def _pytest(
+        self, job: SandboxJob, code: str, *, stop_first: bool
+    ) -> tuple[int, list[TestCase]] | str:
+        """(collected, tests), or the reason there is no report."""
+        with tempfile.TemporaryDirectory(prefix="toolsmith-local-") as tmp:
+            work = Path(tmp)
+            (work / f"{job.tool_name}.py").write_text(code)
+            (work / "toolsmith_harness.py").write_text(_LOCAL_HARNESS)
+            (work / "toolsmith_local_plugin.py").write_text(_LOCAL_PLUGIN)
+            for name, text in job.test_files.items():
+                (work / name).write_text(text)
+            env = {
+                **os.environ,
+                "PYTHONPATH": tmp,
+                "TOOLSMITH_LOCAL_TOOL": job.tool_name,
+                "TOOLSMITH_LOCAL_REPORT": str(work / "report.json"),
+                "PYTHONDONTWRITEBYTECODE": "1",
+            }
+            cmd = [self.python, "-m", "pytest", "-q", "-p", "toolsmith_local_plugin"]
+            cmd += ["-p", "no:cacheprovider", "--rootdir", tmp, *(["-x"] if stop_first else [])]
+            try:
+                subprocess.run(
+                    [*cmd, *sorted(job.test_files)],
+                    cwd=tmp,
+                    env=env,
+                    capture_output=True,
+                    timeout=job.limits.timeout_s,
+                    check=False,
+                )
+            except subprocess.TimeoutExpired:
+                return f"the job ran over its {job.limits.timeout_s:g} s timeout"
+            try:
+                data = json.loads((work / "report.json").read_text())
+            except (OSError, ValueError):
+                return "pytest wrote no report (the tests or the tool ended the process)"
+        tests = [TestCase.model_validate(t) for t in data["tests"]]
+        return int(data["collected"]), tests
