@@ -27,8 +27,7 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-import jsonschema
-
+from toolsmith import patterns
 from toolsmith.spec import ToolSpec, json_problem
 
 SEED_LIMIT = 64
@@ -164,7 +163,7 @@ def seed_arguments(
     Variations are taken in turn from each (example, argument) pair, so a cut keeps every
     argument of every example represented.
     """
-    validator = jsonschema.Draft202012Validator(parameters)
+    validator = patterns.Validator(parameters)
     props = parameters.get("properties", {})
     required = set(parameters.get("required", []))
     bases = [ex.args for ex in spec.examples]

@@ -31,6 +31,7 @@ from pydantic import (
     model_validator,
 )
 
+from toolsmith import patterns
 from toolsmith.errors import SpecError, ToolsmithError
 from toolsmith.models import PublicModel
 
@@ -42,7 +43,7 @@ CAPABILITY_RE = re.compile(
     r"^(network:[A-Za-z0-9.\-]+(:\d{1,5})?|fs:(read|write):/[^\x00-\x1f\x7f\[\]]*"
     r"|env:[A-Z_][A-Z0-9_]*|subprocess)\Z"
 )
-_Validator = jsonschema.Draft202012Validator
+_Validator = patterns.Validator
 
 
 def _ecma(regex: re.Pattern[str]) -> str:
@@ -87,10 +88,17 @@ def json_problem(value: Any) -> str | None:
     return None if same else "changes in a JSON round trip (keys must be strings, no tuples)"
 
 
-def _check_schema(schema: dict[str, Any], where: str) -> None:
+def _check_schema(schema: dict[str, Any], where: str, *, stored: bool = False) -> None:
     problem = json_problem(schema)
     if problem is not None:
         raise ValueError(f"{where} {problem}")
+    # A stored spec loads as signed; its unsupported patterns then fail every check instead.
+    problem = None if stored else patterns.schema_problem(schema)
+    if problem is not None:
+        raise ValueError(
+            f"{where}: {problem}; rewrite it in RE2/ECMA-262 syntax without them (values are "
+            "checked on your host, where a backtracking pattern could hang it)"
+        )
     try:
         _Validator.check_schema(schema)
     except jsonschema.SchemaError as e:
@@ -364,8 +372,8 @@ class ToolSpec(PublicModel):
 
     @field_validator("parameters")
     @classmethod
-    def _parameters(cls, v: dict[str, Any]) -> dict[str, Any]:
-        _check_schema(v, "parameters")
+    def _parameters(cls, v: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        _check_schema(v, "parameters", stored=info.context == STORED)
         if v.get("type") != "object":
             raise ValueError('parameters must be a JSON Schema with "type": "object"')
         props = v.get("properties", {})
@@ -384,8 +392,8 @@ class ToolSpec(PublicModel):
 
     @field_validator("returns")
     @classmethod
-    def _returns(cls, v: dict[str, Any]) -> dict[str, Any]:
-        _check_schema(v, "returns")
+    def _returns(cls, v: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        _check_schema(v, "returns", stored=info.context == STORED)
         return v
 
     @field_validator("description", "parameters", "returns")

@@ -12,12 +12,10 @@ from __future__ import annotations
 import json
 import numbers
 import operator
-import re
 from collections.abc import Callable, Iterator
 from typing import Any, cast
 
-import jsonschema
-
+from toolsmith import patterns
 from toolsmith.errors import ToolArgumentsError, ToolExecutionError
 from toolsmith.spec import ToolSpec, schema_errors
 
@@ -110,11 +108,9 @@ def _keyword_check(key: str, value: Any, schema: dict[str, Any]) -> _Check | Non
         limit = value
         return lambda x: not _is_num(x) or compare(x, limit)
     if key == "pattern" and isinstance(value, str):
-        try:
-            search = re.compile(value).search
-        except re.error:
+        if patterns.pattern_problem(value) is not None:
             return None
-        return lambda x: not isinstance(x, str) or search(x) is not None
+        return lambda x: not isinstance(x, str) or patterns.search(value, x)
     return None
 
 
@@ -128,7 +124,7 @@ _NUMERIC_BOUNDS: dict[str, Callable[[Any, Any], bool]] = {
 
 def validator(schema: Any) -> _Check:
     """The fast check where it applies, else jsonschema's."""
-    return fast_validator(schema) or jsonschema.Draft202012Validator(schema).is_valid
+    return fast_validator(schema) or patterns.Validator(schema).is_valid
 
 
 def integer_only(schema: dict[str, Any]) -> bool:
