@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ from toolsmith.registry import Registry
 from toolsmith.report import Outcome, TestCase, TestReport
 from toolsmith.sandbox import Sandbox
 from toolsmith.spec import ToolSpec
-from toolsmith.testing import ScriptedLLMServer
+from toolsmith.testing import LocalBackend, ScriptedLLMServer
 
 SPEC = ToolSpec.parse(
     {
@@ -46,14 +47,13 @@ DESIGN = {"json": {"spec": SPEC.model_dump(mode="json")}}
 CONFLICT = {"reply": "SPEC_CONFLICT: example 0 says 1 + 2 is 3 but property p says 4"}
 
 
-class NoSandbox:
-    """Stands where the sandbox would be in builds that must end before any code is tested."""
-
-    def run(self, job: object) -> None:
-        raise AssertionError("no code should reach the sandbox")
-
-    def close(self) -> None:
-        pass
+@pytest.fixture
+def untouched() -> Iterator[Sandbox]:
+    """A sandbox for builds that must end before any code is tested: the shipped stand-in,
+    checked afterwards to have run no job."""
+    backend = LocalBackend()
+    yield Sandbox(backend)
+    assert backend.jobs == [], "no code should reach the sandbox"
 
 
 @pytest.fixture
@@ -110,13 +110,13 @@ def user_prompt(srv: ScriptedLLMServer, i: int) -> str:
     return str(srv.requests[i]["messages"][-1]["content"])
 
 
-def test_conflict_in_a_given_spec_fails_at_once(registry: Registry) -> None:
+def test_conflict_in_a_given_spec_fails_at_once(registry: Registry, untouched: Sandbox) -> None:
     """With --spec nobody can revise the spec: the first conflict ends the build, saying so."""
     srv = ScriptedLLMServer({"steps": [{**CONFLICT, "times": 4}]}).start()
     llm = OpenAILLM(LLMConfig(base_url=srv.base_url, model="scripted", max_retries=0))
     no_lessons = FAST.model_copy(update={"lessons": False})  # no reflection: count the loop's
     try:
-        result = Toolsmith(registry, llm, NoSandbox()).build_from_spec(SPEC, None, no_lessons)  # type: ignore[arg-type]
+        result = Toolsmith(registry, llm, untouched).build_from_spec(SPEC, None, no_lessons)
     finally:
         srv.close()
     assert [a.verdict for a in result.attempts] == [AttemptVerdict.SPEC_CONFLICT]
@@ -126,14 +126,16 @@ def test_conflict_in_a_given_spec_fails_at_once(registry: Registry) -> None:
     assert exc.value.hint and "fix the parts it names" in exc.value.hint
 
 
-def test_repeated_conflict_is_fed_back_once_then_stops(registry: Registry) -> None:
+def test_repeated_conflict_is_fed_back_once_then_stops(
+    registry: Registry, untouched: Sandbox
+) -> None:
     """Revisions used up: the model hears its conflict and the spec stands; a repeat ends it."""
     srv = ScriptedLLMServer({"steps": [DESIGN, {**CONFLICT, "times": 4}]}).start()
     llm = OpenAILLM(LLMConfig(base_url=srv.base_url, model="scripted", max_retries=0))
     # No lessons, so no reflection request: the requests counted are the loop's own.
     options = BuildOptions(max_attempts=4, max_spec_revisions=0, force=True, lessons=False)
     try:
-        result = Toolsmith(registry, llm, NoSandbox()).build("add two ints", options)  # type: ignore[arg-type]
+        result = Toolsmith(registry, llm, untouched).build("add two ints", options)
     finally:
         srv.close()
     assert [a.verdict for a in result.attempts] == [AttemptVerdict.SPEC_CONFLICT] * 2
@@ -180,13 +182,15 @@ def test_provenance_digests_every_prompt_of_every_stage(
     assert len(expected) == 4
 
 
-def test_answer_without_a_code_block_is_told_how_to_answer(registry: Registry) -> None:
+def test_answer_without_a_code_block_is_told_how_to_answer(
+    registry: Registry, untouched: Sandbox
+) -> None:
     """Prose read as code fails to parse; the feedback asks for one ```python block."""
     prose = {"reply": "I would add a and b and return the sum.", "times": 2}
     srv = ScriptedLLMServer({"steps": [prose]}).start()
     llm = OpenAILLM(LLMConfig(base_url=srv.base_url, model="scripted", max_retries=0))
     try:
-        result = Toolsmith(registry, llm, NoSandbox()).build_from_spec(SPEC, None, FAST)  # type: ignore[arg-type]
+        result = Toolsmith(registry, llm, untouched).build_from_spec(SPEC, None, FAST)
     finally:
         srv.close()
     assert result.attempts[0].verdict == AttemptVerdict.UNTESTABLE

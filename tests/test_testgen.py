@@ -19,6 +19,7 @@ from toolsmith.registry import Registry
 from toolsmith.sandbox import Sandbox
 from toolsmith.spec import ToolSpec
 from toolsmith.testgen import args_strategy, drawing_schema, generate_tests
+from toolsmith.testing import LocalBackend
 
 PAIR = {
     "type": "object",
@@ -123,17 +124,12 @@ def test_undrawable_parameters_are_a_clear_spec_error() -> None:
 def test_undrawable_spec_is_refused_before_the_sandbox_runs(tmp_path: Path) -> None:
     """build_from_spec refuses it up front: no sandbox job, no attempt."""
 
-    class NoSandbox:
-        def run(self, job: object) -> None:
-            raise AssertionError("the sandbox must not run")
-
-        def close(self) -> None:
-            pass
-
-    ts = Toolsmith(Registry(tmp_path / "registry"), None, NoSandbox())  # type: ignore[arg-type]
+    backend = LocalBackend()
+    ts = Toolsmith(Registry(tmp_path / "registry"), None, Sandbox(backend))
     code = "def foo(a):\n    return a\n"
     with pytest.raises(SpecError, match="cannot draw test arguments"):
         ts.build_from_spec(spec("foo", UNDRAWABLE), code)
+    assert backend.jobs == []
 
 
 @pytest.mark.docker
