@@ -231,3 +231,30 @@ def test_cli_check_passes_every_confinement_probe(sandbox_image: Any) -> None:
     assert {b["name"] for b in data["barriers"]} == {
         "subprocess", "network", "fs:write", "fs:read", "env", "always"
     }  # fmt: skip
+
+
+def test_the_ready_deadline_stretches_with_the_load(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A start on a saturated machine waits in proportion (load 15 on 2 cores: 7.5x), up to 10x;
+    an idle machine keeps the plain timeout."""
+    from toolsmith.sandbox import containers
+
+    for load, factor in [(0.5, 1.0), (15.0, 7.5), (400.0, containers.MAX_LOAD_FACTOR)]:
+        monkeypatch.setattr(containers, "busy", lambda load=load: (load, 2))
+        assert containers.ready_allowance(60.0) == 60.0 * factor
+
+
+@pytest.mark.docker
+def test_a_runner_not_ready_in_time_names_the_load_and_the_fix(
+    sandbox_image: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past its (stretched) deadline a start fails with a SandboxError giving the load and a fix
+    line, and leaves no container behind."""
+    from toolsmith.errors import SandboxError
+    from toolsmith.sandbox import Limits, containers
+
+    monkeypatch.setattr(containers, "busy", lambda: (0.0, 2))
+    container = containers.RunnerContainer(connect(), sandbox_image, Limits(), pool_id="t")
+    with pytest.raises(SandboxError, match=r"load average 0\.0 on 2 cores") as e:
+        container.start(ready_timeout_s=0.001)
+    assert "less busy" in (e.value.hint or "")
+    assert container.id == ""

@@ -229,13 +229,13 @@ class AttachedContainer:
                 self.discard()
                 raise
         try:
-            self._wait_ready(time.monotonic() + ready_timeout_s)
+            self._wait_ready(time.monotonic(), ready_timeout_s)
         except BaseException:
             self.discard()
             raise
         return self
 
-    def _wait_ready(self, deadline: float) -> None:
+    def _wait_ready(self, started: float, timeout_s: float) -> None:
         out = self.frames.stdout
         while not out.startswith(READY):
             if self.eof or len(out) >= len(READY):
@@ -244,8 +244,20 @@ class AttachedContainer:
                     + bytes(self.frames.stderr or out).decode("utf-8", "replace")[-2000:],
                     hint="rebuild the image with `toolsmith sandbox build`",
                 )
-            if not self.pump(deadline):
-                raise SandboxError("the sandbox runner did not become ready in time")
+            if self.pump(started + ready_allowance(timeout_s)):
+                continue
+            # Asked again at expiry: the load may have risen while waiting (a start slowed by a
+            # busy machine waits, a stuck one does not wait for ever).
+            allowed = ready_allowance(timeout_s)
+            if time.monotonic() - started < allowed:
+                continue
+            load, cores = busy()
+            raise SandboxError(
+                f"the sandbox runner did not become ready within {allowed:.0f} s "
+                f"(load average {load:.1f} on {cores} cores)",
+                hint="retry when the machine is less busy (fewer builds or containers at once), "
+                "or check `docker ps` for containers stuck starting",
+            )
         del out[: len(READY)]
 
     def send(self, data: bytes) -> None:
@@ -451,6 +463,22 @@ class Egress:
             with contextlib.suppress(docker.errors.NotFound):
                 self.engine.api.remove_network(self.network)
             self.network = ""
+
+
+# A start may wait up to this many times its timeout on a saturated machine.
+MAX_LOAD_FACTOR = 10.0
+
+
+def busy() -> tuple[float, int]:
+    """The 1-minute load average and the number of cores it is shared by."""
+    return os.getloadavg()[0], os.cpu_count() or 1
+
+
+def ready_allowance(timeout_s: float) -> float:
+    """``timeout_s`` stretched by how oversubscribed the cores are now (load per core, at least 1,
+    at most ``MAX_LOAD_FACTOR``): under load 15 on 2 cores a 60 s start may take 450 s."""
+    load, cores = busy()
+    return timeout_s * min(MAX_LOAD_FACTOR, max(1.0, load / cores))
 
 
 def read_mounts(grants: Grants) -> list[dict[str, Any]]:
