@@ -516,3 +516,27 @@ def test_a_malformed_answer_from_the_module_body_fails_the_load(sandbox_image: A
     code = RAW + "\nanswer(b'[1]')\n"
     with pytest.raises(ToolExecutionError, match="malformed answer"):
         load_docker(ToolSpec.parse(RAW_SPEC), code, image=sandbox_image)
+
+
+def test_a_tool_that_does_not_load_in_time_raises_a_toolsmith_error(
+    sandbox_image: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A module body that outlasts the load deadline is a ToolTimeoutError naming the tool and
+    the fix (was a bare TimeoutError with no message, which Registry.load could not audit)."""
+    import toolsmith.runtimes.docker as runtime
+    import toolsmith.sandbox.containers as containers
+
+    monkeypatch.setattr(runtime, "LOAD_TIMEOUT_S", 3.0)
+    monkeypatch.setattr(containers, "busy", lambda: (0.0, 2))  # an idle machine: no stretch
+    spec = ToolSpec.parse(
+        {
+            "name": "slow",
+            "description": "Loads slowly.",
+            "parameters": {"type": "object", "properties": {"x": {"type": "integer"}}},
+            "returns": {},
+        }
+    )
+    code = "import time\ntime.sleep(600)\n\ndef slow(x):\n    return x\n"
+    with pytest.raises(ToolTimeoutError, match="slow: the tool did not load within 3 s") as e:
+        load_docker(spec, code, image=sandbox_image)
+    assert "module body" in (e.value.hint or "")

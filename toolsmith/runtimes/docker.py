@@ -42,7 +42,7 @@ from toolsmith.errors import (
 from toolsmith.log import get_logger
 from toolsmith.sandbox import cleanup
 from toolsmith.sandbox.barriers import plan
-from toolsmith.sandbox.containers import AttachedContainer, Egress, new_nonce
+from toolsmith.sandbox.containers import AttachedContainer, Egress, new_nonce, ready_allowance
 from toolsmith.sandbox.engine import Engine, docker_errors, shared_engine
 from toolsmith.sandbox.grants import Grants
 from toolsmith.sandbox.image import ImageInfo, ensure_image
@@ -56,6 +56,8 @@ log = get_logger(__name__)
 TOOL_LABEL = "toolsmith.runtime.tool"
 GRACE_S = 2.0
 START_TIMEOUT_S = 60.0
+# How long a started worker may take to run the tool's module body and say "loaded".
+LOAD_TIMEOUT_S = 60.0
 FRAME = b"TOOLSMITH"
 STDERR_TAIL = 4096
 
@@ -103,10 +105,19 @@ class _Worker:
     def start(self, load: dict[str, Any]) -> bytes:
         """Start the container, send the tool; return serve's "loaded" payload."""
         self.container.start(START_TIMEOUT_S)
-        deadline = time.monotonic() + START_TIMEOUT_S
+        allowed = ready_allowance(LOAD_TIMEOUT_S)
+        deadline = time.monotonic() + allowed
         try:
             self.send(json.dumps({"nonce": self.nonce, **load}).encode())
             kind, payload = self.receive(deadline)
+        except TimeoutError:
+            self.discard()
+            raise ToolTimeoutError(
+                f"{self.tool}: the tool did not load within {allowed:.0f} s (its module "
+                "body was still running, or its container stopped answering); it was stopped",
+                hint="move slow set-up out of the module body into the first call, or retry "
+                "when the machine is less busy",
+            ) from None
         except _Broken as e:
             detail = self.container.frames.stderr.decode("utf-8", "replace")[-2000:].strip()
             self.discard()
