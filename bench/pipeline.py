@@ -60,6 +60,25 @@ class Invocation:
     args_after: Any = None
 
 
+_CHECKS: dict[str, Any] = {}
+
+
+def _in_process_properties(
+    properties: list[dict[str, str]], args: Any, result: Any
+) -> tuple[str, str] | None:
+    """The floor's property checks: in this process, unconfined (the sandbox uses a checker)."""
+    for prop in properties:
+        if prop["source"] not in _CHECKS:
+            ns: dict[str, Any] = {}
+            exec(compile(prop["source"], f"<property {prop['name']}>", "exec"), ns)
+            _CHECKS[prop["source"]] = ns["check"]
+        try:
+            _CHECKS[prop["source"]](copy.deepcopy(args), result)
+        except Exception as e:
+            return f"property {prop['name']} fails", f"{type(e).__name__}: {e}"
+    return None
+
+
 def _floor_once() -> None:
     """Both attempts' suites, in-process: the first must fail and the second pass, as in a build."""
     suite = generate_tests(SPEC, max_examples=OPTIONS.max_examples)
@@ -77,6 +96,7 @@ def _floor_once() -> None:
 
         harness = types.ModuleType("toolsmith_harness")
         harness.invoke = invoke  # type: ignore[attr-defined]
+        harness.check_properties = _in_process_properties  # type: ignore[attr-defined]
         sys.modules["toolsmith_harness"] = harness
         with tempfile.TemporaryDirectory() as tmp:
             module = f"test_floor_{uuid.uuid4().hex}"

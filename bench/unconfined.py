@@ -24,9 +24,10 @@ class _Baseline:
 @contextlib.contextmanager
 def unconfined() -> Iterator[None]:
     """Jobs run and tools loaded in this block get no barriers (calls keep what they loaded)."""
-    saved: tuple[Any, Any] = (runtime.plan, sandbox.plan)
+    saved: tuple[Any, Any, Any] = (runtime.plan, sandbox.plan, sandbox.property_plan)
     runtime.plan = sandbox.plan = lambda grants: _Baseline()  # type: ignore[assignment]
+    sandbox.property_plan = lambda: _Baseline()  # type: ignore[assignment]
     try:
         yield
     finally:
-        runtime.plan, sandbox.plan = saved
+        runtime.plan, sandbox.plan, sandbox.property_plan = saved

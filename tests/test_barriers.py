@@ -327,3 +327,60 @@ def test_a_kernel_without_landlock_fails_closed(
         backend.close()
     assert not report.passed
     assert "the kernel offers no Landlock" in report.failure_text(), report.failure_text()
+
+
+# --- a spec's property code runs confined too (tests/hostile/properties.py) ---
+
+
+def _add_spec(source: str) -> ToolSpec:
+    return ToolSpec.parse(
+        {
+            "name": "add",
+            "description": "Add two integers.",
+            "parameters": {
+                "type": "object",
+                "properties": {
+                    "a": {"type": "integer", "minimum": -9, "maximum": 9},
+                    "b": {"type": "integer", "minimum": -9, "maximum": 9},
+                },
+                "required": ["a", "b"],
+            },
+            "returns": {"type": "integer"},
+            "examples": [{"args": {"a": 1, "b": 2}, "returns": 3}],
+            "properties": [{"name": "attack", "source": source}],
+        }
+    )
+
+
+def _property_job(source: str, code: str) -> SandboxJob:
+    """The generated suite, static checks skipped (generic=False): only the kernel stands."""
+    from toolsmith.testgen import generate_tests
+
+    suite = generate_tests(_add_spec(source), max_examples=5, generic=False)
+    return SandboxJob(
+        tool_name="add", code=code, test_files=suite.files, expected_tests=suite.expected
+    )
+
+
+@pytest.mark.docker
+def test_property_code_cannot_rewrite_the_report(sandbox: Sandbox) -> None:
+    """A property patching the runner's Recorder to say "passed" finds no Recorder: it runs in a
+    checker process that never held one, so a tool returning 42 for 1+2 fails its example."""
+    from tests.hostile.properties import ADD_WRONG, FORGE
+
+    report = sandbox.run(_property_job(FORGE, ADD_WRONG))
+    assert not report.passed, report.failure_text()
+    outcomes = {t.nodeid.split("::")[-1]: t.outcome for t in report.tests}
+    assert outcomes["test_example_0"] == Outcome.FAILED, outcomes
+    assert outcomes["test_generated_inputs"] == Outcome.FAILED, outcomes
+    assert "property attack fails" in report.failure_text()
+
+
+@pytest.mark.docker
+def test_property_code_is_denied_what_no_tool_declared(sandbox: Sandbox) -> None:
+    """Property code no static analysis follows still cannot fork, open an internet socket,
+    write anywhere (not even /tmp) or read the job's directory: the kernel denies each."""
+    from tests.hostile.properties import ESCAPE
+
+    report = sandbox.run(_property_job(ESCAPE, "def add(a, b):\n    return a + b\n"))
+    assert report.passed, report.failure_text()

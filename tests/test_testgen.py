@@ -145,3 +145,31 @@ def test_correct_code_for_a_2020_12_spec_passes_in_the_sandbox(
     result = ts.build_from_spec(pair, PAIR_CODE, BuildOptions(max_examples=50, dry_run=True))
     assert [a.verdict for a in result.attempts] == [AttemptVerdict.PASSED], result.attempts
     assert result.status == BuildStatus.DRY_RUN
+
+
+@pytest.mark.parametrize("attack", ["FORGE", "ESCAPE", "SUBPROCESS"])
+def test_property_code_reaching_past_its_arguments_is_a_spec_error(attack: str) -> None:
+    """Property code that introspects the interpreter (gc, __builtins__), opens files or runs
+    processes is refused before any sandbox runs; the kernel stands behind this anyway."""
+    from tests.hostile import properties
+
+    source = getattr(
+        properties,
+        attack,
+        "import subprocess\ndef check(args, result):\n    subprocess.run(['id'])\n",
+    )
+    parameters = {"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"]}
+    bad = spec("adds", parameters, properties=[{"name": "attack", "source": source}])
+    with pytest.raises(SpecError, match="property attack uses what no property may"):
+        generate_tests(bad)
+
+
+def test_property_code_using_pure_stdlib_is_accepted() -> None:
+    parameters = {"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"]}
+    source = (
+        "import json, zlib\n"
+        "def check(args, result):\n"
+        "    assert zlib.crc32(json.dumps(result).encode()) >= 0\n"
+    )
+    good = spec("adds", parameters, properties=[{"name": "pure", "source": source}])
+    assert "check_properties(PROPERTIES" in generate_tests(good).files["test_tool.py"]

@@ -16,7 +16,9 @@ counts each input as accepted or rejected (a declared exception) through the har
 report carries the share per test.
 
 The files run inside the sandbox, where ``toolsmith_harness`` calls the tool in a process of its
-own; the expected values live only in the test process. The number of generated tests is part of
+own and runs the properties in another, confined like a tool declaring nothing (the spec's code
+never runs in the test process, which holds the job's nonce); the expected values live only in
+the test process. The number of generated tests is part of
 the suite, so a run that collected fewer reads as a failure.
 """
 
@@ -208,6 +210,26 @@ def check_drawable(spec: ToolSpec) -> None:
     )
 
 
+def check_property_code(spec: ToolSpec) -> None:
+    """Refuse a spec whose property code uses a capability, dynamic code or interpreter
+    internals (``toolsmith.analysis``, as if it were a tool declaring nothing): a property only
+    judges the values it is handed. Lint, not the boundary: properties run under barriers
+    granting nothing (``toolsmith.sandbox.barriers.property_plan``) whatever this finds."""
+    from toolsmith.analysis import analyze
+
+    as_tool = spec.model_copy(update={"name": "check", "capabilities": []})
+    for prop in spec.properties:
+        errors = analyze(prop.source, as_tool).errors
+        if errors:
+            raise SpecError(
+                f"spec {spec.name}: property {prop.name} uses what no property may: "
+                + "; ".join(f.message for f in errors[:3]),
+                hint="compute the check from args and result with plain code and pure standard "
+                "library modules (math, json, re, zlib, hashlib...); no files, network, "
+                "processes, environment, introspection or dynamic code",
+            )
+
+
 HELPERS = """
 
 def same(a, b):
@@ -259,14 +281,11 @@ def test_example_{i}():
 '''
 
 GENERATED = '''
+from toolsmith_harness import check_properties
 
 CONTRACT = {contract}
-PROPERTIES = {{}}
-for prop in SPEC["properties"]:
-    namespace = {{}}
-    exec(compile(prop["source"], f"<property {{prop['name']}}>", "exec"), namespace)
-    PROPERTIES[prop["name"]] = namespace["check"]
-ARITY = {{name: check.__code__.co_argcount for name, check in PROPERTIES.items()}}
+# Run by the harness in a confined process of their own, never in this one.
+PROPERTIES = [{{"name": p["name"], "source": p["source"]}} for p in SPEC["properties"]]
 RETURNS = jsonschema.Draft202012Validator(SPEC["returns"])
 
 
@@ -298,12 +317,6 @@ def check_contract(original, inv):
     )
 
 
-def tool(**kwargs):
-    """The handle a property's third parameter receives: calls the tool through the harness,
-    returning its result or raising ToolRaised."""
-    return call(**copy.deepcopy(kwargs))
-
-
 @HYPOTHESIS
 @with_seeds
 @given(args=ARGS)
@@ -315,19 +328,14 @@ def test_generated_inputs(args):
     if CONTRACT:
         check_contract(original, inv)
     tally(inv.ok)
-    if not inv.ok:
+    if not inv.ok or not PROPERTIES:
         return
-    for name, check in PROPERTIES.items():
-        try:
-            if ARITY[name] == 3:
-                check(copy.deepcopy(original), inv.value, tool)
-            else:
-                check(copy.deepcopy(original), inv.value)
-        except Exception as e:
-            raise AssertionError(
-                f"property {{name}} fails with args {{short(original)}} and result "
-                f"{{short(inv.value)}}: {{type(e).__name__}}: {{e}}"
-            ) from e
+    failure = check_properties(PROPERTIES, copy.deepcopy(original), inv.value)
+    if failure is not None:
+        raise AssertionError(
+            f"{{failure[0]}} with args {{short(original)}} and result {{short(inv.value)}}: "
+            f"{{failure[1]}}"
+        )
 '''
 
 
@@ -385,9 +393,11 @@ def generate_tests(
 
     One hypothesis test draws the inputs once and checks everything on them, so a suite costs
     one generated run however many properties the spec has. The spec under build (``generic``)
-    is first checked to admit drawable inputs: a SpecError, not a suite that cannot run.
+    is first checked to have property code that uses nothing but its arguments and to admit
+    drawable inputs: a SpecError, not a suite that cannot run.
     """
     if generic:
+        check_property_code(spec)
         check_drawable(spec)
     parts = [prelude(spec, title="tests", max_examples=max_examples, seeds=seeds), HELPERS]
     expected = 0

@@ -17,6 +17,7 @@ __all__ = [
     "ToolCrashed",
     "ToolRaised",
     "call",
+    "check_properties",
     "invoke",
     "take_tally",
     "tally",
@@ -93,6 +94,23 @@ def take_tally() -> tuple[int, int]:
 def worker_pid() -> int | None:
     """The pid of the process the tool runs in now, if any (constitution checks leave it out)."""
     return None if _client is None else _client.worker_pid
+
+
+def check_properties(
+    properties: list[dict[str, str]], args: Any, result: Any
+) -> tuple[str, str] | None:
+    """None when all of ``properties`` (``{"name", "source"}``) hold on ``args`` and the tool's
+    ``result``, else (which failed, why). They run in a confined checker process of their own
+    (``toolsmith_runner.checker``), never in this one, which holds the job's nonce."""
+    if _client is None:
+        raise ToolCrashed("toolsmith_harness is not connected to a worker (not in the sandbox?)")
+    try:
+        verdict = _client.check(properties, args, result)
+    except WorkerFailure as e:
+        return "the property checks failed", str(e)
+    if verdict["failed"] is None:
+        return None
+    return f"property {verdict['failed']} fails", str(verdict.get("error"))
 
 
 def call(**kwargs: Any) -> Any:

@@ -194,3 +194,10 @@ def plan(grants: Grants) -> BarrierPlan:
         env=sorted({*FIXED_ENV, *grants.env, *(PROXY_ENV if grants.egress else ())}),
         capabilities=capabilities,
     )
+
+
+def property_plan() -> BarrierPlan:
+    """The barriers of the process that runs a spec's property code (``def check(args,
+    result)``): every capability denied, and not even the private /tmp writable, since a
+    property only judges values it is handed."""
+    return plan(Grants()).model_copy(update={"write": ["/dev/null"]})

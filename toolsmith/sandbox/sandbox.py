@@ -13,7 +13,7 @@ from toolsmith.log import get_logger
 from toolsmith.report import TestReport
 from toolsmith.sandbox import cleanup
 from toolsmith.sandbox._protocol import judge, marker
-from toolsmith.sandbox.barriers import plan
+from toolsmith.sandbox.barriers import plan, property_plan
 from toolsmith.sandbox.containers import RunnerContainer, new_nonce
 from toolsmith.sandbox.engine import Engine, docker_errors, shared_engine
 from toolsmith.sandbox.image import ImageInfo, ensure_image
@@ -136,6 +136,7 @@ class DockerBackend(SandboxBackend):
                 "call_timeout_s": job.limits.call_timeout_s,
                 "output_bytes": job.limits.output_bytes,
                 "barriers": plan(grants).model_dump(mode="json"),
+                "property_barriers": property_plan().model_dump(mode="json"),
                 "variants": job.variants,
                 "variant_time_s": job.variant_time_s,
             }

@@ -194,6 +194,7 @@ def main(argv: list[str]) -> int:
         float(job["call_timeout_s"]),
         int(job["output_bytes"]),
         job.get("barriers"),
+        job.get("property_barriers"),
     )
     oom_before = _oom_kills()
     testdir = _write_tests(job["test_files"])

@@ -18,6 +18,7 @@ from typing import Any
 from toolsmith_runner.grants import passed_env
 
 WORKER = Path(__file__).with_name("worker.py")
+CHECKER = Path(__file__).with_name("checker.py")
 WORKER_ENV = {
     "PATH": "/usr/local/bin:/usr/bin:/bin",
     "HOME": "/tmp",
@@ -53,13 +54,16 @@ class OutputSink:
 
 
 class _Worker:
-    def __init__(self, sink: OutputSink) -> None:
+    """A worker process (``script`` is worker.py, or checker.py for a spec's properties, whose
+    output is dropped: ``sink`` None)."""
+
+    def __init__(self, sink: OutputSink | None, script: Path = WORKER) -> None:
         req_r, self._req_w = os.pipe()
         self._ans_r, ans_w = os.pipe()
-        out_r, out_w = os.pipe()
+        out_r, out_w = os.pipe() if sink else (-1, os.open(os.devnull, os.O_WRONLY))
         try:
             self.proc = subprocess.Popen(
-                [sys.executable, "-I", str(WORKER), str(req_r), str(ans_w)],
+                [sys.executable, "-I", str(script), str(req_r), str(ans_w)],
                 stdin=subprocess.DEVNULL,
                 stdout=out_w,
                 stderr=out_w,
@@ -72,7 +76,8 @@ class _Worker:
         finally:
             for fd in (req_r, ans_w, out_w):
                 os.close(fd)
-        threading.Thread(target=sink.drain, args=(out_r,), daemon=True).start()
+        if sink:
+            threading.Thread(target=sink.drain, args=(out_r,), daemon=True).start()
         self._buf = bytearray()
         self.loaded = False
 
@@ -131,11 +136,16 @@ class WorkerClient:
         self.sink = OutputSink(cap=output_cap)
         self._worker: _Worker | None = None
         self._tool: dict[str, Any] | None = None
+        # One checker per set of properties (each test file has its spec's), plus a spare.
+        self._checkers: dict[str, _Worker] = {}
+        self._spare_checker: _Worker | None = None
+        self._property_barriers: dict[str, Any] | None = None
         self.call_timeout_s = 10.0
         self.calls_open = False
 
     def prespawn(self) -> None:
         self._worker = _Worker(self.sink)
+        self._spare_checker = _Worker(None, CHECKER)
 
     @property
     def worker_pid(self) -> int | None:
@@ -148,8 +158,10 @@ class WorkerClient:
         call_timeout_s: float,
         output_cap: int,
         barriers: dict[str, Any] | None,
+        property_barriers: dict[str, Any] | None = None,
     ) -> None:
         self._tool = {"tool_name": tool_name, "code": code, "barriers": barriers}
+        self._property_barriers = property_barriers
         self.call_timeout_s = call_timeout_s
         self.sink.cap = output_cap
 
@@ -168,7 +180,10 @@ class WorkerClient:
             worker = self._ready_worker()
             worker.send({"args": args} if worker.loaded else self._tool)
             if not worker.loaded:
-                worker.send({"args": args})
+                # A worker refusing the load (no barriers, say) answers why and exits, maybe
+                # before it reads the arguments: its answer says more than the broken pipe.
+                with contextlib.suppress(WorkerFailure):
+                    worker.send({"args": args})
                 self._expect_loaded(worker.receive(deadline, self.call_timeout_s))
                 worker.loaded = True
             answer = worker.receive(deadline, self.call_timeout_s)
@@ -179,6 +194,63 @@ class WorkerClient:
             self._discard()
             raise WorkerFailure("worker broke the protocol (answer without 'ok')")
         return answer
+
+    def check(self, properties: list[dict[str, str]], args: Any, result: Any) -> dict[str, Any]:
+        """The first of ``properties`` failing on (``args``, ``result``), run in a confined
+        checker process: ``{"failed": name or None, "error": text}``. A checker that dies, times
+        out (``call_timeout_s`` between messages) or breaks the protocol raises WorkerFailure."""
+        if not self.calls_open or self._tool is None:
+            raise WorkerFailure("properties may only be checked from inside a test")
+        key = json.dumps(properties, sort_keys=True)
+        try:
+            checker = self._checkers.get(key) or self._load_checker(key, properties)
+            checker.send({"args": args, "result": result})
+            while True:
+                deadline = time.monotonic() + self.call_timeout_s
+                doc = checker.receive(deadline, self.call_timeout_s)
+                if "call" not in doc:
+                    break
+                checker.send(self._nested(doc["call"]))
+        except WorkerFailure as e:
+            self._drop_checker(key)
+            raise WorkerFailure(f"property checker: {e}") from None
+        if "failed" not in doc:
+            self._drop_checker(key)
+            raise WorkerFailure("property checker broke the protocol (answer without 'failed')")
+        return doc
+
+    def _load_checker(self, key: str, properties: list[dict[str, str]]) -> _Worker:
+        checker, self._spare_checker = self._spare_checker, None
+        if checker is None:
+            try:
+                checker = _Worker(None, CHECKER)
+            except OSError as e:
+                raise WorkerFailure(f"could not start a checker process: {e}") from None
+        self._checkers[key] = checker
+        checker.send({"properties": properties, "barriers": self._property_barriers})
+        deadline = time.monotonic() + self.call_timeout_s
+        self._expect_loaded(checker.receive(deadline, self.call_timeout_s))
+        return checker
+
+    def _nested(self, kwargs: Any) -> dict[str, Any]:
+        """A property's ``tool(**kwargs)``: the tool's answer, or why it has none."""
+        if not isinstance(kwargs, dict):
+            return {"crashed": "tool() takes keyword arguments only"}
+        try:
+            answer = self.call(kwargs)
+        except WorkerFailure as e:
+            return {"crashed": str(e)}
+        return {
+            "ok": answer["ok"] is True,
+            "value": answer.get("value"),
+            "error_type": answer.get("error_type"),
+            "error_message": answer.get("error_message"),
+        }
+
+    def _drop_checker(self, key: str) -> None:
+        checker = self._checkers.pop(key, None)
+        if checker is not None:
+            checker.kill()
 
     def _ready_worker(self) -> _Worker:
         if self._worker is None:
@@ -208,3 +280,8 @@ class WorkerClient:
     def close(self) -> None:
         self.calls_open = False
         self._discard()
+        for key in list(self._checkers):
+            self._drop_checker(key)
+        if self._spare_checker is not None:
+            self._spare_checker.kill()
+            self._spare_checker = None
