@@ -23,6 +23,7 @@ from toolsmith.errors import (
     UsageError,
 )
 from toolsmith.registry import Registry, trust_registry
+from toolsmith.registry._client import DEADLINE_ENV, download_deadline_s
 
 
 class Handler(SimpleHTTPRequestHandler):
@@ -30,9 +31,13 @@ class Handler(SimpleHTTPRequestHandler):
 
     overrides: dict[str, bytes] = {}  # noqa: RUF012  (set per server class below)
     requests: list[str] = []  # noqa: RUF012
+    drips: set[str] = set()  # noqa: RUF012
 
     def do_GET(self) -> None:
         self.requests.append(self.path)
+        if self.path in self.drips:
+            self._drip()
+            return
         body = self.overrides.get(self.path)
         if body is None:
             super().do_GET()
@@ -42,13 +47,28 @@ class Handler(SimpleHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
+    def _drip(self) -> None:
+        """200, then one byte every 0.2 s until the client goes: never idle long enough for a
+        per-read timeout, never over a size cap (the slow-retrieval attack)."""
+        import time
+
+        self.send_response(200)
+        self.end_headers()
+        try:
+            while True:
+                self.wfile.write(b" ")
+                self.wfile.flush()
+                time.sleep(0.2)
+        except OSError:
+            pass
+
     def log_message(self, format: str, *args: object) -> None:
         pass
 
 
 class Served:
     def __init__(self, root: Path) -> None:
-        handler = type("H", (Handler,), {"overrides": {}, "requests": []})
+        handler = type("H", (Handler,), {"overrides": {}, "requests": [], "drips": set()})
         self.handler = handler
         self.server = ThreadingHTTPServer(
             ("127.0.0.1", 0), functools.partial(handler, directory=str(root))
@@ -59,6 +79,9 @@ class Served:
 
     def override(self, path: str, body: bytes) -> None:
         self.handler.overrides[path] = body
+
+    def drip(self, path: str) -> None:
+        self.handler.drips.add(path)
 
     def close(self) -> None:
         self.server.shutdown()
@@ -175,6 +198,38 @@ def test_a_server_sending_endless_metadata_is_cut_off(
     served.override(f"/metadata/{name}", b"{" + b" " * 3_000_000)
     with pytest.raises(MetadataTooLargeError, match="size cap"):
         Registry(served.url).list()
+
+
+def test_a_server_dripping_metadata_hits_the_download_deadline(
+    origin: Registry, served: Served, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Slow retrieval: timestamp.json one byte at a time, forever. The refresh gives up at the
+    overall deadline (made short here) naming the URL and the setting, not at the gap timeout."""
+    trust_registry(served.url, origin.fingerprint())
+    monkeypatch.setenv(DEADLINE_ENV, "1.5")
+    served.drip("/metadata/timestamp.json")
+    with pytest.raises(RegistryUnavailableError, match=r"did not arrive within 1\.5 s") as raised:
+        Registry(served.url).list()
+    assert f"{served.url}/metadata/timestamp.json" in raised.value.message
+    assert DEADLINE_ENV in raised.value.message
+
+
+def test_trusting_a_dripping_server_hits_the_download_deadline(
+    origin: Registry, served: Served, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`registry trust URL`'s first fetch (metadata/1.root.json) is bounded the same way."""
+    monkeypatch.setenv(DEADLINE_ENV, "1.5")
+    served.drip("/metadata/1.root.json")
+    with pytest.raises(RegistryUnavailableError, match="slow-retrieval"):
+        trust_registry(served.url, origin.fingerprint())
+
+
+def test_the_download_deadline_follows_the_size_cap(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(DEADLINE_ENV, raising=False)
+    assert download_deadline_s(16_384) < download_deadline_s(512_000) < 60
+    monkeypatch.setenv(DEADLINE_ENV, "soon")
+    with pytest.raises(UsageError, match=DEADLINE_ENV):
+        download_deadline_s(16_384)
 
 
 def test_an_unreachable_registry_is_a_clear_error(origin: Registry, served: Served) -> None:

@@ -100,6 +100,14 @@ class SandboxSettings(_Section):
     debian_mirror: str | None = None
 
 
+class RegistrySettings(_Section):
+    """``[registry]``: how a served registry is read."""
+
+    download_deadline_s: float | None = Field(
+        default=None, gt=0, le=86400, description="overall seconds per served file"
+    )
+
+
 @dataclass(frozen=True)
 class Knob:
     """One setting: its place in ``Settings`` (``section.key``, also its config file key), its
@@ -130,6 +138,7 @@ KNOBS: tuple[Knob, ...] = (
     Knob("sandbox.docker_host", None, "DOCKER_HOST"),
     Knob("sandbox.images", None, "TOOLSMITH_SANDBOX_IMAGES"),
     Knob("sandbox.debian_mirror", None, "TOOLSMITH_DEBIAN_MIRROR"),
+    Knob("registry.download_deadline_s", None, "TOOLSMITH_DOWNLOAD_DEADLINE_S"),
 )
 _BY_KEY = {k.key: k for k in KNOBS}
 _ENV_VARS = (CONFIG_ENV, *(k.env for k in KNOBS if k.env))
@@ -157,6 +166,7 @@ class Settings(PublicModel):
     build: BuildSettings = Field(default_factory=BuildSettings)
     paths: PathSettings = Field(default_factory=PathSettings)
     sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
+    registry: RegistrySettings = Field(default_factory=RegistrySettings)
     config_file: Path | None = Field(default=None, description="the config file read, if any")
     sources: dict[str, str] = Field(
         default_factory=dict, description="where each setting not left at its default came from"

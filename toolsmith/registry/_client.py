@@ -15,17 +15,22 @@ Every python-tuf exception is mapped here to toolsmith's errors, naming the atta
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import re
+import socket
+import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO, Any
 from urllib.parse import unquote, urlparse
 
+import urllib3
 from tuf.api import exceptions as tuf_exc
 from tuf.api.metadata import Metadata, Root, TargetFile, Targets
-from tuf.ngclient import FetcherInterface, Updater, UpdaterConfig
+from tuf.ngclient import FetcherInterface, Updater, UpdaterConfig, Urllib3Fetcher
 
 from toolsmith.errors import (
     CorruptRegistryError,
@@ -46,7 +51,12 @@ from toolsmith.registry._repository import MAX_METADATA
 from toolsmith.registry._storage import RepoDir
 from toolsmith.settings import Settings
 
+DEADLINE_ENV = "TOOLSMITH_DOWNLOAD_DEADLINE_S"  # the knob's variable, named in the error
 MAX_TARGET = 64 * 1024 * 1024
+# A served file's overall deadline: this much, plus its size cap at this rate (a 512 kB root
+# gets 30 s, a 16 kB timestamp 20 s); [registry] download_deadline_s sets one total instead.
+DEADLINE_FLOOR_S = 20.0
+MIN_RATE_BYTES_S = 50_000
 _LOCAL_SCHEME = "toolsmith-local"
 
 
@@ -81,6 +91,145 @@ class _LocalFetcher(FetcherInterface):
         if data is None:
             raise tuf_exc.DownloadHTTPError(f"{rel} not found", 404)
         return iter((data,))
+
+
+def download_deadline_s(max_length: int) -> float:
+    """Seconds a served file of at most ``max_length`` bytes may take in all: the floor plus the
+    cap at the minimum rate, or ``[registry] download_deadline_s``
+    (``$TOOLSMITH_DOWNLOAD_DEADLINE_S``) when set."""
+    configured = Settings.load().registry.download_deadline_s
+    if configured is None:
+        return DEADLINE_FLOOR_S + max_length / MIN_RATE_BYTES_S
+    return configured
+
+
+class _Deadline:
+    """One download's overall deadline: when it passes, the sockets the download uses are shut
+    down, so a read blocked on a server that drips bytes (never idle long enough for the
+    per-read timeout: a slow-retrieval attack) returns at once."""
+
+    current = threading.local()
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.expired = False
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+
+    def watch(self, sock: socket.socket | None) -> None:
+        if sock is None:
+            return
+        with self._lock:
+            self._sockets.append(sock)
+            if not self.expired:
+                return
+        self._shut(sock)
+
+    def _expire(self) -> None:
+        with self._lock:
+            self.expired = True
+            sockets = list(self._sockets)
+        for sock in sockets:
+            self._shut(sock)
+
+    @staticmethod
+    def _shut(sock: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+
+    def start(self) -> None:
+        self._timer.start()
+
+    def cancel(self) -> None:
+        self._timer.cancel()
+
+
+class _Watched:
+    """A connection whose socket the running download's deadline can shut down."""
+
+    def getresponse(self) -> Any:
+        deadline = getattr(_Deadline.current, "deadline", None)
+        if deadline is not None:
+            deadline.watch(self.sock)  # type: ignore[attr-defined]
+        return super().getresponse()  # type: ignore[misc]
+
+
+class _WatchedHTTP(_Watched, urllib3.HTTPConnectionPool.ConnectionCls):  # type: ignore[misc,valid-type]
+    pass
+
+
+class _WatchedHTTPS(_Watched, urllib3.HTTPSConnectionPool.ConnectionCls):  # type: ignore[misc,valid-type]
+    pass
+
+
+class _WatchedHTTPPool(urllib3.HTTPConnectionPool):
+    ConnectionCls = _WatchedHTTP
+
+
+class _WatchedHTTPSPool(urllib3.HTTPSConnectionPool):
+    ConnectionCls = _WatchedHTTPS
+
+
+class DeadlineFetcher(Urllib3Fetcher):
+    """ngclient's urllib3 fetcher with an overall deadline per file (``download_deadline_s`` of
+    the size cap), not only urllib3's gap between two reads: TUF's slow-retrieval attack.
+    Past it: ``SlowRetrievalError``, which toolsmith reports as RegistryUnavailableError."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._max_length = threading.local()
+        manager = self._proxy_env.get_pool_manager
+        classes = {"http": _WatchedHTTPPool, "https": _WatchedHTTPSPool}
+
+        def watched_manager(scheme: str | None, host: str | None) -> Any:
+            pools = manager(scheme, host)
+            pools.pool_classes_by_scheme = classes
+            return pools
+
+        self._proxy_env.get_pool_manager = watched_manager  # type: ignore[method-assign]
+
+    @contextlib.contextmanager
+    def download_file(self, url: str, max_length: int) -> Iterator[IO[bytes]]:
+        self._max_length.value = max_length
+        with super().download_file(url, max_length) as f:
+            yield f
+
+    def _fetch(self, url: str) -> Iterator[bytes]:
+        seconds = download_deadline_s(getattr(self._max_length, "value", MAX_TARGET))
+        deadline = _Deadline(seconds)
+        deadline.start()
+        _Deadline.current.deadline = deadline
+        try:
+            chunks = super()._fetch(url)
+        except BaseException as e:
+            deadline.cancel()
+            if deadline.expired:
+                raise self._too_slow(url, seconds) from e
+            raise
+        finally:
+            _Deadline.current.deadline = None
+        return self._bounded(chunks, deadline, url)
+
+    def _bounded(self, chunks: Iterator[bytes], deadline: _Deadline, url: str) -> Iterator[bytes]:
+        try:
+            yield from chunks
+        except Exception as e:
+            if deadline.expired:
+                raise self._too_slow(url, deadline.seconds) from e
+            raise
+        finally:
+            deadline.cancel()
+        if deadline.expired:  # a shut socket can read as a clean end of the body
+            raise self._too_slow(url, deadline.seconds)
+
+    @staticmethod
+    def _too_slow(url: str, seconds: float) -> tuf_exc.SlowRetrievalError:
+        return tuf_exc.SlowRetrievalError(
+            f"{url} did not arrive within {seconds:g} s (slow-retrieval attack, or a very slow "
+            f"link; ${DEADLINE_ENV} or [registry] download_deadline_s sets the deadline)"
+        )
 
 
 def _attack(e: Exception, where: str) -> ToolsmithError:
@@ -210,10 +359,8 @@ class Consumer:
 
     def fetch_first_root(self) -> bytes:
         """A served registry's ``metadata/1.root.json`` (to compare with a fingerprint)."""
-        from tuf.ngclient import Urllib3Fetcher
-
         try:
-            return Urllib3Fetcher().download_bytes(
+            return DeadlineFetcher().download_bytes(
                 self.location.rstrip("/") + "/metadata/1.root.json", MAX_METADATA["root"]
             )
         except tuf_exc.DownloadError as e:
@@ -227,7 +374,7 @@ class Consumer:
             fetcher: FetcherInterface | None = _LocalFetcher(self._repo)
         else:
             base = self.location.rstrip("/") + "/"
-            fetcher = None
+            fetcher = DeadlineFetcher()
         config = UpdaterConfig(
             root_max_length=MAX_METADATA["root"],
             timestamp_max_length=MAX_METADATA["timestamp"],
