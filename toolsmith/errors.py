@@ -53,6 +53,18 @@ the same fault exits the same way from every command; ``EXIT_CODES`` is the tabl
 from __future__ import annotations
 
 
+def one_line(text: str) -> str:
+    """``text`` with every character that is not printable (line breaks, terminal escapes, other
+    control and format characters such as bidi overrides) written as its Python escape
+    (``\\x1b``, ``\\n``, ``\\u202e``): one line that moves no cursor and colours nothing. For
+    text a tool or a registry wrote, before it reaches a person."""
+    if text.isprintable():
+        return text
+    return "".join(
+        c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text
+    )
+
+
 class ToolsmithError(Exception):
     """Base of every error toolsmith raises on purpose."""
 
@@ -191,10 +203,17 @@ class ToolArgumentsError(ToolCallError):
 
 
 class ToolRaisedError(ToolCallError):
-    """The tool raised one of the exceptions its spec declares; ``type_name`` names it."""
+    """The tool raised one of the exceptions its spec declares; ``type_name`` names it.
+
+    The message shows the tool's text on one line, escaped (``one_line``): the tool wrote it, so it
+    may carry line breaks and terminal escapes; ``tool_message`` keeps it as the tool wrote it."""
 
     def __init__(self, type_name: str, message: str) -> None:
-        super().__init__(f"{type_name}: {message}")
+        super().__init__(
+            f"{one_line(type_name)}: {one_line(message)}",
+            hint="the tool refused these arguments, as its spec allows it to: change them (the "
+            "spec's parameters, examples and raises say what it accepts)",
+        )
         self.type_name = type_name
         self.tool_message = message
 

@@ -10,9 +10,10 @@ from typing import Annotated, Any
 import typer
 from pydantic import BaseModel
 from rich.console import Console
+from rich.markup import escape as escape_markup
 from rich.text import Text
 
-from toolsmith.errors import ToolsmithError
+from toolsmith.errors import ToolsmithError, one_line
 
 console = Console()
 err_console = Console(stderr=True)
@@ -40,22 +41,39 @@ def to_jsonable(data: Any) -> Any:
     return data
 
 
+def safe(text: str, indent: str = "") -> str:
+    """``text`` for the terminal: every control character escaped (``one_line``) but line
+    breaks, each continuation line starting with ``indent``. Tools and registries author much of
+    what is shown, and must not move the cursor, erase lines or colour anything."""
+    return ("\n" + indent).join(one_line(line) for line in text.split("\n"))
+
+
+def escape(text: str) -> str:
+    """``text`` to put into rich markup: its ``[`` not markup, its control characters escaped
+    (``safe``). Every command uses this, not rich's own ``escape``."""
+    return escape_markup(safe(text))
+
+
 def plain(value: object) -> Text:
     """Data (names, descriptions, reasons, messages) as literal text: a ``[`` in it is not rich
-    markup, so it can neither crash the output nor hide the text after it."""
-    return Text(str(value))
+    markup and a control character is escaped, so it can neither crash the output nor hide or
+    rewrite the text around it."""
+    return Text(safe(str(value)))
 
 
 def print_error(e: ToolsmithError, prefix: str = "") -> None:
-    """One line naming the error, and one with the fix when there is one."""
+    """One line naming the error, and one with the fix when there is one. Lines the message
+    goes on to are indented, so none of them can pass for the fix line or a new error."""
     err_console.print(
-        Text.assemble(prefix, (type(e).__name__, "bold red"), ": ", e.message),
+        Text.assemble(prefix, (type(e).__name__, "bold red"), ": ", safe(e.message, "  ")),
         highlight=False,
         soft_wrap=True,
     )
     if e.hint:
         err_console.print(
-            Text.assemble(("fix", "yellow"), ": ", e.hint), highlight=False, soft_wrap=True
+            Text.assemble(("fix", "yellow"), ": ", safe(e.hint, "  ")),
+            highlight=False,
+            soft_wrap=True,
         )
 
 

@@ -5,11 +5,10 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 from rich.table import Table
 
 from toolsmith.audit import AuditLog
-from toolsmith.cli._common import JsonOpt, RegistryOpt, console, emit, plain
+from toolsmith.cli._common import JsonOpt, RegistryOpt, console, emit, escape, plain
 from toolsmith.errors import AuditError
 from toolsmith.registry import Registry, consumer_audit
 

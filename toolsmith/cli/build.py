@@ -14,13 +14,12 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Group
-from rich.markup import escape
 from rich.panel import Panel
 from rich.syntax import Syntax
 from rich.table import Table
 from rich.text import Text
 
-from toolsmith.cli._common import JsonOpt, RegistryOpt, console, emit, err_console
+from toolsmith.cli._common import JsonOpt, RegistryOpt, console, emit, err_console, escape
 from toolsmith.cli._image import ImageBuildDisplay
 from toolsmith.errors import UsageError
 from toolsmith.registry import Registry

@@ -6,10 +6,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 from rich.table import Table
 
-from toolsmith.cli._common import JsonOpt, RegistryOpt, console, emit, plain
+from toolsmith.cli._common import JsonOpt, RegistryOpt, console, emit, escape, plain
 from toolsmith.errors import UsageError
 from toolsmith.keys import DEFAULT_KEY, KeyStore
 from toolsmith.registry import KeyRole, Registry

@@ -6,11 +6,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 from rich.table import Table
 
 from toolsmith.analysis import analyze
-from toolsmith.cli._common import JsonOpt, console, emit
+from toolsmith.cli._common import JsonOpt, console, emit, escape
 from toolsmith.constitution import load_constitution, policy_rules
 from toolsmith.errors import PolicyError
 from toolsmith.policy import evaluate_policy, load_policy

@@ -6,10 +6,9 @@ import json
 from typing import Annotated, Any
 
 import typer
-from rich.markup import escape
 from rich.table import Table
 
-from toolsmith.cli._common import JsonOpt, RegistryOpt, console, emit, plain
+from toolsmith.cli._common import JsonOpt, RegistryOpt, console, emit, escape, plain
 from toolsmith.errors import CorruptRegistryError, TrustError
 from toolsmith.export import ExportFormat, export_spec
 from toolsmith.keys import DEFAULT_KEY, KeyStore

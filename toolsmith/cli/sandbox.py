@@ -5,10 +5,9 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import typer
-from rich.markup import escape
 from rich.table import Table
 
-from toolsmith.cli._common import JsonOpt, console, emit, err_console
+from toolsmith.cli._common import JsonOpt, console, emit, err_console, escape
 from toolsmith.cli._image import ImageBuildDisplay
 from toolsmith.errors import ConfinementError, SandboxError
 

@@ -7,9 +7,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 
-from toolsmith.cli._common import JsonOpt, console, emit
+from toolsmith.cli._common import JsonOpt, console, emit, escape
 from toolsmith.spec import ToolSpec, spec_json_schema
 
 app = typer.Typer(help="Inspect and validate ToolSpecs.", no_args_is_help=True)
