@@ -218,3 +218,55 @@ def test_cli_verify_names_the_first_bad_seq(tmp_path: Path) -> None:
     bad = CliRunner().invoke(app, ["verify", "--registry", str(tmp_path)])
     assert isinstance(bad.exception, AuditError)
     assert "fails verification at seq 1: seq 1 was edited" in str(bad.exception)
+
+
+def _plant(path: Path, kind: str) -> None:
+    import os
+
+    path.unlink(missing_ok=True)
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "symlink":
+        (path.parent / "elsewhere").write_text("{}")
+        path.symlink_to(path.parent / "elsewhere")
+    elif kind == "hardlink":
+        (path.parent / "elsewhere").write_text("{}")
+        os.link(path.parent / "elsewhere", path)
+    else:
+        path.mkdir()
+
+
+@pytest.mark.parametrize("kind", ["fifo", "symlink", "hardlink", "directory"])
+@pytest.mark.parametrize("which", [AUDIT_FILE, AUDIT_FILE + ".head"])
+def test_a_special_file_planted_as_the_log_or_head_is_refused_not_waited_on(
+    tmp_path: Path, kind: str, which: str
+) -> None:
+    """Whoever can write the registry directory plants a FIFO (or a link, or a directory) as the
+    log or its head: verify, show and append refuse it at once instead of blocking forever."""
+    from toolsmith.errors import UnsafePathError
+
+    log = AuditLog(tmp_path / AUDIT_FILE)
+    log.append("publish", actor="alice", subject="t@1.0.0")
+    _plant(tmp_path / which, kind)
+    expected = (AuditError, UnsafePathError) if kind == "directory" else UnsafePathError
+    with pytest.raises(expected):
+        log.verify()
+    with pytest.raises(expected):
+        log.append("yank", actor="alice", subject="t@1.0.0")
+    if which == AUDIT_FILE:
+        with pytest.raises(expected):
+            list(log.entries())
+
+
+def test_cli_refuses_a_fifo_audit_log_with_the_registry_exit_code(tmp_path: Path) -> None:
+    import os
+
+    os.mkfifo(tmp_path / AUDIT_FILE)
+    for command in ("show", "verify"):
+        r = subprocess.run(
+            [sys.executable, "-c", "from toolsmith.cli import main; main()", "audit", command,
+             "--registry", str(tmp_path)],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert r.returncode == 3, r.stderr
+        assert "UnsafePathError: refusing audit file" in r.stderr

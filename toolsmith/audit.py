@@ -18,6 +18,7 @@ history. The chain detects edits by anyone who does not recompute it, and by too
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -28,8 +29,8 @@ from typing import IO, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from toolsmith.errors import AuditError
-from toolsmith.files import atomic_write, flocked, open_nofollow
+from toolsmith.errors import AuditError, UnsafePathError
+from toolsmith.files import NotRegularFileError, atomic_write, flocked, open_nofollow
 from toolsmith.spec import canonical_json
 
 AuditEvent = Literal[
@@ -52,6 +53,9 @@ AuditEvent = Literal[
 ]
 AUDIT_EVENTS: tuple[str, ...] = get_args(AuditEvent)
 AUDIT_FILE = "audit.jsonl"
+# What a log or head file may hold: ~1 million entries, and one small JSON object.
+MAX_LOG_BYTES = 512 * 1024 * 1024
+MAX_HEAD_BYTES = 4096
 GENESIS = "0" * 64
 _MOVE_ASIDE = (
     "run `toolsmith audit verify`; keep the damaged log as evidence and move it (and its .head "
@@ -220,15 +224,7 @@ class AuditLog:
 
     @contextlib.contextmanager
     def _locked(self, mode: Literal["rb", "ab+"], *, shared: bool) -> Iterator[IO[bytes]]:
-        try:
-            # Never through a symlink: a link planted as the log must not make an append write
-            # (or a read disclose) a file elsewhere.
-            f = open_nofollow(self.path, mode)  # (closed below, after the lock)
-        except OSError as e:
-            raise AuditError(
-                f"cannot open audit log {self.path}: {e.strerror}",
-                hint="check the registry path and its permissions",
-            ) from None
+        f = _open(self.path, mode, MAX_LOG_BYTES)  # (closed below, after the lock)
         with f, flocked(f, shared=shared):
             yield f
 
@@ -258,10 +254,10 @@ class AuditLog:
         return last
 
     def _read_head(self) -> _Head:
+        f = _open(self.head_path, "rb", MAX_HEAD_BYTES)
         try:
-            fd = os.open(self.head_path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-            with os.fdopen(fd, "rb") as f:
-                return _Head.model_validate_json(f.read(4096))
+            with f:
+                return _Head.model_validate_json(f.read(MAX_HEAD_BYTES))
         except (OSError, ValidationError) as e:
             raise AuditError(
                 f"audit head file {self.head_path} is unreadable: {e}",
@@ -270,6 +266,28 @@ class AuditLog:
 
     def _write_head(self, head: _Head) -> None:
         atomic_write(self.head_path, head.model_dump_json().encode())
+
+
+def _open(path: Path, mode: Literal["rb", "ab+"], cap: int) -> IO[bytes]:
+    """``path`` opened as the registry's storage opens its files (``RepoDir``): a link, a special
+    file (a FIFO would block every audit command and edit), a file with several links or over
+    ``cap`` bytes is an UnsafePathError (``toolsmith.files.open_nofollow``)."""
+    try:
+        return open_nofollow(path, mode, max_bytes=cap)
+    except NotRegularFileError as e:
+        why = e.strerror
+    except OSError as e:
+        if e.errno != errno.ELOOP:
+            raise AuditError(
+                f"cannot open audit file {path}: {e.strerror}",
+                hint="check the registry path and its permissions",
+            ) from None
+        why = "it is a symlink"
+    raise UnsafePathError(
+        f"refusing audit file {path}: {why}",
+        hint="something replaced the audit log or its head with a link or special file; remove "
+        "it and restore both from a copy (links and special files are never opened)",
+    )
 
 
 def _parse(line: bytes) -> AuditEntry | str:

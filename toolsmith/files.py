@@ -17,8 +17,10 @@ These raise ``OSError``; each caller maps it to its own error family, with its o
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
+import stat
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -88,10 +90,34 @@ def _write_in(d: int, name: str, data: bytes, mode: int, exclusive: bool) -> Non
     os.fsync(d)
 
 
-def open_nofollow(path: str | os.PathLike[str], mode: Literal["rb", "ab", "ab+"]) -> IO[bytes]:
+class NotRegularFileError(OSError):
+    """What :func:`open_nofollow` found is no plain file: ``strerror`` says what it is."""
+
+
+def open_nofollow(
+    path: str | os.PathLike[str], mode: Literal["rb", "ab", "ab+"], *, max_bytes: int | None = None
+) -> IO[bytes]:
     """Open ``path`` for reading (``rb``) or appending (``ab``, ``ab+`` also reads), creating it
-    for appends; a symlink at ``path`` raises ``OSError`` (ELOOP) instead of being followed."""
-    fd = os.open(path, _OPEN_FLAGS[mode] | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    for appends; a symlink at ``path`` raises ``OSError`` (ELOOP) instead of being followed.
+
+    It never blocks opening (a FIFO planted there would hang the caller, and every process
+    queued behind its lock): anything but a regular file with one link, or one over
+    ``max_bytes``, raises ``NotRegularFileError``."""
+    fd = os.open(path, _OPEN_FLAGS[mode] | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o644)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise NotRegularFileError(errno.EINVAL, "not a regular file", os.fspath(path))
+        if st.st_nlink != 1:
+            why = f"it has {st.st_nlink} hard links"
+            raise NotRegularFileError(errno.EINVAL, why, os.fspath(path))
+        if max_bytes is not None and st.st_size > max_bytes:
+            why = f"it is over its size cap of {max_bytes} bytes"
+            raise NotRegularFileError(errno.EFBIG, why, os.fspath(path))
+        os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
     return os.fdopen(fd, mode)
 
 
