@@ -130,27 +130,107 @@ def draft7(schema: Any) -> Any:
     return out
 
 
+REF_DEPTH = 3
+
+
+def bounded_refs(schema: Any, depth: int = REF_DEPTH, cut: list[str] | None = None) -> Any:
+    """``schema`` with every local ``$ref`` (``#``, ``#/json/pointer``) replaced by the subschema
+    it names, for drawing only: hypothesis-jsonschema cannot draw from a recursive ``$ref`` (a
+    tree of nodes), so a ref is expanded at most ``depth`` times on any path and below that is
+    the schema nothing satisfies (``{"not": {}}``), which makes the generator take the ways the
+    recursion stops (an optional property left out, an empty list). Each ref cut there is
+    appended to ``cut``. Refs it cannot resolve are left in place; ``$defs`` go, being inlined.
+    """
+    from urllib.parse import unquote
+
+    def target(ref: str) -> Any:
+        if not ref.startswith("#") or (len(ref) > 1 and ref[1] != "/"):
+            return None
+        node = schema
+        for token in ref[2:].split("/") if len(ref) > 1 else []:
+            token = unquote(token).replace("~1", "/").replace("~0", "~")
+            if isinstance(node, dict) and token in node:
+                node = node[token]
+            elif isinstance(node, list) and token.isdigit() and int(token) < len(node):
+                node = node[int(token)]
+            else:
+                return None
+        return node
+
+    def expand(node: Any, active: tuple[str, ...]) -> Any:
+        if isinstance(node, list):
+            return [expand(item, active) for item in node]
+        if not isinstance(node, dict):
+            return node
+        data = ("const", "enum", "default", "examples")  # JSON data, not schemas
+        out = {
+            key: value if key in data else expand(value, active)
+            for key, value in node.items()
+            if key not in ("$defs", "definitions")
+        }
+        ref = node.get("$ref")
+        found = target(ref) if isinstance(ref, str) else None
+        if found is None:
+            return out
+        assert isinstance(ref, str)
+        del out["$ref"]
+        if active.count(ref) >= depth:
+            if cut is not None:
+                cut.append(ref)
+            return {"not": {}}
+        inlined = expand(found, (*active, ref))
+        return {**out, "allOf": [*out.get("allOf", []), inlined]} if out else inlined
+
+    return expand(schema, ())
+
+
 def args_strategy(schema: dict[str, Any]) -> Any:
     """Arguments drawn from ``schema`` and kept only if valid against it under Draft 2020-12.
 
-    Plain objects are fixed dictionaries of per-property strategies, several times faster than
-    hypothesis-jsonschema's general object strategy; the rest go to it whole.
+    Plain objects (at any depth, so trees of nodes too) are fixed dictionaries of per-property
+    strategies, and plain arrays lists of their items' strategy, several times faster than
+    hypothesis-jsonschema's general object strategy; the rest go to it whole. Recursive refs are
+    expanded to a bounded depth first (``bounded_refs``).
     """
     import jsonschema
     from hypothesis import strategies as st
     from hypothesis_jsonschema import from_schema
 
     plain = {"type", "properties", "required", "additionalProperties", "title", "description"}
+    plain_array = {"type", "items", "minItems", "maxItems", "title", "description"}
+
+    def strategy(node: Any) -> Any:
+        if node == {"not": {}}:
+            return st.nothing()
+        if not isinstance(node, dict):
+            return from_schema(node)
+        if (
+            node.get("type") == "object"
+            and node.get("additionalProperties") is False
+            and set(node) <= plain
+        ):
+            props = node.get("properties", {})
+            required = node.get("required", [])
+            return st.fixed_dictionaries(
+                {k: strategy(props.get(k, {})) for k in required},
+                optional={k: strategy(v) for k, v in props.items() if k not in required},
+            )
+        if node.get("type") == "array" and set(node) <= plain_array and "items" in node:
+            items = node["items"]
+            if items == {"not": {}}:
+                return st.just([]) if node.get("minItems", 0) == 0 else st.nothing()
+            return st.lists(
+                strategy(items),
+                min_size=node.get("minItems", 0),
+                max_size=node.get("maxItems"),
+            )
+        return from_schema(node)
+
     valid = jsonschema.Draft202012Validator(schema).is_valid
-    drawable = draft7(schema)
+    drawable = draft7(bounded_refs(schema))
     if drawable.get("additionalProperties") is not False or not set(drawable) <= plain:
         return from_schema(drawable).filter(valid)
-    props = drawable.get("properties", {})
-    required = drawable.get("required", [])
-    return st.fixed_dictionaries(
-        {k: from_schema(props.get(k, {})) for k in required},
-        optional={k: from_schema(v) for k, v in props.items() if k not in required},
-    ).filter(valid)
+    return strategy({**drawable, "type": "object"}).filter(valid)
 
 
 STRATEGIES = "\n".join(
@@ -161,6 +241,11 @@ STRATEGIES = "\n".join(
         "",
         "",
         inspect.getsource(draft7),
+        "",
+        f"REF_DEPTH = {REF_DEPTH!r}",
+        "",
+        "",
+        inspect.getsource(bounded_refs),
         "",
         inspect.getsource(args_strategy),
     ]
@@ -195,18 +280,38 @@ def check_drawable(spec: ToolSpec) -> None:
         suppress_health_check=list(HealthCheck),
         verbosity=Verbosity.quiet,
     )
+    schema = drawing_schema(spec.parameters)
+    hint = (
+        "make the parameters satisfiable by plain JSON objects (check required, "
+        "additionalProperties and combinators such as not/allOf/dependentRequired)"
+    )
+    cut: list[str] = []
+    bounded_refs(schema, cut=cut)
     try:
-        find(args_strategy(drawing_schema(spec.parameters)), lambda _: True, settings=probe)
+        find(args_strategy(schema), lambda _: True, settings=probe)
     except (NoSuchExample, Unsatisfiable):
         problem = "no drawn argument object was valid against it"
+        if cut:
+            problem = (
+                f"$ref {cut[0]!r} recurses: drawn to {REF_DEPTH} levels, no value was valid, so "
+                "each level seems to require another (a required property or a minItems leading "
+                "back to it) and no finite value satisfies it"
+            )
+            hint = (
+                "let the recursion stop: make the recursive property optional, or allow an empty "
+                "list of children (minItems 0)"
+            )
     except Exception as e:  # hypothesis-jsonschema refusing the schema, a bad $ref...
         problem = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+        remote = _remote_ref(schema)
+        if remote is not None:
+            problem = f"$ref {remote!r} points outside the spec, so it cannot be drawn from"
+            hint = "put the referenced schema under the parameters' $defs and use '#/$defs/...'"
     else:
         return
     raise SpecError(
         f"spec {spec.name}: cannot draw test arguments from its parameters schema: {problem}",
-        hint="make the parameters satisfiable by plain JSON objects (check required, "
-        "additionalProperties and combinators such as not/allOf/dependentRequired)",
+        hint=hint,
     )
 
 
@@ -228,6 +333,21 @@ def check_property_code(spec: ToolSpec) -> None:
                 "library modules (math, json, re, zlib, hashlib...); no files, network, "
                 "processes, environment, introspection or dynamic code",
             )
+
+
+def _remote_ref(schema: Any) -> str | None:
+    """The first ``$ref`` in ``schema`` that is not a local JSON pointer (``#`` or ``#/...``)."""
+    todo = [schema]
+    while todo:
+        node = todo.pop()
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and not (ref == "#" or ref.startswith("#/")):
+                return ref
+            todo.extend(v for k, v in node.items() if k not in ("const", "enum", "default"))
+        elif isinstance(node, list):
+            todo.extend(node)
+    return None
 
 
 HELPERS = """
