@@ -124,7 +124,6 @@ def bench_lessons(llm: OpenAILLM, tools: list[str], max_attempts: int) -> None:
 
 def bench_prompts(llm: OpenAILLM, n: int, max_attempts: int) -> None:
     from toolsmith.evaluation import load_suite
-
     from toolsmith.prompts import PromptStore, improve_prompts
 
     suite = load_suite("core")

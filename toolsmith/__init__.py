@@ -111,6 +111,17 @@ _LAZY = {
     "load_tool": "toolsmith.loader",
     "run_mutants": "toolsmith.mutation",
     "seed_arguments": "toolsmith.seeds",
+    "EvalRun": "toolsmith.evaluation",
+    "EvalTask": "toolsmith.evaluation",
+    "Suite": "toolsmith.evaluation",
+    "TaskResult": "toolsmith.evaluation",
+    "load_suite": "toolsmith.evaluation",
+    "run_suite": "toolsmith.evaluation",
+    "Calibration": "toolsmith.metacognition",
+    "Metacognition": "toolsmith.metacognition",
+    "Prediction": "toolsmith.metacognition",
+    "Strategy": "toolsmith.metacognition",
+    "calibrate": "toolsmith.metacognition",
 }
 
 if TYPE_CHECKING:
@@ -118,12 +129,14 @@ if TYPE_CHECKING:
     from toolsmith.audit import AuditLog
     from toolsmith.constitution import Constitution, load_constitution
     from toolsmith.dependencies import Lock, LockedPackage
+    from toolsmith.evaluation import EvalRun, EvalTask, Suite, TaskResult, load_suite, run_suite
     from toolsmith.export import export_spec
     from toolsmith.keys import KeyStore
     from toolsmith.lessons import Lesson, LessonMemory
     from toolsmith.llm import LLMConfig, OpenAILLM
     from toolsmith.loader import Tool, load_tool
     from toolsmith.mcp import build_server
+    from toolsmith.metacognition import Calibration, Metacognition, Prediction, Strategy, calibrate
     from toolsmith.mutation import run_mutants
     from toolsmith.pipeline import BuildOptions, BuildResult, BuildStatus, Toolsmith
     from toolsmith.policy import CapabilityPolicy, load_policy
@@ -169,6 +182,7 @@ __all__ = [
     "BuildOptions",
     "BuildResult",
     "BuildStatus",
+    "Calibration",
     "CapabilityDeniedError",
     "CapabilityPolicy",
     "ConfinementError",
@@ -177,6 +191,8 @@ __all__ = [
     "DependencyError",
     "DigestMismatchError",
     "EngineUnavailableError",
+    "EvalRun",
+    "EvalTask",
     "Example",
     "FreezeError",
     "Grants",
@@ -197,6 +213,7 @@ __all__ = [
     "LocalBackend",
     "Lock",
     "LockedPackage",
+    "Metacognition",
     "MetadataTooLargeError",
     "MixAndMatchError",
     "MutantResult",
@@ -205,6 +222,7 @@ __all__ = [
     "OpenAILLM",
     "Outcome",
     "PolicyError",
+    "Prediction",
     "Property",
     "Provenance",
     "PublishRefusedError",
@@ -219,6 +237,9 @@ __all__ = [
     "Settings",
     "SignatureError",
     "SpecError",
+    "Strategy",
+    "Suite",
+    "TaskResult",
     "TestCase",
     "TestReport",
     "Tool",
@@ -243,11 +264,14 @@ __all__ = [
     "__version__",
     "analyze",
     "build_server",
+    "calibrate",
     "export_spec",
     "load_constitution",
     "load_policy",
+    "load_suite",
     "load_tool",
     "run_mutants",
+    "run_suite",
     "seed_arguments",
     "trust_registry",
 ]

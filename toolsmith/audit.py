@@ -50,6 +50,7 @@ AuditEvent = Literal[
     "lesson",
     "retire",
     "prompts",
+    "predict",
 ]
 AUDIT_EVENTS: tuple[str, ...] = get_args(AuditEvent)
 AUDIT_FILE = "audit.jsonl"

@@ -57,6 +57,7 @@ from toolsmith.lessons import Lesson, LessonMemory
 from toolsmith.llm import HOW_TO_CONFIGURE, LLM, Completion, Message
 from toolsmith.loader import RuntimeName, Tool
 from toolsmith.log import bound, get_logger
+from toolsmith.metacognition import Metacognition, Prediction
 from toolsmith.models import PublicModel
 from toolsmith.policy import CapabilityPolicy, PolicyDecision, dependency_guidance, load_policy
 from toolsmith.prompts import PromptSet, PromptStore
@@ -153,6 +154,9 @@ class BuildResult(PublicModel):
     duration_s: float = 0.0
     lessons: list[str] = Field(default_factory=list, description="ids of the lessons it used")
     lesson: str | None = Field(default=None, description="id of the lesson it taught, if any")
+    prediction: Prediction | None = Field(
+        default=None, description="the predicted success and strategy, with metacognition on"
+    )
 
     @property
     def ok(self) -> bool:
@@ -248,6 +252,7 @@ class Build:
 
     # By spec: generated once, not per attempt.
     suites: dict[bytes, TestSuite] = dataclasses.field(default_factory=dict)
+    prediction: Prediction | None = None  # metacognition's, kept in the provenance
     # By the spec's dependencies: resolved once per build.
     locks: dict[tuple[str, ...], Lock] = dataclasses.field(default_factory=dict)
 
@@ -282,6 +287,7 @@ class Toolsmith:
         policy: CapabilityPolicy | None = None,
         constitution: Constitution | None = None,
         on_progress: ProgressCallback | None = None,
+        metacognition: Metacognition | None = None,
         prompts: PromptSet | None = None,
     ) -> None:
         """``prompts``: the designer and codegen prompts (default: the active set of
@@ -295,6 +301,7 @@ class Toolsmith:
         self._sandbox = sandbox
         self._owns_sandbox = sandbox is None
         self._progress = on_progress or (lambda _p: None)
+        self.metacognition = metacognition
 
     @property
     def sandbox(self) -> Sandbox:
@@ -332,8 +339,27 @@ class Toolsmith:
         return self.llm
 
     def build(self, task: str, options: BuildOptions | None = None) -> BuildResult:
-        """Design a tool for ``task`` (or reuse a registry tool), then prove and publish it."""
+        """Design a tool for ``task`` (or reuse a registry tool), then prove and publish it.
+
+        With ``metacognition``, the build first predicts its success, runs with the strategy the
+        prediction chose, and records the prediction and the outcome (``toolsmith.metacognition``).
+        """
         opts = options or BuildOptions()
+        if self.metacognition is None:
+            return self._build(task, opts, None)
+        prediction = self.metacognition.predict(task, opts)
+        try:
+            result = self._build(task, prediction.strategy.apply(opts), prediction)
+        except (LLMNotConfiguredError, LLMUnavailableError):  # not the task's outcome
+            raise
+        except ToolsmithError:
+            self.metacognition.record(prediction, None, task)
+            raise
+        if result.status != BuildStatus.REUSED:
+            self.metacognition.record(prediction, result, task)
+        return result
+
+    def _build(self, task: str, opts: BuildOptions, prediction: Prediction | None) -> BuildResult:
         build_id = uuid.uuid4().hex[:12]
         started = time.monotonic()
         llm = PromptLog(self._need_llm())
@@ -380,6 +406,7 @@ class Toolsmith:
                 spent=spent,
                 llm=llm,
                 used=used,
+                prediction=prediction,
             )
 
     def get_or_build(
@@ -456,6 +483,7 @@ class Toolsmith:
         spent: dict[str, int],
         llm: PromptLog | None,
         used: Sequence[Lesson] = (),
+        prediction: Prediction | None = None,
     ) -> BuildResult:
         if opts.version and not opts.dry_run:
             taken = {r.version for r in self.registry.versions(spec.name)}
@@ -476,6 +504,7 @@ class Toolsmith:
             rules=self._rules,
             progress=self._progress,
             code=impl or "",
+            prediction=prediction,
         )
         memory = LessonMemory.of(self.registry) if opts.lessons and impl is None else None
         if memory is not None:  # the designer's lessons, then those the spec's text recalls
@@ -608,6 +637,7 @@ class Toolsmith:
             spec_revisions=build.revisions,
             tokens=self.llm.usage.since(spent) if self.llm else {},
             lessons=[lesson.id for lesson in build.lessons],
+            prediction=build.prediction,
         )
         passed = bool(attempts) and attempts[-1].verdict == AttemptVerdict.PASSED
         if passed and build.opts.dry_run:
@@ -621,6 +651,8 @@ class Toolsmith:
                 build.task, build.impl, attempts, build.revisions, digests, spec
             )
             provenance.tokens = result.tokens
+            if build.prediction is not None:
+                provenance.extra["prediction"] = build.prediction.provenance()
             provenance.duration_s = time.monotonic() - started
             if build.lessons:
                 provenance.extra["lessons"] = result.lessons

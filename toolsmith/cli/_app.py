@@ -13,6 +13,7 @@ from toolsmith import __version__, log
 from toolsmith.cli import approval as approval_cli
 from toolsmith.cli import audit as audit_cli
 from toolsmith.cli import build as build_cli
+from toolsmith.cli import eval as eval_cli
 from toolsmith.cli import keys as keys_cli
 from toolsmith.cli import lessons as lessons_cli
 from toolsmith.cli import mcp as mcp_cli
@@ -34,6 +35,7 @@ app = typer.Typer(
 )
 app.command("build")(build_cli.build)
 app.command("demo")(build_cli.demo)
+app.command("eval")(eval_cli.eval_suite)
 app.command("run")(run_cli.run)
 app.command("approve")(approval_cli.approve)
 app.command("reject")(approval_cli.reject)

@@ -103,6 +103,14 @@ def render_result(result: BuildResult) -> None:
         console.print(f"lessons used: {escape(', '.join(result.lessons))}")
     if result.lesson:
         console.print(f"lesson kept: {escape(result.lesson)} (`toolsmith lessons show`)")
+    if result.prediction is not None:
+        p = result.prediction
+        console.print(
+            f"predicted success {p.probability:.0%} from {len(p.similar)} similar of "
+            f"{p.history} past builds: {p.strategy.name} strategy "
+            f"({p.strategy.max_attempts} attempts, {p.strategy.mutants} mutants, "
+            f"{p.strategy.max_examples} examples)"
+        )
     if result.tokens:
         t = result.tokens
         console.print(
@@ -221,6 +229,13 @@ def build(
             "(`toolsmith lessons`)."
         ),
     ] = True,
+    adapt: Annotated[
+        bool,
+        typer.Option(
+            help="Predict the build's success from past builds (kept in $TOOLSMITH_HOME/state) "
+            "and let it choose the attempt, mutant and example budget."
+        ),
+    ] = True,
     as_json: JsonOpt = False,
 ) -> None:
     """Build a tool from a task (LLM), or from --spec [--impl], prove it and publish it."""
@@ -262,7 +277,13 @@ def build(
             max_tokens=max_tokens,
         )
         llm = OpenAILLM(config)
-    with _progress(not as_json) as show, Toolsmith(Registry(registry), llm, on_progress=show) as ts:
+    from toolsmith.metacognition import Metacognition
+
+    meta = Metacognition() if adapt and task is not None else None
+    with (
+        _progress(not as_json) as show,
+        Toolsmith(Registry(registry), llm, on_progress=show, metacognition=meta) as ts,
+    ):
         if tool_spec is not None:
             result = ts.build_from_spec(tool_spec, code, options)
         else:
