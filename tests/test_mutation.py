@@ -467,3 +467,65 @@ def test_no_verdict_counts_when_the_candidate_fails_in_the_mutants_job() -> None
     report = run_mutants(Recording(), spec, CLAMP, suite, mutants=5)  # type: ignore[arg-type]
     assert len(seen) == 1 and len(seen[0].variants) == 5
     assert report.mutants == [] and report.score is None and report.generated > 5
+
+
+# Claims /tmp/mark on its first call and fails in any later worker: if /tmp survived from the
+# candidate to its variants, every variant -- even an identical one -- would be "killed".
+MARKER = '''\
+import os
+
+
+def add_marked(a, b):
+    """Sum of a and b."""
+    os.makedirs("/tmp/mark", exist_ok=True)
+    me = os.path.join("/tmp/mark", str(os.getpid()))
+    if not os.path.exists(me):
+        if os.listdir("/tmp/mark"):
+            raise RuntimeError("a later worker")
+        with open(me, "w") as f:
+            f.write("x")
+    return a + b
+'''
+
+
+@pytest.mark.docker
+def test_each_variant_starts_from_a_clean_tmp(sandbox: Sandbox) -> None:
+    """The candidate's files in /tmp are gone before each variant runs (as between the docker
+    runtime's calls), so a candidate cannot fail its own mutants to raise its score."""
+    from toolsmith.mutation import MUTANT_CALL_TIMEOUT_S
+    from toolsmith.sandbox import Limits, SandboxJob
+    from toolsmith.testgen import generate_tests
+
+    spec = ToolSpec.parse(
+        {
+            "name": "add_marked",
+            "description": "Add two integers and return their sum.",
+            "parameters": {
+                "type": "object",
+                "properties": {
+                    "a": {"type": "integer", "minimum": -1000, "maximum": 1000},
+                    "b": {"type": "integer", "minimum": -1000, "maximum": 1000},
+                },
+                "required": ["a", "b"],
+            },
+            "returns": {"type": "integer"},
+            "capabilities": ["fs:write:/tmp/mark"],
+            "examples": [{"args": {"a": 0, "b": 0}, "returns": 0}],
+        }
+    )
+    suite = generate_tests(spec, max_examples=5)
+    variants = {"same": MARKER, "again": MARKER.replace('"""Sum', '"""The sum')}
+    job = SandboxJob(
+        tool_name="add_marked",
+        code=MARKER,
+        test_files=suite.files,
+        expected_tests=suite.expected,
+        variants=variants,
+        capabilities=spec.capabilities,
+        limits=Limits(call_timeout_s=MUTANT_CALL_TIMEOUT_S, timeout_s=60),
+    )
+    report = sandbox.run(job)
+    assert report.passed, report.failure_text()
+    results = {v.id: v for v in report.variants or []}
+    for name in variants:
+        assert results[name].passed(suite.expected), (name, results[name].failed)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from toolsmith_runner.grants import passed_env
+from toolsmith_runner.serve import SWEEP_ROUNDS, WIPED, remove_ipc, strays, wipe
 
 WORKER = Path(__file__).with_name("worker.py")
 CHECKER = Path(__file__).with_name("checker.py")
@@ -142,6 +143,7 @@ class WorkerClient:
         self._property_barriers: dict[str, Any] | None = None
         self.call_timeout_s = 10.0
         self.calls_open = False
+        self._keep: set[str] = set()
 
     def prespawn(self) -> None:
         self._worker = _Worker(self.sink)
@@ -162,6 +164,10 @@ class WorkerClient:
     ) -> None:
         self._tool = {"tool_name": tool_name, "code": code, "barriers": barriers}
         self._property_barriers = property_barriers
+        # Declared writable directories in /work are named by inode in the worker's Landlock
+        # ruleset: emptied between variants, never removed (as serve does).
+        writes = barriers.get("write", []) if isinstance(barriers, dict) else []
+        self._keep = {str(p) for p in writes if str(p).startswith("/work/")}
         self.call_timeout_s = call_timeout_s
         self.sink.cap = output_cap
 
@@ -171,6 +177,29 @@ class WorkerClient:
             raise WorkerFailure("switch before configure")
         self._tool = {**self._tool, "code": code}
         self._discard()
+        self._clean_slate()
+
+    def _clean_slate(self) -> None:
+        """Leave the next variant nothing of the last one, as serve does between calls: its
+        stray processes, files in the writable places, SysV IPC objects. Otherwise a candidate
+        that marks /tmp on its first call and fails in any later worker "kills" every mutant of
+        itself, and the signed mutation score is the candidate's to choose."""
+        # The property checkers run the spec's code, not the variant's: they stay.
+        checkers = [*self._checkers.values(), self._spare_checker]
+        keep = {1, os.getpid(), *(c.proc.pid for c in checkers if c is not None)}
+        for _ in range(SWEEP_ROUNDS):
+            found = strays(keep)
+            if not found:
+                break
+            for pid in found:
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
+            with contextlib.suppress(ChildProcessError):
+                while os.waitpid(-1, os.WNOHANG)[0]:
+                    pass
+        for place in WIPED:
+            wipe(place, self._keep)
+        remove_ipc()
 
     def call(self, args: dict[str, Any]) -> dict[str, Any]:
         if not self.calls_open or self._tool is None:
