@@ -47,6 +47,7 @@ app.add_typer(policy_cli.app, name="policy")
 app.add_typer(audit_cli.app, name="audit")
 app.add_typer(lessons_cli.app, name="lessons")
 app.add_typer(prompts_cli.app, name="prompts")
+app.add_typer(prompts_cli.improve_app, name="improve")
 app.add_typer(mcp_cli.app, name="mcp")
 
 
