@@ -508,3 +508,18 @@ def test_publish_through_a_linked_directory_creates_nothing_outside(
     with pytest.raises(UnsafePathError):
         publish(reg, "2.0.0", "a - -b")
     assert tree(victim) == before
+
+
+def test_a_damaged_pinned_root_in_the_consumer_state_says_to_pin_again(reg: Registry) -> None:
+    """The consumer's own pinned root being garbage is its state's fault, not the registry's:
+    the error names the file and says to pin the registry again (was "do not use this
+    registry copy")."""
+    from toolsmith.registry._client import state_root
+
+    reg.resolve("add_ints")
+    [pinned] = (state_root() / "registries").glob("*/metadata/root.json")
+    pinned.write_text("garbage\n")
+    with pytest.raises(TrustError, match=r"pinned root .* is damaged") as e:
+        Registry(reg.path).resolve("add_ints")
+    assert "registry trust" in (e.value.hint or "")
+    assert "do not use this registry copy" not in str(e.value)

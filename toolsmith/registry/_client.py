@@ -392,7 +392,18 @@ class Consumer:
                 config,
                 bootstrap=bootstrap,
             )
-        except (tuf_exc.RepositoryError, OSError) as e:
+        except tuf_exc.RepositoryError as e:
+            if bootstrap is not None:
+                raise _attack(e, self.location) from None
+            # Without a bootstrap only this consumer's own pinned root is read here: it is what
+            # is damaged, not the registry.
+            raise TrustError(
+                f"{self.location}: this consumer's pinned root "
+                f"({self.metadata_dir / 'root.json'}) is damaged: {e}",
+                hint=f"pin the registry again: `toolsmith registry trust {self.location} "
+                "--root <its root fingerprint, from the maintainer>`",
+            ) from None
+        except OSError as e:
             raise _attack(e, self.location) from None
 
 
