@@ -107,7 +107,7 @@ def main() -> None:
             f"{sum(r.status == 'error' for r in run.results)} | "
             f"{statistics.median(r.tokens for r in run.results):.0f} | "
             f"{statistics.median(r.wall_s for r in run.results):.1f} | "
-            f"{t.mean_predicted:.3f} | {cal.brier:.3f} | {base.brier:.3f} |"
+            f"{t.mean_predicted or 0:.3f} | {cal.brier or 0:.3f} | {base.brier or 0:.3f} |"
         )
     if len(runs) >= 2:
         changed = [r for r in compare(runs[0][0], runs[-1][0]) if r.change != "same"]

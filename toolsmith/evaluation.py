@@ -443,6 +443,10 @@ def run_suite(
                     result, error = None, f"{type(e).__name__}: {e.message}"
                 wall = time.monotonic() - t0
                 outcome = _task_result(task, result, error, wall)
+                if result is None and metacognition is not None:
+                    # The build raised after predicting; its record is the one just appended.
+                    last = metacognition.history()[-1]
+                    outcome.predicted, outcome.strategy = last.probability, last.strategy
                 if result is not None and result.ok and result.code and result.spec is not None:
                     report = run_hidden(
                         ts.sandbox, task, result.spec.name, result.code, result.spec.capabilities
