@@ -148,3 +148,18 @@ def test_no_module_reads_configuration_from_the_environment() -> None:
             ):
                 readers.add(rel)
     assert readers <= allowed, readers - allowed
+
+
+@pytest.mark.parametrize(
+    ("given", "fragment"),
+    [
+        ({"llm.timeout_s": -5}, "--llm-timeout"),
+        ({"llm.max_tokens": 0}, "--max-tokens"),
+    ],
+)
+def test_a_bad_llm_flag_is_a_usage_error(clean: Path, given: dict, fragment: str) -> None:
+    """A bad value given as an option is a bad argument (exit 2, README's table), not an
+    unconfigured LLM (exit 6), even for the [llm] knobs."""
+    with pytest.raises(UsageError, match=fragment) as exc:
+        Settings.load(given)
+    assert not isinstance(exc.value, LLMNotConfiguredError)

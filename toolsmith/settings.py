@@ -228,7 +228,11 @@ class Settings(PublicModel):
             where = ".".join(str(p) for p in err["loc"])
             source = sources.get(where, "the arguments")
             raw = err.get("input")
-            family = LLMNotConfiguredError if where.startswith("llm.") else UsageError
+            # A bad flag is a bad argument (exit 2, as README's table says), wherever it points.
+            given_here = where in given
+            family = (
+                LLMNotConfiguredError if where.startswith("llm.") and not given_here else UsageError
+            )
             shown = where.removeprefix("llm.")
             msg = err["msg"].removeprefix("Value error, ")
             if where.endswith("api_key"):
