@@ -491,6 +491,8 @@ RAW_ANSWERS = [
     '{"ok": false, "crash": {"a": 1}}',
     '{"ok": false, "too_big": "many"}',
     '{"ok": false, "not_json": [1]}',
+    '{"ok": true, "value": NaN}',  # the tool side's allow_nan=False, bypassed by a raw frame
+    '{"ok": true, "value": [-Infinity]}',
     "[" * 100_000 + "]" * 100_000,
     '{"ok": false, "mro": ["ValueError"], "message": "fine"}',
 ]

@@ -65,6 +65,12 @@ _swept = False
 _sweep_lock = threading.Lock()
 
 
+def _not_json(name: str) -> Any:
+    """``json.loads`` accepts NaN, Infinity and -Infinity, which JSON does not have: refused, as
+    the tool side's ``allow_nan=False`` would (a tool may write its own answer frame)."""
+    raise ValueError(f"{name} is not JSON")
+
+
 class _Broken(Exception):
     """The container stopped answering, died, or broke the protocol: discard it."""
 
@@ -325,9 +331,9 @@ class DockerTool:
         """The answer as a dict with a boolean "ok": the call's process can write any bytes to
         the pipe serve reads, so anything else is a malformed answer, not a crash here."""
         try:
-            doc = json.loads(payload)
+            doc = json.loads(payload, parse_constant=_not_json)
         except (ValueError, RecursionError):
-            raise self._malformed(what, "it is not JSON") from None
+            raise self._malformed(what, "it is not JSON (NaN and infinities are not)") from None
         if not isinstance(doc, dict) or not isinstance(doc.get("ok"), bool):
             raise self._malformed(what, 'it is not an object with a boolean "ok"')
         return doc
