@@ -1,13 +1,12 @@
 """The warm pool: containers started ahead of time, each used for exactly one job, sized by demand.
 
-A container is ready once its runner has pytest and hypothesis imported and a worker
-interpreter pre-spawned, blocked reading stdin; while it waits idle it also warms up (a throwaway
-session), step by step, stopping as soon as a job arrives. ``acquire`` hands out the oldest ready
-one. When none is ready, the job takes one of the pool's starts under way that no other job
-waits for, else one started on the spot without warm-up (a plain ``docker run`` of pytest would
-not warm up either): an empty pool costs a job no more than a fresh container. After its job a
-container is killed and removed, never reused, so no writable state or process survives between
-jobs.
+A ready container has its runner running with pytest and hypothesis imported, one throwaway
+session run and a worker interpreter pre-spawned, blocked reading stdin: all of that happens
+before it counts as ready, so no job waits for it. ``acquire`` hands out the oldest ready one;
+when none is ready it starts one on the spot *without* the warm-up (a plain ``docker run`` of
+pytest would not warm up either), so an empty pool costs a job no more than a fresh container.
+After its job a container is killed and removed, never reused, so no writable state or process
+survives between jobs.
 
 Sizing: the pool wants ``target`` containers ready or in use. ``target`` starts at ``size``,
 grows to the number of jobs seen in flight at once (a burst), bounded by ``max_size`` and by the
@@ -104,7 +103,6 @@ class WarmPool:
         self.limits = limits or Limits()
         self._ready: deque[RunnerContainer] = deque()
         self._starting = 0
-        self._waiting = 0  # jobs waiting for one of the starts under way
         self._in_use = 0
         self._target = size
         self._window_peak = 0
@@ -126,27 +124,21 @@ class WarmPool:
         self._filler.start()
 
     def acquire(self) -> RunnerContainer:
-        """A ready container for one job. When none is, the job takes the next of the pool's
-        own starts that no other job is waiting for (it announces readiness before its warm-up,
-        so that costs no more than a new container); failing that, one started on the spot
-        without warm-up."""
+        """A ready container for one job; when none is, one started on the spot without warm-up
+        (the pool's own starts under way warm up before they are ready, which the job would
+        wait for)."""
         with self._cond:
             if self._closed:
                 raise UsageError("this WarmPool is closed")
             now = time.monotonic()
             self._last_used = now
+            container = self._ready.popleft() if self._ready else None
             self._in_use += 1
             self._jobs += 1
-            self._cold_jobs += not self._ready
+            self._cold_jobs += container is None
             self._grow(now)
             self._dirty = True
             self._cond.notify_all()
-            if not self._ready and self._starting > self._waiting:
-                self._waiting += 1
-                while not self._ready and self._starting >= self._waiting and not self._closed:
-                    self._cond.wait()
-                self._waiting -= 1
-            container = self._ready.popleft() if self._ready else None
         if container is not None:
             return container
         started = time.monotonic()
@@ -253,11 +245,7 @@ class WarmPool:
         now = time.monotonic()
         if self._idle(now) or now < self._backoff_until:
             return False
-        return len(self._ready) + self._starting + self._running() < self._target
-
-    def _running(self) -> int:
-        """Jobs holding a container (or starting one on the spot); waiters hold none yet."""
-        return self._in_use - self._waiting
+        return len(self._ready) + self._starting + self._in_use < self._target
 
     def _tick(self) -> float:
         """Seconds until the next shrink or expiry could be due."""
@@ -285,8 +273,7 @@ class WarmPool:
                 self._target = shrunk
                 self._dirty = True
             self._window_start, self._window_peak = now, self._in_use
-        wanted = 0 if self._idle(now) else self._target - self._running() - self._starting
-        keep = max(self._waiting, wanted)
+        keep = 0 if self._idle(now) else self._target - self._in_use - self._starting
         surplus: list[RunnerContainer] = []
         while len(self._ready) > max(0, keep):
             surplus.append(self._ready.pop())

@@ -1,11 +1,10 @@
 """Entry point: ``python3 -P -s -m toolsmith_runner [--no-warm-up]`` (the image's CMD).
 
 Start-up does the slow part before any job exists: import pytest and hypothesis, pre-spawn the
-worker, then announce readiness and block for exactly one job on stdin. While it waits idle, a
-warm-pool container also imports hypothesis-jsonschema and runs a throwaway session, checking
-for a job before each of those steps; ``--no-warm-up`` (a container started for a job that is
-already waiting) skips them. Either way a job waits for no more than what a plain ``docker run``
-of pytest does, plus at most one warm-up step already under way. The job is
+worker, then announce readiness and block for exactly one job on stdin. A warm-pool container
+also imports hypothesis-jsonschema and runs a throwaway session first, all before it is ready, so
+no job ever waits for them; ``--no-warm-up`` (a container started for a job already waiting)
+skips both: it pays what a plain ``docker run`` of pytest pays, no more. The job is
 ``<length>\\n<json>``; the records go to the original stdout as
 ``TOOLSMITH <nonce> <kind> <json>`` lines. Everything else the runner process would print goes to
 /dev/null, and the worker's output goes to a pipe the runner drains and counts.
@@ -19,7 +18,6 @@ import importlib
 import json
 import os
 import re
-import select
 import shutil
 import sys
 import time
@@ -67,10 +65,6 @@ def _oom_kills() -> int:
         except OSError:
             continue
     return 0
-
-
-def _job_waiting() -> bool:
-    return bool(select.select([sys.stdin.fileno()], [], [], 0)[0])
 
 
 def _read_job(stream: BinaryIO) -> dict[str, Any] | None:
@@ -172,16 +166,13 @@ def main(argv: list[str]) -> int:
         "toolsmith", database=None, deadline=None, print_blob=False
     )
     hypothesis.settings.load_profile("toolsmith")
+    if warm_up:
+        _load_test_stack()
+        _warm_up(guard)
     client = WorkerClient(output_cap=1 << 20)
     client.prespawn()
     toolsmith_harness.install(client)
     os.write(report_fd, READY)
-    # Ready as soon as a job could run; the warm-up steps only fill idle time, and stop at the
-    # first step boundary once a job is waiting.
-    for step in (_load_test_stack, lambda: _warm_up(guard)) if warm_up else ():
-        if _job_waiting():
-            break
-        step()
 
     job = _read_job(sys.stdin.buffer)
     if job is None:
