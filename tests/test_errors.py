@@ -122,7 +122,7 @@ def test_a_key_store_under_a_file_is_a_key_store_error(tmp_path: Path) -> None:
     blocker = tmp_path / "home"
     blocker.write_text("not a directory")
     store = KeyStore(str(blocker / "keys"))  # a str path, like every public path parameter
-    with pytest.raises(KeyStoreError, match="cannot create key 'default'") as e:
+    with pytest.raises(KeyStoreError, match="cannot write key 'default'") as e:
         store.generate()
     assert e.value.hint and "TOOLSMITH_HOME" in e.value.hint
     with pytest.raises(KeyStoreError, match="no signing key"):

@@ -33,8 +33,10 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from toolsmith.errors import ToolsmithError, UsageError
+from toolsmith.files import atomic_write
 from toolsmith.metacognition import Calibration, Metacognition, calibrate
 from toolsmith.models import PublicModel, describe
+from toolsmith.settings import Settings
 
 if TYPE_CHECKING:
     from toolsmith.llm import LLM
@@ -75,7 +77,7 @@ class HiddenCheck(BaseModel):
         return self
 
 
-class EvalTask(BaseModel):
+class EvalTask(PublicModel):
     """One task: the text the engine gets, the function name it asks for, and the hidden check."""
 
     model_config = ConfigDict(extra="forbid")
@@ -101,7 +103,7 @@ class EvalTask(BaseModel):
         return self
 
 
-class Suite(BaseModel):
+class Suite(PublicModel):
     """A named set of tasks (``toolsmith/data/eval/<name>.yaml`` for the packaged ones)."""
 
     model_config = ConfigDict(extra="forbid")
@@ -304,10 +306,11 @@ class EvalRun(PublicModel):
 
 
 def runs_dir() -> Path:
-    """Where runs are saved: ``$TOOLSMITH_HOME/evals``, else the per-user data dir's."""
-    home = os.environ.get("TOOLSMITH_HOME")
-    if home:
-        return Path(home) / "evals"
+    """Where runs are saved: ``$TOOLSMITH_HOME/evals`` (``[paths] home``), else the per-user
+    data dir's."""
+    home = Settings.load().paths.home
+    if home is not None:
+        return home / "evals"
     return Path(platformdirs.user_data_dir("toolsmith")) / "evals"
 
 
@@ -316,9 +319,7 @@ def save_run(run: EvalRun, out: str | os.PathLike[str] | None = None) -> Path:
     path = Path(out) if out is not None else runs_dir() / f"{run.run_id}.json"
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(run.summary(), indent=2, sort_keys=True) + "\n")
-        tmp.replace(path)
+        atomic_write(path, (json.dumps(run.summary(), indent=2, sort_keys=True) + "\n").encode())
     except OSError as e:
         raise UsageError(
             f"cannot save the eval run to {path}: {e.strerror or e}",

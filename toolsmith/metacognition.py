@@ -44,7 +44,7 @@ CAREFUL = 0.4
 _WORD = re.compile(r"[a-z0-9]+")
 
 
-class Strategy(BaseModel):
+class Strategy(PublicModel):
     """The budget a build runs with, chosen from its predicted success."""
 
     name: Literal["confident", "standard", "careful"]
@@ -132,7 +132,7 @@ class ReliabilityBin(BaseModel):
     observed: float | None
 
 
-class Calibration(BaseModel):
+class Calibration(PublicModel):
     """How well predictions matched outcomes: Brier score and a reliability table."""
 
     count: int

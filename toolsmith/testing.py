@@ -290,6 +290,30 @@ def call(**kwargs: Any) -> Any:
     if inv.ok:
         return inv.value
     raise ToolRaised(inv.error_type or "Exception", inv.error_message or "", inv.traceback)
+
+
+def _tool(**kwargs: Any) -> Any:
+    return call(**copy.deepcopy(kwargs))
+
+
+def check_properties(
+    properties: list[dict[str, str]], args: Any, result: Any
+) -> tuple[str, str] | None:
+    # The sandbox runs these in a confined checker process; here they run in this one, with the
+    # checker's semantics (own namespace, own copy of args, optional tool handle).
+    for prop in properties:
+        namespace: dict[str, Any] = {"ToolRaised": ToolRaised, "ToolCrashed": ToolCrashed}
+        exec(compile(prop["source"], f"<property {prop['name']}>", "exec"), namespace)
+        check = namespace["check"]
+        copied = json.loads(json.dumps(args))
+        try:
+            if check.__code__.co_argcount == 3:
+                check(copied, result, _tool)
+            else:
+                check(copied, result)
+        except BaseException as e:
+            return f"property {prop['name']} fails", f"{type(e).__name__}: {e}"
+    return None
 """
 
 # A pytest plugin that writes each test's outcome to a JSON file LocalBackend reads back.
