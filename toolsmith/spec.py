@@ -114,8 +114,9 @@ def _check_schema(schema: dict[str, Any], where: str, *, stored: bool = False) -
         )
 
 
-def _pointer(root: Any, ref: str) -> Any:
-    """The subschema a local ``$ref`` (``#`` or ``#/json/pointer``) names, or None."""
+def json_pointer(root: Any, ref: str) -> Any:
+    """The subschema a local ``$ref`` (``#`` or ``#/json/pointer``, RFC 6901) names in ``root``,
+    or None."""
     if not ref.startswith("#") or (len(ref) > 1 and ref[1] != "/"):
         return None
     node = root
@@ -134,7 +135,7 @@ def _in_place(root: Any, node: dict[str, Any]) -> list[dict[str, Any]]:
     """The subschemas that apply to the same value as ``node`` (not to a part of it)."""
     out: list[Any] = []
     if isinstance(node.get("$ref"), str):
-        out.append(_pointer(root, node["$ref"]))
+        out.append(json_pointer(root, node["$ref"]))
     for key in ("allOf", "anyOf", "oneOf"):
         if isinstance(node.get(key), list):
             out += node[key]

@@ -32,7 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from toolsmith.errors import SpecError
 from toolsmith.seeds import seed_arguments
-from toolsmith.spec import ToolSpec
+from toolsmith.spec import ToolSpec, json_pointer
 from toolsmith.validation import floats_at_integers, integer_only
 
 PRELUDE = '''\
@@ -141,21 +141,6 @@ def bounded_refs(schema: Any, depth: int = REF_DEPTH, cut: list[str] | None = No
     recursion stops (an optional property left out, an empty list). Each ref cut there is
     appended to ``cut``. Refs it cannot resolve are left in place; ``$defs`` go, being inlined.
     """
-    from urllib.parse import unquote
-
-    def target(ref: str) -> Any:
-        if not ref.startswith("#") or (len(ref) > 1 and ref[1] != "/"):
-            return None
-        node = schema
-        for token in ref[2:].split("/") if len(ref) > 1 else []:
-            token = unquote(token).replace("~1", "/").replace("~0", "~")
-            if isinstance(node, dict) and token in node:
-                node = node[token]
-            elif isinstance(node, list) and token.isdigit() and int(token) < len(node):
-                node = node[int(token)]
-            else:
-                return None
-        return node
 
     def expand(node: Any, active: tuple[str, ...]) -> Any:
         if isinstance(node, list):
@@ -169,7 +154,7 @@ def bounded_refs(schema: Any, depth: int = REF_DEPTH, cut: list[str] | None = No
             if key not in ("$defs", "definitions")
         }
         ref = node.get("$ref")
-        found = target(ref) if isinstance(ref, str) else None
+        found = json_pointer(schema, ref) if isinstance(ref, str) else None
         if found is None:
             return out
         assert isinstance(ref, str)

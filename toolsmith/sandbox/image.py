@@ -297,14 +297,30 @@ def _no_cache(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
 
 
 def _build(engine: Engine, src: Path, site: Path, base: str, tag: str, digest: str) -> str:
+    return build_context(
+        engine,
+        _context(src, site),
+        tag,
+        base=base,
+        labels={INPUTS_LABEL: digest},
+        hint="see the build log above; the inputs are in sandbox_images/",
+    )
+
+
+def build_context(
+    engine: Engine, context: io.BytesIO, tag: str, *, base: str, labels: dict[str, str], hint: str
+) -> str:
+    """Build the Dockerfile in the tar ``context`` FROM ``base`` (build arg ``BASE``) as ``tag``,
+    with no network; returns the image id. ImageError with the build log's tail on failure,
+    ``hint`` as its fix."""
     log: list[str] = []
     with docker_errors(f"building {tag}"):
         for chunk in engine.api.build(
-            fileobj=_context(src, site),
+            fileobj=context,
             custom_context=True,
             tag=tag,
             buildargs={"BASE": base},
-            labels={INPUTS_LABEL: digest},
+            labels=labels,
             network_mode="none",
             rm=True,
             forcerm=True,
@@ -312,8 +328,7 @@ def _build(engine: Engine, src: Path, site: Path, base: str, tag: str, digest: s
         ):
             if "error" in chunk:
                 raise ImageError(
-                    f"building {tag} failed: {chunk['error']}\n{''.join(log[-20:])}",
-                    hint="see the build log above; the inputs are in sandbox_images/",
+                    f"building {tag} failed: {chunk['error']}\n{''.join(log[-20:])}", hint=hint
                 )
             if "stream" in chunk:
                 log.append(str(chunk["stream"]))

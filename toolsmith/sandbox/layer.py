@@ -25,13 +25,13 @@ import threading
 from pathlib import Path
 
 from toolsmith.dependencies import Lock, install, resolve, sandbox_platforms
-from toolsmith.errors import ImageError
 from toolsmith.sandbox.engine import Engine, docker_errors
 from toolsmith.sandbox.image import (
     BASE_REPO,
     INPUTS_LABEL,
     SANDBOX_UID,
     ImageInfo,
+    build_context,
     images_dir,
     python_version,
     rootfs_recipe,
@@ -106,34 +106,18 @@ def _build(engine: Engine, runner: ImageInfo, lock: Lock, tag: str) -> str:
             tar.addfile(info, io.BytesIO(dockerfile))
             tar.add(deps, arcname="deps", filter=_owned_by_root)
         buf.seek(0)
-        log: list[str] = []
-        with docker_errors(f"building {tag}"):
-            for chunk in engine.api.build(
-                fileobj=buf,
-                custom_context=True,
-                tag=tag,
-                buildargs={"BASE": runner.tag},
-                labels={
-                    INPUTS_LABEL: runner.inputs_digest,
-                    RUNNER_LABEL: runner.inputs_digest,
-                    LOCK_LABEL: lock.digest,
-                },
-                network_mode="none",
-                rm=True,
-                forcerm=True,
-                decode=True,
-            ):
-                if "error" in chunk:
-                    raise ImageError(
-                        f"building {tag} failed: {chunk['error']}\n{''.join(log[-20:])}",
-                        hint="see the build log above",
-                    )
-                if "stream" in chunk:
-                    log.append(str(chunk["stream"]))
-            found = engine.api.images(name=tag, quiet=True)
-    if not found:
-        raise ImageError(f"the build of {tag} finished but the image is missing")
-    return str(found[0])
+        return build_context(
+            engine,
+            buf,
+            tag,
+            base=runner.tag,
+            labels={
+                INPUTS_LABEL: runner.inputs_digest,
+                RUNNER_LABEL: runner.inputs_digest,
+                LOCK_LABEL: lock.digest,
+            },
+            hint="see the build log above",
+        )
 
 
 def _owned_by_root(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
