@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from tests.specs import ADD_INTS
 from toolsmith.errors import RegistryError, UsageError
 from toolsmith.lessons import RETIRE_AFTER, Lesson, LessonMemory, Reflection, rank
 from toolsmith.llm import LLMConfig, OpenAILLM
@@ -26,20 +27,7 @@ from toolsmith.sandbox import Sandbox
 from toolsmith.spec import ToolSpec
 from toolsmith.testing import ScriptedLLMServer
 
-SPEC = ToolSpec.parse(
-    {
-        "name": "add_ints",
-        "description": "Add two integers.",
-        "parameters": {
-            "type": "object",
-            "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}},
-            "required": ["a", "b"],
-            "additionalProperties": False,
-        },
-        "returns": {"type": "integer"},
-        "examples": [{"args": {"a": 1, "b": 2}, "returns": 3}],
-    }
-)
+SPEC = ToolSpec.parse(ADD_INTS)
 FAST = BuildOptions(max_attempts=3, max_examples=10)
 DESIGN = {"json": {"spec": SPEC.model_dump(mode="json")}}
 WRONG_NAME = {"reply": "```python\ndef add(a, b):\n    return a + b\n```"}

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from tests.specs import ADD_INTS
 from toolsmith.errors import BuildError
 from toolsmith.llm import LLMConfig, OpenAILLM
 from toolsmith.pipeline import (
@@ -28,20 +29,7 @@ from toolsmith.sandbox import Sandbox
 from toolsmith.spec import ToolSpec
 from toolsmith.testing import LocalBackend, ScriptedLLMServer
 
-SPEC = ToolSpec.parse(
-    {
-        "name": "add_ints",
-        "description": "Add two integers.",
-        "parameters": {
-            "type": "object",
-            "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}},
-            "required": ["a", "b"],
-            "additionalProperties": False,
-        },
-        "returns": {"type": "integer"},
-        "examples": [{"args": {"a": 1, "b": 2}, "returns": 3}],
-    }
-)
+SPEC = ToolSpec.parse(ADD_INTS)
 FAST = BuildOptions(max_attempts=4, max_examples=10)
 DESIGN = {"json": {"spec": SPEC.model_dump(mode="json")}}
 CONFLICT = {"reply": "SPEC_CONFLICT: example 0 says 1 + 2 is 3 but property p says 4"}

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.specs import ADD_INTS
 from toolsmith.constitution import Constitution, default_constitution
 from toolsmith.pipeline import AttemptVerdict, BuildOptions, BuildStatus, Toolsmith
 from toolsmith.registry import Registry
@@ -19,16 +20,7 @@ from toolsmith.testing import LocalBackend
 
 SPEC = ToolSpec.parse(
     {
-        "name": "add_ints",
-        "description": "Add two integers.",
-        "parameters": {
-            "type": "object",
-            "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}},
-            "required": ["a", "b"],
-            "additionalProperties": False,
-        },
-        "returns": {"type": "integer"},
-        "examples": [{"args": {"a": 1, "b": 2}, "returns": 3}],
+        **ADD_INTS,
         "properties": [
             {"name": "commutes", "source": "def check(args, result):\n    return True\n"}
         ],
