@@ -6,7 +6,7 @@ import pytest
 
 from tests.test_registry_support import CURATED, curated_copy
 from toolsmith.errors import ToolRaisedError
-from toolsmith.loader import load_tool
+from toolsmith.loader import Tool, load_tool
 from toolsmith.registry import Registry
 
 
@@ -33,16 +33,32 @@ def test_sources_match_what_was_published(registry: Registry) -> None:
         assert tool.report.passed and tool.provenance.source == "hand-written"
 
 
+def _examples_hold(tool: Tool, name: str) -> None:
+    for example in tool.spec.examples:
+        if example.raises:
+            with pytest.raises(ToolRaisedError) as raised:
+                tool(**example.args)
+            assert raised.value.type_name == example.raises
+        elif isinstance(example.returns, float):
+            assert tool(**example.args) == pytest.approx(example.returns), name
+        else:
+            assert tool(**example.args) == example.returns, name
+
+
 def test_examples_run_in_the_restricted_runtime(registry: Registry) -> None:
-    """Every example of every curated tool holds when the verified tool is called."""
+    """Every example of every stdlib-only curated tool holds when the verified tool is called."""
     for record in registry.list():
-        tool = load_tool(registry.resolve(record.name), "restricted")
-        for example in tool.spec.examples:
-            if example.raises:
-                with pytest.raises(ToolRaisedError) as raised:
-                    tool(**example.args)
-                assert raised.value.type_name == example.raises
-            elif isinstance(example.returns, float):
-                assert tool(**example.args) == pytest.approx(example.returns), record.name
-            else:
-                assert tool(**example.args) == example.returns, record.name
+        verified = registry.resolve(record.name)
+        if not verified.spec.dependencies:
+            _examples_hold(load_tool(verified, "restricted"), record.name)
+
+
+@pytest.mark.docker
+def test_a_curated_tool_with_a_dependency_runs_in_docker(registry: Registry) -> None:
+    """parse_date (python-dateutil) carries its signed lock and its examples hold in Docker,
+    in the dependency layer built from that lock."""
+    verified = registry.resolve("parse_date")
+    assert verified.report.lock is not None
+    assert "python-dateutil" in verified.report.lock.names()
+    with load_tool(verified) as tool:
+        _examples_hold(tool, "parse_date")
