@@ -156,11 +156,13 @@ def test_conflict_feedback_without_earlier_code_reaches_the_model(
 def test_provenance_digests_every_prompt_of_every_stage(
     registry: Registry, sandbox: Sandbox
 ) -> None:
-    """Design, code, revision and code again: four prompts, each digested as sent."""
+    """Design, code, revision and code again: four prompts, each digested as sent (lessons off:
+    the reflection a revised build asks for comes after publishing, outside the provenance)."""
     steps = [DESIGN, CONFLICT, DESIGN, code("a + b")]
     srv = ScriptedLLMServer({"steps": steps}).start()
+    no_lessons = FAST.model_copy(update={"lessons": False})
     try:
-        result = engine(srv, registry, sandbox).build("add two ints", FAST)
+        result = engine(srv, registry, sandbox).build("add two ints", no_lessons)
     finally:
         srv.close()
     assert result.status == BuildStatus.PUBLISHED and result.spec_revisions == 1
