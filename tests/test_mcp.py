@@ -253,8 +253,14 @@ def test_unknown_yanked_and_tampered_tools_are_not_called(reg: Registry) -> None
     assert text(tampered).startswith("DigestMismatchError:")
 
 
+@pytest.mark.docker
 def test_server_stays_responsive_during_a_blocking_call(reg: Registry) -> None:
-    """Calls run off the event loop: other requests complete while one call is still running."""
+    """Calls run off the event loop: other requests complete while one call is still running.
+
+    The spinning call runs in the docker runtime, where it holds no interpreter lock: in the
+    restricted runtime it shares the server's GIL, so on a loaded machine the other requests
+    can take most of its 2 s timeout (measured 0.06 s alone, 1.0-1.35 s beside a spin).
+    """
 
     async def body(client: Client) -> list[str]:
         finished: list[str] = []
@@ -272,7 +278,7 @@ def test_server_stays_responsive_during_a_blocking_call(reg: Registry) -> None:
             finished.append("add_ints")
         return finished
 
-    assert with_client(reg, body) == ["list", "add_ints", "spin"]
+    assert with_client(reg, body, runtime="docker") == ["list", "add_ints", "spin"]
 
 
 def test_publish_and_yank_show_without_restart(
