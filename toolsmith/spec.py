@@ -14,7 +14,6 @@ import os
 import re
 from pathlib import Path
 from typing import Any, ClassVar
-from urllib.parse import unquote
 
 import jsonschema
 import referencing.exceptions
@@ -116,7 +115,9 @@ def _check_schema(schema: dict[str, Any], where: str, *, stored: bool = False) -
 
 def json_pointer(root: Any, ref: str) -> Any:
     """The subschema a local ``$ref`` (``#`` or ``#/json/pointer``, RFC 6901) names in ``root``,
-    or None."""
+    or None. Self-contained: generated tests embed its source (``testgen.STRATEGIES``)."""
+    from urllib.parse import unquote
+
     if not ref.startswith("#") or (len(ref) > 1 and ref[1] != "/"):
         return None
     node = root

@@ -230,6 +230,8 @@ STRATEGIES = "\n".join(
         f"REF_DEPTH = {REF_DEPTH!r}",
         "",
         "",
+        inspect.getsource(json_pointer),
+        "",
         inspect.getsource(bounded_refs),
         "",
         inspect.getsource(args_strategy),
