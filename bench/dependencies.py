@@ -2,7 +2,7 @@
 
 Three builds, interleaved round by round (hand-written code, no model; the same options):
   none       a stdlib-only curated tool (days_between): the baseline measured in the same run
-  first      parse_date (below; python-dateutil) with a new lock: an empty wheel cache and no
+  first      the curated parse_date (python-dateutil) with a new lock: an empty wheel cache and no
              dependency layer, so the build resolves (pip, the real index), downloads, verifies,
              installs and builds the layer before its tests run
   second     the same build again: the lock resolves to the same digest, the wheels and the
@@ -22,8 +22,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import yaml
-
 from toolsmith.pipeline import BuildOptions, BuildStatus, Toolsmith
 from toolsmith.policy import CapabilityPolicy
 from toolsmith.registry import Registry
@@ -32,61 +30,10 @@ from toolsmith.sandbox.layer import layer_tag
 from toolsmith.spec import ToolSpec
 
 SOURCES = Path(__file__).resolve().parents[1] / "registry" / "sources"
-# A tool with one real dependency (python-dateutil, pure Python, with its own dependencies).
-PARSE_DATE_SPEC = """\
-name: parse_date
-description: Parse a date written in a common human format into an ISO 8601 date (YYYY-MM-DD).
-parameters:
-  type: object
-  properties:
-    text: {type: string, minLength: 1, maxLength: 40, pattern: "^[0-9A-Za-z ,./:-]+$"}
-  required: [text]
-  additionalProperties: false
-returns: {type: string, pattern: "^[0-9]{4}-[0-9]{2}-[0-9]{2}$"}
-raises: [ValueError]
-examples:
-  - {args: {text: "5 March 2024"}, returns: "2024-03-05"}
-  - {args: {text: "2024-03-05"}, returns: "2024-03-05"}
-  - {args: {text: "March 5, 2024"}, returns: "2024-03-05"}
-  - {args: {text: "03/05/2024"}, returns: "2024-03-05"}
-  - {args: {text: "Tue, 5 Mar 2024 10:30"}, returns: "2024-03-05"}
-  - {args: {text: "Dec 31 1999"}, returns: "1999-12-31"}
-  - {args: {text: "5 March"}, returns: "2000-03-05"}
-  - {args: {text: "not a date"}, raises: ValueError}
-  - {args: {text: "2024-02-30"}, raises: ValueError}
-properties:
-  - name: iso_dates_parse_to_themselves
-    source: |
-      def check(args, result, tool):
-          assert tool(text=result) == result
-tags: [dates, parsing, time]
-dependencies: ["python-dateutil>=2.8"]
-"""
-PARSE_DATE_CODE = '''\
-import datetime
-
-from dateutil import parser
-
-# Parts the text leaves out (the year of "5 March", the day of "March 2024") come from here, so
-# the same text always gives the same date.
-DEFAULT = datetime.datetime(2000, 1, 1)
-
-
-def parse_date(text):
-    """A date written the way people write them, as ISO 8601 (YYYY-MM-DD); month before day
-    when the order is ambiguous (03/05/2024 is March 5)."""
-    try:
-        parsed = parser.parse(text, default=DEFAULT, ignoretz=True)  # a date has no zone
-    except (ValueError, OverflowError) as e:
-        raise ValueError(f"not a date: {text!r} ({e})") from None
-    return parsed.date().isoformat()
-'''
 TRUSTING = CapabilityPolicy.from_toml('[dependencies]\ndefault = "allow"\n')
 
 
 def _source(name: str) -> tuple[ToolSpec, str]:
-    if name == "parse_date":
-        return ToolSpec.parse(yaml.safe_load(PARSE_DATE_SPEC)), PARSE_DATE_CODE
     folder = SOURCES / name
     return ToolSpec.from_file(folder / "spec.yaml"), (folder / "impl.py").read_text()
 
