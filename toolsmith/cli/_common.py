@@ -19,6 +19,11 @@ console = Console()
 err_console = Console(stderr=True)
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+ModelOpt = Annotated[str | None, typer.Option(help="Model name (else $TOOLSMITH_MODEL).")]
+BaseUrlOpt = Annotated[
+    str | None, typer.Option(help="OpenAI-compatible endpoint (else $OPENAI_BASE_URL).")
+]
+ApiKeyOpt = Annotated[str | None, typer.Option(help="API key (else $OPENAI_API_KEY).")]
 RegistryOpt = Annotated[
     str | None,
     typer.Option(

@@ -19,7 +19,17 @@ from rich.syntax import Syntax
 from rich.table import Table
 from rich.text import Text
 
-from toolsmith.cli._common import JsonOpt, RegistryOpt, console, emit, err_console, escape
+from toolsmith.cli._common import (
+    ApiKeyOpt,
+    BaseUrlOpt,
+    JsonOpt,
+    ModelOpt,
+    RegistryOpt,
+    console,
+    emit,
+    err_console,
+    escape,
+)
 from toolsmith.cli._image import ImageBuildDisplay
 from toolsmith.errors import UsageError
 from toolsmith.registry import Registry
@@ -184,11 +194,9 @@ def build(
             help="Hypothesis examples per test (else $TOOLSMITH_MAX_EXAMPLES; 100).",
         ),
     ] = None,
-    model: Annotated[str | None, typer.Option(help="Model name (else $TOOLSMITH_MODEL).")] = None,
-    base_url: Annotated[
-        str | None, typer.Option(help="OpenAI-compatible endpoint (else $OPENAI_BASE_URL).")
-    ] = None,
-    api_key: Annotated[str | None, typer.Option(help="API key (else $OPENAI_API_KEY).")] = None,
+    model: ModelOpt = None,
+    base_url: BaseUrlOpt = None,
+    api_key: ApiKeyOpt = None,
     llm_timeout: Annotated[
         float | None,
         typer.Option(help="Seconds to wait for one answer (else $TOOLSMITH_LLM_TIMEOUT; 120)."),

@@ -9,7 +9,16 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.table import Table
 
-from toolsmith.cli._common import JsonOpt, console, emit, err_console, plain
+from toolsmith.cli._common import (
+    ApiKeyOpt,
+    BaseUrlOpt,
+    JsonOpt,
+    ModelOpt,
+    console,
+    emit,
+    err_console,
+    plain,
+)
 from toolsmith.errors import UsageError
 
 if TYPE_CHECKING:
@@ -161,11 +170,9 @@ def eval_suite(
         bool,
         typer.Option(help="Predict each build's success and let it choose the budget."),
     ] = True,
-    model: Annotated[str | None, typer.Option(help="Model name (else $TOOLSMITH_MODEL).")] = None,
-    base_url: Annotated[
-        str | None, typer.Option(help="OpenAI-compatible endpoint (else $OPENAI_BASE_URL).")
-    ] = None,
-    api_key: Annotated[str | None, typer.Option(help="API key (else $OPENAI_API_KEY).")] = None,
+    model: ModelOpt = None,
+    base_url: BaseUrlOpt = None,
+    api_key: ApiKeyOpt = None,
     llm_timeout: Annotated[
         float | None, typer.Option(help="Seconds to wait for one answer (else 120).")
     ] = None,

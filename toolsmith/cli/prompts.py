@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from toolsmith.cli._common import JsonOpt, console, emit, plain
+from toolsmith.cli._common import ApiKeyOpt, BaseUrlOpt, JsonOpt, ModelOpt, console, emit, plain
 
 if TYPE_CHECKING:
     from toolsmith.prompts import Improvement
@@ -123,11 +123,9 @@ def improve_prompts_cmd(
     max_examples: Annotated[
         int, typer.Option(min=1, max=10_000, help="Hypothesis examples per test.")
     ] = 100,
-    model: Annotated[str | None, typer.Option(help="Model name (else $TOOLSMITH_MODEL).")] = None,
-    base_url: Annotated[
-        str | None, typer.Option(help="OpenAI-compatible endpoint (else $OPENAI_BASE_URL).")
-    ] = None,
-    api_key: Annotated[str | None, typer.Option(help="API key (else $OPENAI_API_KEY).")] = None,
+    model: ModelOpt = None,
+    base_url: BaseUrlOpt = None,
+    api_key: ApiKeyOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Propose revised designer and codegen prompts from a suite's failures; keep one only if
