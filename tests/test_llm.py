@@ -7,6 +7,7 @@ timeouts are all real.
 from __future__ import annotations
 
 import json
+import re
 import socket
 import subprocess
 import sys
@@ -24,6 +25,7 @@ from toolsmith.errors import (
     LLMResponseError,
     LLMTruncatedError,
     LLMUnavailableError,
+    UsageError,
 )
 from toolsmith.llm import LLMConfig, OpenAILLM, ask_structured, extract_json
 from toolsmith.testing import ScriptedLLMServer
@@ -266,17 +268,22 @@ def test_odd_but_usable_answers_are_read(
 
 
 @pytest.mark.parametrize("url", ["http://[::1", "http://h:99999/v1", "ftp://h/v1", "localhost"])
-def test_unusable_base_url_is_not_configured_error(url: str) -> None:
-    """A base URL that is not an http(s) URL is refused when configured, naming it."""
-    with pytest.raises(LLMNotConfiguredError, match="base_url"):
+def test_unusable_base_url_is_refused_naming_it(url: str) -> None:
+    """A base URL that is not an http(s) URL is refused when configured, naming it: as a bad
+    argument when passed to ``resolve``, as a bad LLMConfig when constructed directly."""
+    with pytest.raises(UsageError, match="base_url") as exc:
         LLMConfig.resolve(base_url=url, model="m")
+    assert repr(url) in exc.value.message
+    with pytest.raises(LLMNotConfiguredError, match=re.escape(repr(url))):
+        LLMConfig(base_url=url, model="m")
 
 
 CLI = "from toolsmith.cli import main; main()"
 
 
 def test_cli_unusable_base_url_is_one_clear_line(tmp_path: Path) -> None:
-    """`toolsmith build --base-url 'http://[::1'` prints the problem, not an httpx traceback."""
+    """`toolsmith build --base-url 'http://[::1'` is a usage error (exit 2) naming the value, not
+    an httpx traceback."""
     proc = subprocess.run(
         [sys.executable, "-c", CLI, "build", "a task", "--base-url", "http://[::1"],
         capture_output=True,
@@ -284,7 +291,7 @@ def test_cli_unusable_base_url_is_one_clear_line(tmp_path: Path) -> None:
         env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "TOOLSMITH_MODEL": "m"},
         timeout=60,
     )
-    assert proc.returncode == LLMNotConfiguredError.exit_code, proc.stderr
+    assert proc.returncode == UsageError.exit_code == 2, proc.stderr
     assert "Traceback" not in proc.stderr and "http://[::1" in proc.stderr
 
 

@@ -163,3 +163,33 @@ def test_a_bad_llm_flag_is_a_usage_error(clean: Path, given: dict, fragment: str
     with pytest.raises(UsageError, match=fragment) as exc:
         Settings.load(given)
     assert not isinstance(exc.value, LLMNotConfiguredError)
+
+
+@pytest.mark.parametrize(
+    ("flags", "env", "content", "source"),
+    [
+        ({"llm.base_url": "not-a-url"}, {}, "", "--base-url"),
+        ({}, {"OPENAI_BASE_URL": "not-a-url"}, "", "$OPENAI_BASE_URL"),
+        ({}, {}, '[llm]\nbase_url = "not-a-url"\n', "[llm] base_url in"),
+        ({}, {"OPENAI_BASE_URL": "http://h:99999/v1"}, "", "$OPENAI_BASE_URL"),
+    ],
+)
+def test_a_malformed_endpoint_url_is_a_usage_error_from_any_source(
+    clean: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    flags: dict,
+    env: dict[str, str],
+    content: str,
+    source: str,
+) -> None:
+    """A base URL that is not an http(s) URL is a typo (exit 2), refused when the settings are
+    read, naming the value, where it came from and what a good one looks like."""
+    clean.write_text(content)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(UsageError) as exc:
+        Settings.load(flags)
+    assert not isinstance(exc.value, LLMNotConfiguredError)
+    assert source in exc.value.message and "http://localhost:8000/v1" in exc.value.message
+    assert "'not-a-url'" in exc.value.message or "'http://h:99999/v1'" in exc.value.message
+    assert exc.value.hint and source in exc.value.hint

@@ -32,7 +32,7 @@ from toolsmith.errors import (
 )
 from toolsmith.log import get_logger
 from toolsmith.models import PublicModel
-from toolsmith.settings import Settings
+from toolsmith.settings import URL_EXAMPLE, Settings, check_base_url
 
 log = get_logger(__name__)
 
@@ -71,16 +71,10 @@ class LLMConfig(PublicModel):
     @field_validator("base_url")
     @classmethod
     def _base_url(cls, v: str | None) -> str | None:
-        if v is None:
-            return v
         try:
-            parsed = urlparse(v)
-            parsed.port  # noqa: B018 - parsing the port is what raises for a bad one
+            return check_base_url(v)
         except ValueError as e:
-            raise ValueError(f"base_url {v!r} is not a URL: {e}") from None
-        if parsed.scheme not in ("http", "https") or not parsed.hostname:
-            raise ValueError(f"base_url {v!r} must be an http:// or https:// URL with a host")
-        return v
+            raise ValueError(f"{v!r} is {e}") from None
 
     @property
     def endpoint_kind(self) -> str:
@@ -203,8 +197,7 @@ class OpenAILLM:
         except Exception as e:  # the SDK's HTTP layer refusing the URL, whatever its type
             raise LLMNotConfiguredError(
                 f"cannot use the LLM endpoint {self.config.base_url!r}: {e}",
-                hint="set OPENAI_BASE_URL or --base-url to an http(s) URL such as "
-                "http://localhost:8000/v1",
+                hint=f"set OPENAI_BASE_URL or --base-url to an http(s) URL such as {URL_EXAMPLE}",
             ) from None
         self._structured = self.config.structured_output
 

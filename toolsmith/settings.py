@@ -22,9 +22,10 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
+from urllib.parse import urlparse
 
 import platformdirs
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from toolsmith.errors import LLMNotConfiguredError, ToolsmithError, UsageError
 from toolsmith.models import PublicModel
@@ -34,8 +35,27 @@ DEFAULT_MUTANTS = 12
 DEFAULT_MUTATION_TIME_S = 60.0
 
 
+URL_EXAMPLE = "http://localhost:8000/v1"
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def check_base_url(v: str | None) -> str | None:
+    """``v`` if it is an http(s) URL with a host (and a valid port, if any); else ValueError
+    saying what it lacks (the caller names the value and where it came from). Checked when
+    settings are read, so a typo never reaches the network."""
+    if v is None:
+        return v
+    try:
+        parsed = urlparse(v)
+        parsed.port  # noqa: B018 - parsing the port is what raises for a bad one
+    except ValueError as e:
+        raise ValueError(f"not a URL ({e}); use one such as {URL_EXAMPLE}") from None
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise ValueError(f"not an http:// or https:// URL with a host, such as {URL_EXAMPLE}")
+    return v
 
 
 class LLMSettings(_Section):
@@ -48,6 +68,8 @@ class LLMSettings(_Section):
     max_retries: int = Field(default=3, ge=0, le=10)
     max_tokens: int = Field(default=4096, ge=64, le=1_000_000)
     structured_output: bool = True
+
+    _base_url = field_validator("base_url")(check_base_url)
 
 
 class BuildSettings(_Section):
@@ -228,11 +250,11 @@ class Settings(PublicModel):
             where = ".".join(str(p) for p in err["loc"])
             source = sources.get(where, "the arguments")
             raw = err.get("input")
-            # A bad flag is a bad argument (exit 2, as README's table says), wherever it points.
-            given_here = where in given
-            family = (
-                LLMNotConfiguredError if where.startswith("llm.") and not given_here else UsageError
-            )
+            # A bad flag is a bad argument (exit 2, as README's table says), wherever it points;
+            # so is a malformed endpoint URL from any source: a typo to fix where it was typed,
+            # not a model left unconfigured (exit 6).
+            usage = where in given or where == "llm.base_url"
+            family = LLMNotConfiguredError if where.startswith("llm.") and not usage else UsageError
             shown = where.removeprefix("llm.")
             msg = err["msg"].removeprefix("Value error, ")
             if where.endswith("api_key"):
