@@ -815,8 +815,7 @@ class Registry:
                 _tool_path(spec.name, str(new), "statement"), envelope, custom
             )
             for info in infos.values():
-                state.targets.signed.targets[info.path] = info
-            state.changed.add("targets")
+                state.add_target(info)
             record = _record(infos["statement"], {})
             assert record is not None
             self._commit(

@@ -74,6 +74,11 @@ class RepoState:
     approvers: Metadata[Targets] | None = None
     changed: set[str] = field(default_factory=set)
 
+    def add_target(self, info: TargetFile) -> None:
+        """List a tool version's target (a new one, or a changed description of one)."""
+        self.targets.signed.targets[info.path] = info
+        self.changed.add("targets")
+
     def expiry_days(self, role: str) -> int:
         days = self.root.signed.unrecognized_fields.get(EXPIRY_FIELD, {})
         value = days.get(role) if isinstance(days, dict) else None
