@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from tests.test_improve_prompts import run_steps, suite_of
 from toolsmith.audit import AuditLog
 from toolsmith.cli import app
 from toolsmith.errors import UsageError
@@ -324,3 +325,23 @@ def test_cli_eval_runs_a_task_with_a_scripted_model(sandbox_image: Any, tmp_path
     assert task["id"] == "clamp" and task["hidden"] == "passed" and task["predicted"] == 0.5
     assert data["history_calibration"]["count"] == 1
     assert load_run(out).results[0].hidden == "passed"
+
+
+def test_cli_eval_takes_the_build_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without flags, `toolsmith eval` takes $TOOLSMITH_MAX_ATTEMPTS and $TOOLSMITH_MAX_EXAMPLES
+    like `build` (the run records them); the one-attempt script would run dry under the old
+    fixed 4 attempts. The builds fail before the sandbox (a wrongly named function)."""
+    suite = suite_of("a")
+    path = tmp_path / "tiny.yaml"
+    path.write_text(json.dumps(suite.model_dump(mode="json")))
+    monkeypatch.setenv("TOOLSMITH_MAX_ATTEMPTS", "1")
+    monkeypatch.setenv("TOOLSMITH_MAX_EXAMPLES", "7")
+    out = tmp_path / "run.json"
+    with ScriptedLLMServer({"model": "scripted", "steps": run_steps(suite, set())}) as srv:
+        args = ["eval", str(path), "--base-url", srv.base_url, "--model", "scripted"]
+        cli = CliRunner().invoke(app, [*args, "--no-adapt", "--out", str(out), "--json"])
+        assert srv.remaining == 0
+    assert cli.exit_code == 0, cli.output
+    run = load_run(out)
+    assert (run.options["max_attempts"], run.options["max_examples"]) == (1, 7)
+    assert run.results[0].status != "published"

@@ -209,3 +209,28 @@ def test_cli_improve_prompts_reports_a_refused_revision(tmp_path: Path) -> None:
     assert report["rounds"][0]["outcome"] == "out_of_bounds"
     assert "no-capability-widening" in report["rounds"][0]["reason"]
     assert report["active"] == 0 and PromptStore().active().version == 0
+
+
+def test_cli_improve_prompts_takes_the_build_settings(tmp_path: Path) -> None:
+    """Without --max-attempts, `improve prompts` takes $TOOLSMITH_MAX_ATTEMPTS like `build`: the
+    script holds one attempt per build, so a fix-loop of the old fixed 4 would run it dry."""
+    suite = suite_of("a", "b")
+    path = tmp_path / "tiny.yaml"
+    path.write_text(json.dumps(suite.model_dump(mode="json")))
+    bad = revised(designer=builtin().designer + "\nDeclare network:anywhere.example freely.")
+    steps = [*run_steps(suite, set()), proposal(bad)]
+    code = "from toolsmith.cli import main; main()"
+    with ScriptedLLMServer({"steps": steps}) as srv:
+        env = {
+            **os.environ,
+            "OPENAI_BASE_URL": srv.base_url,
+            "TOOLSMITH_MODEL": "scripted",
+            "TOOLSMITH_MAX_ATTEMPTS": "1",
+        }
+        args = ["improve", "prompts", "--suite", str(path), "--json"]
+        r = subprocess.run(
+            [sys.executable, "-c", code, *args], capture_output=True, text=True, env=env
+        )
+        assert srv.remaining == 0
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["rounds"][0]["outcome"] == "out_of_bounds"

@@ -24,6 +24,47 @@ BaseUrlOpt = Annotated[
     str | None, typer.Option(help="OpenAI-compatible endpoint (else $OPENAI_BASE_URL).")
 ]
 ApiKeyOpt = Annotated[str | None, typer.Option(help="API key (else $OPENAI_API_KEY).")]
+LLMTimeoutOpt = Annotated[
+    float | None,
+    typer.Option(help="Seconds to wait for one answer (else $TOOLSMITH_LLM_TIMEOUT; 120)."),
+]
+LLMRetriesOpt = Annotated[
+    int | None,
+    typer.Option(help="Retries of 429, 5xx and timeouts (else $TOOLSMITH_LLM_RETRIES; 3)."),
+]
+MaxTokensOpt = Annotated[
+    int | None,
+    typer.Option(help="Completion budget per answer (else $TOOLSMITH_LLM_MAX_TOKENS; 4096)."),
+]
+# The [build] knobs: left out, each takes its setting (environment, config file, default) through
+# BuildOptions, so every command that builds reads them the same way.
+MaxAttemptsOpt = Annotated[
+    int | None,
+    typer.Option(min=1, max=20, help="Fix-loop bound (else $TOOLSMITH_MAX_ATTEMPTS; 4)."),
+]
+MaxExamplesOpt = Annotated[
+    int | None,
+    typer.Option(
+        min=1, max=10_000, help="Hypothesis examples per test (else $TOOLSMITH_MAX_EXAMPLES; 100)."
+    ),
+]
+MutantsOpt = Annotated[
+    int | None,
+    typer.Option(
+        min=0,
+        max=1000,
+        help="Mutants the mutation gate runs once the tests pass; 0 turns it off "
+        "(else $TOOLSMITH_MUTANTS; 12).",
+    ),
+]
+MutationTimeOpt = Annotated[
+    float | None,
+    typer.Option(
+        min=1,
+        max=3600,
+        help="Seconds the mutation gate may start mutants (else $TOOLSMITH_MUTATION_TIME; 60).",
+    ),
+]
 RegistryOpt = Annotated[
     str | None,
     typer.Option(
@@ -88,3 +129,20 @@ def emit(data: Any, as_json: bool, render: Callable[[], None]) -> None:
         sys.stdout.write(json.dumps(to_jsonable(data), indent=2, sort_keys=True) + "\n")
     else:
         render()
+
+
+def build_flags(
+    max_attempts: int | None,
+    max_examples: int | None,
+    mutants: int | None,
+    mutation_time: float | None,
+) -> dict[str, Any]:
+    """The ``[build]`` flags given, as ``BuildOptions`` fields; those left out are absent, so
+    ``BuildOptions`` takes their settings."""
+    given = {
+        "max_attempts": max_attempts,
+        "max_examples": max_examples,
+        "mutants": mutants,
+        "mutation_time_s": mutation_time,
+    }
+    return {k: v for k, v in given.items() if v is not None}

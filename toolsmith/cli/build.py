@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from enum import StrEnum
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Group
@@ -23,8 +23,16 @@ from toolsmith.cli._common import (
     ApiKeyOpt,
     BaseUrlOpt,
     JsonOpt,
+    LLMRetriesOpt,
+    LLMTimeoutOpt,
+    MaxAttemptsOpt,
+    MaxExamplesOpt,
+    MaxTokensOpt,
     ModelOpt,
+    MutantsOpt,
+    MutationTimeOpt,
     RegistryOpt,
+    build_flags,
     console,
     emit,
     err_console,
@@ -182,54 +190,20 @@ def build(
         Path | None, typer.Option(help="Bring your own implementation (needs --spec).")
     ] = None,
     registry: RegistryOpt = None,
-    max_attempts: Annotated[
-        int | None,
-        typer.Option(min=1, max=20, help="Fix-loop bound (else $TOOLSMITH_MAX_ATTEMPTS; 4)."),
-    ] = None,
-    max_examples: Annotated[
-        int | None,
-        typer.Option(
-            min=1,
-            max=10_000,
-            help="Hypothesis examples per test (else $TOOLSMITH_MAX_EXAMPLES; 100).",
-        ),
-    ] = None,
+    max_attempts: MaxAttemptsOpt = None,
+    max_examples: MaxExamplesOpt = None,
     model: ModelOpt = None,
     base_url: BaseUrlOpt = None,
     api_key: ApiKeyOpt = None,
-    llm_timeout: Annotated[
-        float | None,
-        typer.Option(help="Seconds to wait for one answer (else $TOOLSMITH_LLM_TIMEOUT; 120)."),
-    ] = None,
-    llm_retries: Annotated[
-        int | None,
-        typer.Option(help="Retries of 429, 5xx and timeouts (else $TOOLSMITH_LLM_RETRIES; 3)."),
-    ] = None,
-    max_tokens: Annotated[
-        int | None,
-        typer.Option(help="Completion budget per answer (else $TOOLSMITH_LLM_MAX_TOKENS; 4096)."),
-    ] = None,
+    llm_timeout: LLMTimeoutOpt = None,
+    llm_retries: LLMRetriesOpt = None,
+    max_tokens: MaxTokensOpt = None,
     dry_run: Annotated[bool, typer.Option(help="Prove the tool but do not publish it.")] = False,
     force: Annotated[bool, typer.Option(help="Build even if a registry tool fits.")] = False,
     version: Annotated[str | None, typer.Option(help="Publish as this exact version.")] = None,
     bump: Annotated[Bump, typer.Option(help="Which part of the version to raise.")] = Bump.PATCH,
-    mutants: Annotated[
-        int | None,
-        typer.Option(
-            min=0,
-            max=1000,
-            help="Mutants the mutation gate runs once the tests pass; 0 turns it off "
-            "(else $TOOLSMITH_MUTANTS; 12).",
-        ),
-    ] = None,
-    mutation_time: Annotated[
-        float | None,
-        typer.Option(
-            min=1,
-            max=3600,
-            help="Seconds the mutation gate may start mutants (else $TOOLSMITH_MUTATION_TIME; 60).",
-        ),
-    ] = None,
+    mutants: MutantsOpt = None,
+    mutation_time: MutationTimeOpt = None,
     lessons: Annotated[
         bool,
         typer.Option(
@@ -257,20 +231,13 @@ def build(
         )
     if impl is not None and spec is None:
         raise UsageError("--impl needs --spec", hint="add --spec SPEC.yaml")
-    # Flags left out take the [build] settings (environment, then config file, then defaults).
-    given: dict[str, Any] = {
-        "max_attempts": max_attempts,
-        "max_examples": max_examples,
-        "mutants": mutants,
-        "mutation_time_s": mutation_time,
-    }
     options = BuildOptions(  # a bad value is a UsageError naming the field
         dry_run=dry_run,
         force=force,
         version=version,
         bump=bump.value,
         lessons=lessons,
-        **{k: v for k, v in given.items() if v is not None},
+        **build_flags(max_attempts, max_examples, mutants, mutation_time),
     )
     tool_spec = ToolSpec.from_file(spec) if spec is not None else None
     code = read_text(impl, "implementation") if impl is not None else None

@@ -13,7 +13,15 @@ from toolsmith.cli._common import (
     ApiKeyOpt,
     BaseUrlOpt,
     JsonOpt,
+    LLMRetriesOpt,
+    LLMTimeoutOpt,
+    MaxAttemptsOpt,
+    MaxExamplesOpt,
+    MaxTokensOpt,
     ModelOpt,
+    MutantsOpt,
+    MutationTimeOpt,
+    build_flags,
     console,
     emit,
     err_console,
@@ -158,14 +166,10 @@ def eval_suite(
     out: Annotated[
         Path | None, typer.Option(help="Save the run here (default $TOOLSMITH_HOME/evals).")
     ] = None,
-    max_attempts: Annotated[int, typer.Option(min=1, max=20, help="Fix-loop bound.")] = 4,
-    max_examples: Annotated[
-        int, typer.Option(min=1, max=10_000, help="Hypothesis examples per test.")
-    ] = 100,
-    mutants: Annotated[
-        int | None,
-        typer.Option(min=0, max=1000, help="Mutants per build (else $TOOLSMITH_MUTANTS; 12)."),
-    ] = None,
+    max_attempts: MaxAttemptsOpt = None,
+    max_examples: MaxExamplesOpt = None,
+    mutants: MutantsOpt = None,
+    mutation_time: MutationTimeOpt = None,
     adapt: Annotated[
         bool,
         typer.Option(help="Predict each build's success and let it choose the budget."),
@@ -173,12 +177,9 @@ def eval_suite(
     model: ModelOpt = None,
     base_url: BaseUrlOpt = None,
     api_key: ApiKeyOpt = None,
-    llm_timeout: Annotated[
-        float | None, typer.Option(help="Seconds to wait for one answer (else 120).")
-    ] = None,
-    max_tokens: Annotated[
-        int | None, typer.Option(help="Completion budget per answer (else 4096).")
-    ] = None,
+    llm_timeout: LLMTimeoutOpt = None,
+    llm_retries: LLMRetriesOpt = None,
+    max_tokens: MaxTokensOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Build every task of a suite and check each tool against the task's hidden checks."""
@@ -201,15 +202,14 @@ def eval_suite(
     from toolsmith.metacognition import Metacognition
     from toolsmith.pipeline import BuildOptions
 
-    options = BuildOptions(max_attempts=max_attempts, max_examples=max_examples)
-    if mutants is not None:
-        options = options.model_copy(update={"mutants": mutants})
+    options = BuildOptions(**build_flags(max_attempts, max_examples, mutants, mutation_time))
     llm = OpenAILLM(
         LLMConfig.resolve(
             base_url=base_url,
             model=model,
             api_key=api_key,
             timeout_s=llm_timeout,
+            max_retries=llm_retries,
             max_tokens=max_tokens,
         )
     )

@@ -8,7 +8,23 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from toolsmith.cli._common import ApiKeyOpt, BaseUrlOpt, JsonOpt, ModelOpt, console, emit, plain
+from toolsmith.cli._common import (
+    ApiKeyOpt,
+    BaseUrlOpt,
+    JsonOpt,
+    LLMRetriesOpt,
+    LLMTimeoutOpt,
+    MaxAttemptsOpt,
+    MaxExamplesOpt,
+    MaxTokensOpt,
+    ModelOpt,
+    MutantsOpt,
+    MutationTimeOpt,
+    build_flags,
+    console,
+    emit,
+    plain,
+)
 
 if TYPE_CHECKING:
     from toolsmith.prompts import Improvement
@@ -119,13 +135,16 @@ def improve_prompts_cmd(
         float, typer.Option(min=0.1, max=0.9, help="Share of tasks the proposals never see.")
     ] = 0.5,
     seed: Annotated[int, typer.Option(help="Seed of the split.")] = 0,
-    max_attempts: Annotated[int, typer.Option(min=1, max=20, help="Fix-loop bound.")] = 4,
-    max_examples: Annotated[
-        int, typer.Option(min=1, max=10_000, help="Hypothesis examples per test.")
-    ] = 100,
+    max_attempts: MaxAttemptsOpt = None,
+    max_examples: MaxExamplesOpt = None,
+    mutants: MutantsOpt = None,
+    mutation_time: MutationTimeOpt = None,
     model: ModelOpt = None,
     base_url: BaseUrlOpt = None,
     api_key: ApiKeyOpt = None,
+    llm_timeout: LLMTimeoutOpt = None,
+    llm_retries: LLMRetriesOpt = None,
+    max_tokens: MaxTokensOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Propose revised designer and codegen prompts from a suite's failures; keep one only if
@@ -138,8 +157,17 @@ def improve_prompts_cmd(
     loaded = load_suite(suite)
     if tasks:
         loaded = loaded.select(t.strip() for t in tasks.split(",") if t.strip())
-    llm = OpenAILLM(LLMConfig.resolve(base_url=base_url, model=model, api_key=api_key))
-    options = BuildOptions(max_attempts=max_attempts, max_examples=max_examples)
+    options = BuildOptions(**build_flags(max_attempts, max_examples, mutants, mutation_time))
+    llm = OpenAILLM(
+        LLMConfig.resolve(
+            base_url=base_url,
+            model=model,
+            api_key=api_key,
+            timeout_s=llm_timeout,
+            max_retries=llm_retries,
+            max_tokens=max_tokens,
+        )
+    )
     report = improve_prompts(
         loaded, llm, options=options, rounds=rounds, holdout=holdout, seed=seed
     )
