@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -217,7 +218,7 @@ def test_cli_verify_names_the_first_bad_seq(tmp_path: Path) -> None:
     rewrite(log, rows)
     bad = CliRunner().invoke(app, ["verify", "--registry", str(tmp_path)])
     assert isinstance(bad.exception, AuditError)
-    assert "fails verification at seq 1: seq 1 was edited" in str(bad.exception)
+    assert "fails verification at seq 1 (line 1): seq 1 was edited" in str(bad.exception)
 
 
 def _plant(path: Path, kind: str) -> None:
@@ -270,3 +271,118 @@ def test_cli_refuses_a_fifo_audit_log_with_the_registry_exit_code(tmp_path: Path
         )  # fmt: skip
         assert r.returncode == 3, r.stderr
         assert "UnsafePathError: refusing audit file" in r.stderr
+
+
+# -- a consumer's log seals damage and goes on ------------------------------------------------
+
+
+def sealing(tmp_path: Path, n: int = 3) -> AuditLog:
+    filled(tmp_path, n)
+    return AuditLog(tmp_path / AUDIT_FILE, on_damage="seal")
+
+
+def test_a_sealing_log_marks_an_edited_tail_with_a_break_and_goes_on(tmp_path: Path) -> None:
+    """An edited last entry: the next append writes a break entry sealing the damaged bytes,
+    then chains after it; verify names the damaged line and the break, and still fails."""
+    log = sealing(tmp_path)
+    rows = lines(log)
+    rows[-1] = rows[-1].replace("reason 2", "nothing to see")
+    rewrite(log, rows)
+    sealed = log.path.read_bytes()
+    entry = log.append("load", actor="agent", subject="slugify@1.0.2")
+    brk, after = list(log.entries())[-2:]
+    assert (brk.seq, brk.event, brk.actor, after) == (4, "break", "agent", entry)
+    assert brk.prev == hashlib.sha256(sealed).hexdigest() and entry.prev == brk.hash
+    assert brk.reason and "does not match its hash" in brk.reason
+    result = log.verify()
+    assert (result.ok, result.first_bad_seq, result.breaks, result.tail_intact) == (
+        False,
+        3,
+        [4],
+        True,
+    )
+    assert log.append("load", actor="agent", subject="x@1.0.0").seq == 6
+
+
+def test_a_sealing_log_keeps_a_cut_write_as_its_own_line(tmp_path: Path) -> None:
+    """A write cut short mid-line is ended with a newline, sealed, and recording goes on."""
+    log = sealing(tmp_path, 2)
+    with log.path.open("a") as f:
+        f.write('{"seq": 3, "timest')
+    log.append("load", actor="agent", subject="x@1.0.0")
+    rows = lines(log)
+    assert rows[2] == '{"seq": 3, "timest\n' and len(rows) == 5
+    result = log.verify()
+    assert (result.first_bad_seq, result.breaks, result.tail_intact) == (3, [4], True)
+
+
+def test_a_sealing_log_marks_deleted_last_entries(tmp_path: Path) -> None:
+    """Cutting the last entries (the head still anchors them) is sealed as a break naming it."""
+    log = sealing(tmp_path, 4)
+    rewrite(log, lines(log)[:-2])
+    log.append("load", actor="agent", subject="x@1.0.0")
+    result = log.verify()
+    assert (result.ok, result.first_bad_seq, result.breaks, result.tail_intact) == (
+        False,
+        3,
+        [3],
+        True,
+    )
+    assert "head anchors seq 4 but the log ends at seq 2" in (result.problem or "")
+
+
+def test_changing_sealed_bytes_afterwards_voids_the_break(tmp_path: Path) -> None:
+    """The break commits to the bytes before it: editing them again (hiding the evidence)
+    makes the break itself fail, so the chain after it is no longer vouched for."""
+    log = sealing(tmp_path)
+    rows = lines(log)
+    rows[-1] = rows[-1].replace("reason 2", "nothing to see")
+    rewrite(log, rows)
+    log.append("load", actor="agent", subject="x@1.0.0")
+    rows = lines(log)
+    rows[2] = rows[2].replace("nothing to see", "reason 2")
+    rewrite(log, rows)
+    result = log.verify()
+    assert (result.ok, result.first_bad_seq, result.breaks, result.tail_intact) == (
+        False,
+        4,
+        [],
+        False,
+    )
+
+
+def test_entries_leave_out_sealed_lines_and_refuse_unsealed_ones(tmp_path: Path) -> None:
+    """`entries` skips an unreadable line a break has sealed, and raises on one it has not."""
+    log = sealing(tmp_path, 2)
+    with log.path.open("a") as f:
+        f.write("not json\n")
+    with pytest.raises(AuditError, match="line 3 of"):
+        list(log.entries())
+    log.append("load", actor="agent", subject="x@1.0.0")
+    assert [e.event for e in log.entries()] == ["build", "publish", "break", "load"]
+
+
+def test_a_refusing_log_still_refuses_after_damage(tmp_path: Path) -> None:
+    """The registry's log (on_damage="refuse", the default) writes no break: edits stop."""
+    log = filled(tmp_path, 2)
+    with log.path.open("a") as f:
+        f.write("not json\n")
+    with pytest.raises(AuditError, match="damaged or edited"):
+        log.append("build", actor="ci", subject="x@1.0.0")
+    assert len(lines(log)) == 3
+
+
+def test_cli_verify_names_the_damaged_line_the_break_and_the_fix(tmp_path: Path) -> None:
+    """`audit verify` on a sealed log fails naming the damaged line, the break and that the
+    chain after it is intact, and says to keep the log and move it aside for a clean chain."""
+    log = sealing(tmp_path)
+    with log.path.open("a") as f:
+        f.write("garbage\n")
+    log.append("load", actor="agent", subject="x@1.0.0")
+    bad = CliRunner().invoke(app, ["verify", "--registry", str(tmp_path)])
+    assert isinstance(bad.exception, AuditError)
+    message, hint = bad.exception.message, bad.exception.hint or ""
+    assert "at seq 4 (line 4): line 4 is not an audit entry" in message
+    assert "break entries sealing damage at seq 5" in message
+    assert "after seq 5 is intact, so recording went on" in message
+    assert "kept in the log as evidence" in hint and "audit.jsonl.head aside" in hint

@@ -20,7 +20,7 @@ from tests.test_registry_support import (
     registry_with_roles,
     target_file,
 )
-from toolsmith.audit import AuditEntry
+from toolsmith.audit import AuditEntry, AuditLog
 from toolsmith.errors import (
     ApprovalRequiredError,
     AuditError,
@@ -347,16 +347,24 @@ def test_ineligible_restricted_load_is_refused_and_recorded(
     assert entry.reason is not None and "declares capabilities" in entry.reason
 
 
-def test_a_damaged_consumer_log_does_not_stop_loads(reg: Registry, publisher: SigningKey) -> None:
-    """One damaged line in the consumer's log: the verified tool is still handed out, and
-    `audit verify` names the damage."""
+def test_a_damaged_consumer_log_is_sealed_and_every_later_load_recorded(
+    reg: Registry, publisher: SigningKey, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """One damaged line in the consumer's log: the verified tool is still handed out, the damage
+    is sealed by a break entry (said on the error log), every later load is recorded after it,
+    and `audit verify` still fails naming the damaged line and the break."""
     publish(reg, publisher, "1.0.0")
     reg.load("add_ints@1.0.0", runtime="restricted").close()
     break_tail(reg, reg.consumer_audit.path)
     with reg.load("add_ints@1.0.0", runtime="restricted") as tool:
         assert tool(a=1, b=2) == 3
+    reg.load("add_ints@1.0.0", runtime="restricted").close()
+    assert "sealed it with a break entry" in capsys.readouterr().err
+    recorded = [(e.seq, e.event) for e in loads(reg)]
+    assert recorded == [(1, "load"), (2, "break"), (3, "load"), (4, "load")]
     result = reg.consumer_audit.verify()
-    assert not result.ok and result.first_bad_seq == 1
+    assert (result.ok, result.first_bad_seq, result.breaks) == (False, 1, [2])
+    assert result.tail_intact and result.entries == 3
 
 
 def test_cli_audit_consumer_shows_loads(reg: Registry, publisher: SigningKey) -> None:
@@ -372,11 +380,15 @@ def test_cli_audit_consumer_shows_loads(reg: Registry, publisher: SigningKey) ->
 
 
 def test_refusal_the_log_cannot_record_still_raises(reg: Registry, publisher: SigningKey) -> None:
-    """With a broken log, a refused load keeps its own error and notes it went unrecorded."""
+    """With a log that refuses appends, a refused load keeps its own error and notes it went
+    unrecorded."""
     publish(reg, publisher, "1.0.0", VersionStatus.PENDING, NET)
     with pytest.raises(ApprovalRequiredError):
         reg.load("add_ints@1.0.0", runtime="restricted")
     break_tail(reg, reg.consumer_audit.path)
+    # The consumer's own log seals damage; a refusing one stands in for a log that cannot be
+    # written at all (a full disk), which root's tests cannot otherwise make.
+    reg.consumer_audit = AuditLog(reg.consumer_audit.path)
     with pytest.raises(ApprovalRequiredError, match="pending approval") as raised:
         reg.load("add_ints@1.0.0", runtime="restricted")
     assert any("not in the audit log" in note for note in raised.value.__notes__)

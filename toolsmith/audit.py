@@ -8,8 +8,24 @@ A chain alone cannot show that its *last* entries were cut off, so ``<log>.head`
 small file holding the last entry's seq and hash, replaced atomically after every append. Appends
 from several processes are serialised with ``flock`` on the log; the log line is written before
 the head, so a crash between the two leaves the head exactly one entry behind, which both
-``append`` and ``verify`` accept (and ``append`` repairs). Appending to a log that does not verify
-at its tail is refused: the next honest entry must not paper over a deleted one.
+``append`` and ``verify`` accept (and ``append`` repairs).
+
+A log whose tail does not verify (a damaged or edited last line, a write cut short, a head that
+disagrees with the log) is handled as ``on_damage`` says:
+
+- ``"refuse"`` (the registry's log, the metacognition log): every append is refused until an
+  operator moves the damaged log aside, so the next honest entry cannot paper over a deleted
+  one, and no edit is made unlogged.
+- ``"seal"`` (the consumer's log of loads): the damage is sealed and recording goes on, as
+  journald starts a new journal file rather than stop logging. ``append`` first writes a
+  ``break`` entry whose ``prev`` is the sha256 of every byte of the log before it (the damaged
+  bytes included, so they are kept as evidence and cannot be changed again unseen) and whose
+  reason names the problem, then chains the entry after it. It says so on the error log.
+
+A break never makes a log verify: ``verify`` reports the first problem, every break, and
+whether the chain after the last break is intact, and fails until the operator moves the log and
+its head aside (keeping them) to start a clean chain. A forged break (one whose ``prev`` is not
+the digest of what precedes it) is reported like any other bad line.
 
 Nothing here is signed: someone who can rewrite the whole log and its head can forge a consistent
 history. The chain detects edits by anyone who does not recompute it, and by tools that do not.
@@ -31,7 +47,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from toolsmith.errors import AuditError, UnsafePathError
 from toolsmith.files import NotRegularFileError, atomic_write, flocked, open_nofollow
+from toolsmith.log import get_logger
+from toolsmith.models import describe
 from toolsmith.spec import canonical_json
+
+_log = get_logger(__name__)
 
 AuditEvent = Literal[
     "build",
@@ -51,6 +71,7 @@ AuditEvent = Literal[
     "retire",
     "prompts",
     "predict",
+    "break",
 ]
 AUDIT_EVENTS: tuple[str, ...] = get_args(AuditEvent)
 AUDIT_FILE = "audit.jsonl"
@@ -62,6 +83,16 @@ _MOVE_ASIDE = (
     "run `toolsmith audit verify`; keep the damaged log as evidence and move it (and its .head "
     "file) aside to start a new chain"
 )
+OnDamage = Literal["refuse", "seal"]
+
+
+class _DamagedTail(AuditError):
+    """The log's tail does not verify: what ``on_damage`` decides about. ``problem`` says what
+    is wrong, for the break entry that seals it."""
+
+    def __init__(self, message: str, *, hint: str, problem: str) -> None:
+        super().__init__(message, hint=hint)
+        self.problem = problem
 
 
 class AuditEntry(BaseModel):
@@ -93,6 +124,14 @@ class AuditVerification(BaseModel):
     first_bad_seq: int | None = None
     problem: str | None = None
     head_seq: int | None = Field(default=None, description="seq the head file anchors")
+    breaks: list[int] = Field(
+        default_factory=list, description="seqs (line numbers) of break entries sealing damage"
+    )
+    tail_intact: bool = Field(
+        default=True,
+        description="the chain after the last break (or from the start) is intact up to the "
+        "head, so appends go on",
+    )
 
 
 class _Head(BaseModel):
@@ -110,9 +149,10 @@ def entry_hash(fields: dict[str, Any]) -> str:
 class AuditLog:
     """The audit log at ``path`` (conventionally ``<registry>/audit.jsonl``) and its head file."""
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, on_damage: OnDamage = "refuse") -> None:
         self.path = Path(path)
         self.head_path = self.path.with_name(self.path.name + ".head")
+        self.on_damage = on_damage
 
     @classmethod
     def for_registry(cls, registry_path: str | os.PathLike[str]) -> AuditLog:
@@ -127,7 +167,8 @@ class AuditLog:
         reason: str | None = None,
         data: dict[str, Any] | None = None,
     ) -> AuditEntry:
-        """Record one decision; safe against concurrent appends from other processes."""
+        """Record one decision; safe against concurrent appends from other processes. A damaged
+        tail raises AuditError, or is sealed with a break entry first (``on_damage``)."""
         if event not in AUDIT_EVENTS:
             raise AuditError(
                 f"unknown audit event {event!r}",
@@ -142,10 +183,15 @@ class AuditLog:
             ) from None
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._locked("ab+", shared=False) as f:
-            last = self._checked_tail(f)
+            try:
+                last: AuditEntry | None = self._checked_tail(f)
+            except _DamagedTail as e:
+                if self.on_damage == "refuse":
+                    raise
+                last = self._seal(f, e.problem, actor)
             fields: dict[str, Any] = {
                 "seq": (last.seq if last else 0) + 1,
-                "timestamp": datetime.now(UTC).isoformat(timespec="microseconds"),
+                "timestamp": _now(),
                 "event": event,
                 "actor": actor,
                 "subject": subject,
@@ -153,20 +199,60 @@ class AuditLog:
                 "data": payload,
                 "prev": last.hash if last else GENESIS,
             }
-            entry = AuditEntry(**fields, hash=entry_hash(fields))
-            f.seek(0, os.SEEK_END)
-            f.write(canonical_json(entry.model_dump(mode="json")) + b"\n")
-            f.flush()
-            os.fsync(f.fileno())
-            self._write_head(_Head(seq=entry.seq, hash=entry.hash))
+            return self._write(f, fields)
+
+    def _write(self, f: IO[bytes], fields: dict[str, Any]) -> AuditEntry:
+        entry = AuditEntry(**fields, hash=entry_hash(fields))
+        f.seek(0, os.SEEK_END)
+        f.write(canonical_json(entry.model_dump(mode="json")) + b"\n")
+        f.flush()
+        os.fsync(f.fileno())
+        self._write_head(_Head(seq=entry.seq, hash=entry.hash))
         return entry
 
+    def _seal(self, f: IO[bytes], problem: str, actor: str) -> AuditEntry:
+        """Append a break entry sealing everything before it (damage included): its seq is its
+        line number, its ``prev`` the sha256 of the bytes before it."""
+        f.seek(0)
+        before = f.read()
+        if before and not before.endswith(b"\n"):  # a write cut short stays, as its own line
+            f.write(b"\n")
+            before += b"\n"
+        seq = before.count(b"\n") + 1
+        digest = hashlib.sha256(before).hexdigest()
+        _log.error(
+            "audit log damaged: sealed it with a break entry and went on recording",
+            log=str(self.path),
+            problem=problem,
+            break_seq=seq,
+            fix="run `toolsmith audit verify --consumer` to see what was damaged; the damaged "
+            "lines stay in the log as evidence",
+        )
+        fields: dict[str, Any] = {
+            "seq": seq,
+            "timestamp": _now(),
+            "event": "break",
+            "actor": actor,
+            "subject": self.path.name,
+            "reason": problem,
+            "data": {"sealed_bytes": len(before)},
+            "prev": digest,
+        }
+        return self._write(f, fields)
+
     def entries(self) -> Iterator[AuditEntry]:
-        """Every entry in order; an unreadable line is an AuditError naming its line number."""
+        """Every entry in order; an unreadable line is an AuditError naming its line number,
+        unless a break entry after it has sealed it (then it is left out: ``verify`` names it)."""
         with self._locked("rb", shared=True) as f:
             lines = f.read().splitlines()
-        for number, line in enumerate(lines, 1):
-            entry = _parse(line)
+        parsed = [_parse(line) for line in lines]
+        breaks = [
+            n for n, e in enumerate(parsed, 1) if isinstance(e, AuditEntry) and e.event == "break"
+        ]
+        sealed = max(breaks, default=0)
+        for number, entry in enumerate(parsed, 1):
+            if isinstance(entry, str) and number < sealed:
+                continue
             if isinstance(entry, str):
                 raise AuditError(
                     f"line {number} of {self.path} is not an audit entry: {entry}",
@@ -191,35 +277,54 @@ class AuditLog:
             data = f.read()
             head = self._read_head() if self.head_path.exists() else None
         head_seq = head.seq if head else None
-        prev, count = GENESIS, 0
+        prev, count, last = GENESIS, 0, 0
+        first: tuple[int, str] | None = None
+        breaks: list[int] = []
+        damaged = False  # a problem not (yet) sealed by a break
         hashes: dict[int, str] = {}
         lines = data.split(b"\n")
         complete = lines.pop() == b""
         if not complete:
             lines.append(b"")  # the incomplete last line, reported below
+        offset = 0
         for number, line in enumerate(lines, 1):
-            if not complete and number == len(lines):
-                problem: str | None = f"line {number} is incomplete (a write that did not finish)"
+            entry = _parse(line)
+            if _is_break(entry, number, data, offset):
+                assert isinstance(entry, AuditEntry)
+                breaks.append(number)
+                first = first or (number, f"seq {number} is a break entry: {entry.reason}")
+                damaged, problem = False, None
+            elif damaged:
+                problem = "damaged"  # part of the damaged stretch before a break
+            elif not complete and number == len(lines):
+                problem = f"line {number} is incomplete (a write that did not finish)"
             else:
-                problem = _line_problem(number, _parse(line), prev)
+                problem = _line_problem(number, entry, prev)
+            offset += len(line) + 1
             if problem is not None:
-                return AuditVerification(
-                    ok=False,
-                    entries=count,
-                    first_bad_seq=number,
-                    problem=problem,
-                    head_seq=head_seq,
-                )
-            prev = json.loads(line)["hash"]
+                if not damaged:
+                    first = first or (number, problem)
+                damaged = True
+                continue
+            assert isinstance(entry, AuditEntry)
+            prev, last = entry.hash, number
             count += 1
-            hashes[count] = prev
-        bad = _head_problem(head, count, hashes)
-        if bad is not None:
-            seq, problem = bad
-            return AuditVerification(
-                ok=False, entries=count, first_bad_seq=seq, problem=problem, head_seq=head_seq
-            )
-        return AuditVerification(ok=True, entries=count, head_seq=head_seq)
+            hashes[number] = prev
+        if not damaged:
+            bad = _head_problem(head, last, hashes)
+            if bad is not None:
+                first, damaged = first or bad, True
+        if first is None:
+            return AuditVerification(ok=True, entries=count, head_seq=head_seq)
+        return AuditVerification(
+            ok=False,
+            entries=count,
+            first_bad_seq=first[0],
+            problem=first[1],
+            head_seq=head_seq,
+            breaks=breaks,
+            tail_intact=not damaged,
+        )
 
     # -- files ---------------------------------------------------------------------------------
 
@@ -248,9 +353,10 @@ class AuditLog:
         elif head.seq < last.seq - 1 or (head.seq == last.seq - 1 and head.hash != last.prev):
             refused = f"the head anchors seq {head.seq}, which does not precede seq {last.seq}"
         if refused is not None:
-            raise AuditError(
+            raise _DamagedTail(
                 f"refusing to append to audit log {self.path}: {refused}",
                 hint=_MOVE_ASIDE,
+                problem=refused,
             )
         return last
 
@@ -259,10 +365,16 @@ class AuditLog:
         try:
             with f:
                 return _Head.model_validate_json(f.read(MAX_HEAD_BYTES))
-        except (OSError, ValidationError) as e:
+        except OSError as e:
             raise AuditError(
                 f"audit head file {self.head_path} is unreadable: {e}",
                 hint="run `toolsmith audit verify`; restore the head file or move the log aside",
+            ) from None
+        except ValidationError as e:
+            raise _DamagedTail(
+                f"audit head file {self.head_path} is unreadable: {e}",
+                hint="run `toolsmith audit verify`; restore the head file or move the log aside",
+                problem=f"the head file is damaged ({describe(e)})",
             ) from None
 
     def _write_head(self, head: _Head) -> None:
@@ -310,9 +422,10 @@ def _last_entry(f: IO[bytes], path: Path) -> AuditEntry | None:
         f.seek(end - block)
         tail = f.read(block)
         if not tail.endswith(b"\n"):
-            raise AuditError(
+            raise _DamagedTail(
                 f"audit log {path} ends in an incomplete entry",
                 hint=_MOVE_ASIDE,
+                problem="the last line is incomplete (a write that did not finish)",
             )
         start = tail.rfind(b"\n", 0, len(tail) - 1)
         if start >= 0 or block == end:
@@ -321,11 +434,29 @@ def _last_entry(f: IO[bytes], path: Path) -> AuditEntry | None:
         block = min(end, block * 4)
     entry = _parse(line)
     if isinstance(entry, str) or entry.computed_hash() != entry.hash:
-        raise AuditError(
+        why = entry if isinstance(entry, str) else "its content does not match its hash"
+        raise _DamagedTail(
             f"the last entry of audit log {path} is damaged or edited",
             hint=_MOVE_ASIDE,
+            problem=f"the last line is damaged or edited ({why})",
         )
     return entry
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
+def _is_break(entry: AuditEntry | str, number: int, data: bytes, offset: int) -> bool:
+    """Whether ``entry``, on line ``number`` starting at byte ``offset`` of the log ``data``, is
+    a genuine break: intact, at its line, sealing exactly the bytes before it."""
+    return (
+        isinstance(entry, AuditEntry)
+        and entry.event == "break"
+        and entry.seq == number
+        and entry.computed_hash() == entry.hash
+        and entry.prev == hashlib.sha256(data[:offset]).hexdigest()
+    )
 
 
 def _line_problem(number: int, entry: AuditEntry | str, prev: str) -> str | None:

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from toolsmith.audit import AuditLog
+from toolsmith.audit import AuditLog, AuditVerification
 from toolsmith.cli._common import JsonOpt, RegistryOpt, console, emit, escape, plain
 from toolsmith.errors import AuditError
 from toolsmith.registry import Registry, consumer_audit
@@ -69,12 +69,7 @@ def verify(
     if not result.ok:
         if as_json:
             emit(result, True, lambda: None)
-        raise AuditError(
-            f"audit log {log.path} fails verification at seq {result.first_bad_seq}: "
-            f"{result.problem}",
-            hint="entries before that seq are intact; keep the log as evidence and find out who "
-            "changed it",
-        )
+        raise _failure(log, result)
     emit(
         result,
         as_json,
@@ -82,3 +77,35 @@ def verify(
             plain(f"audit log {log.path}: {result.entries} entries, chain intact"), soft_wrap=True
         ),
     )
+
+
+def _failure(log: AuditLog, result: AuditVerification) -> AuditError:
+    """The error for a log that fails verification: the first bad line, the breaks sealing
+    damage, whether recording goes on, and what the operator does next."""
+    n = result.first_bad_seq
+    message = f"audit log {log.path} fails verification at seq {n} (line {n}): {result.problem}"
+    aside = (
+        f"to start a clean chain, move {log.path.name} and {log.head_path.name} aside "
+        "(keep both as evidence)"
+    )
+    if result.breaks:
+        seqs = ", ".join(str(b) for b in result.breaks)
+        message += f"; break entries sealing damage at seq {seqs}"
+    if result.breaks and result.tail_intact:
+        message += f"; the chain after seq {result.breaks[-1]} is intact, so recording went on"
+        hint = (
+            "the damaged lines are kept in the log as evidence: find out what changed them (a "
+            f"crash mid-write, a full disk, an edit); then, {aside}"
+        )
+    elif log.on_damage == "seal":
+        hint = (
+            f"entries before seq {n} are intact; the next append seals the damage with a break "
+            f"entry and recording goes on; keep the log as evidence, find out who changed it, "
+            f"and {aside}"
+        )
+    else:
+        hint = (
+            f"entries before seq {n} are intact; keep the log as evidence and find out who "
+            f"changed it; {aside}"
+        )
+    return AuditError(message, hint=hint)

@@ -127,8 +127,9 @@ def _approval_path(name: str, version: str) -> str:
 
 def consumer_audit() -> AuditLog:
     """This consumer's audit log (loads it allowed or refused): in its state dir, not in any
-    registry."""
-    return AuditLog(_client.state_root() / "audit.jsonl")
+    registry. Damage is sealed with a break entry and recording goes on (``AuditLog``):
+    refusing every later load, or loading unrecorded, would both be worse for an agent."""
+    return AuditLog(_client.state_root() / "audit.jsonl", on_damage="seal")
 
 
 def trust_registry(location: str | os.PathLike[str], root_fingerprint: str) -> str:
@@ -478,9 +479,10 @@ class Registry:
 
         Every call appends one "load" entry by ``actor`` (default: the OS user) to this
         consumer's audit log (never the registry's): allowed, with the digest and runtime; or
-        refused, with the error's message as the reason, and the error is re-raised. A log that
-        refuses the entry (a damaged line) is reported on the error log and by `toolsmith audit
-        verify --consumer`; it does not stop the load.
+        refused, with the error's message as the reason, and the error is re-raised. A damaged
+        log is sealed with a break entry and recording goes on (``AuditLog`` ``on_damage``); a
+        log that cannot be written at all (a failing disk) is reported on the error log and does
+        not stop the load.
         """
         from toolsmith.loader import load_tool  # the runtimes are heavy: only when loading
 
@@ -508,8 +510,7 @@ class Registry:
         try:
             self._consumer_record(who, subject, reason, data)
         except AuditError as e:
-            # The tool verified; a damaged log line must not stop the agent. `toolsmith audit
-            # verify --consumer` reports the damage.
+            # The tool verified; a log that cannot be written must not stop the agent.
             _log.error(
                 "load not recorded: your audit log refused it", tool=subject, error=e.message
             )
