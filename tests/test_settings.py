@@ -193,3 +193,21 @@ def test_a_malformed_endpoint_url_is_a_usage_error_from_any_source(
     assert source in exc.value.message and "http://localhost:8000/v1" in exc.value.message
     assert "'not-a-url'" in exc.value.message or "'http://h:99999/v1'" in exc.value.message
     assert exc.value.hint and source in exc.value.hint
+
+
+def test_toolsmith_home_holds_the_default_registry_and_all_state(
+    clean: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """With only TOOLSMITH_HOME set, keys, state, eval runs and the registry a command uses
+    when none is named all live under it; TOOLSMITH_REGISTRY still wins."""
+    from toolsmith.evaluation import runs_dir
+    from toolsmith.registry import Registry
+
+    home = tmp_path / "home"
+    monkeypatch.setenv("TOOLSMITH_HOME", str(home))
+    paths = Settings.load().paths
+    assert (paths.keys, paths.state_root) == (home / "keys", home / "state")
+    assert Registry().path == Registry.default_path() == home / "registry"
+    assert runs_dir() == home / "evals"
+    monkeypatch.setenv("TOOLSMITH_REGISTRY", str(tmp_path / "elsewhere"))
+    assert Registry().path == tmp_path / "elsewhere"

@@ -82,7 +82,10 @@ class BuildSettings(_Section):
 
 
 class PathSettings(_Section):
-    """``[paths]``: where the registry, keys, consumer state, policy and constitution are."""
+    """``[paths]``: where the registry, keys, consumer state, policy and constitution are.
+    ``home`` holds everything toolsmith keeps (keys, state, the default registry, eval runs)
+    unless a more specific setting moves one part; the wheel ``cache`` is not kept there (it is
+    content-addressed, checked on use and safe to share or delete)."""
 
     registry: str | None = None
     home: Path | None = None
@@ -106,6 +109,15 @@ class PathSettings(_Section):
         if self.home is not None:
             return self.home / "state"
         return Path(platformdirs.user_state_dir("toolsmith"))
+
+    @property
+    def default_registry(self) -> Path:
+        """The registry used when none is named (no flag, ``registry`` setting or
+        ``$TOOLSMITH_REGISTRY``): ``home/registry``, else the per-user data dir's ``registry``.
+        Never the working directory: a command must not publish into wherever it was run."""
+        if self.home is not None:
+            return self.home / "registry"
+        return Path(platformdirs.user_data_dir("toolsmith")) / "registry"
 
     @property
     def wheels(self) -> Path:

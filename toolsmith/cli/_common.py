@@ -70,8 +70,8 @@ RegistryOpt = Annotated[
     typer.Option(
         "--registry",
         envvar="TOOLSMITH_REGISTRY",
-        help="Registry directory or http(s) URL (default: $TOOLSMITH_REGISTRY, else a per-user "
-        "data dir).",
+        help="Registry directory or http(s) URL (default: $TOOLSMITH_REGISTRY, else "
+        "$TOOLSMITH_HOME/registry, else a per-user data dir).",
         show_default=False,
     ),
 ]

@@ -31,7 +31,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-import platformdirs
 from semantic_version import SimpleSpec, Version
 from tuf.api.metadata import Key, Metadata, TargetFile, Targets
 
@@ -165,8 +164,8 @@ class Registry:
         policy: CapabilityPolicy | None = None,
         trusted_approvers: Sequence[str] | None = None,
     ) -> None:
-        """``location``: a directory, an http(s) URL, else ``$TOOLSMITH_REGISTRY``, else a
-        per-user data dir. ``keys``: where signing keys are looked up for edits (default: the
+        """``location``: a directory, an http(s) URL, else ``$TOOLSMITH_REGISTRY``, else
+        ``default_path()``. ``keys``: where signing keys are looked up for edits (default: the
         local key store). ``policy``: the consumer's capability policy applied at load (default:
         ``TOOLSMITH_POLICY`` or the shipped one). ``trusted_approvers``: key ids whose approvals
         this consumer accepts (default: what ``trust_approvers`` kept for this registry, else the
@@ -196,9 +195,9 @@ class Registry:
 
     @staticmethod
     def default_path() -> Path:
-        """The per-user registry directory (when neither a location nor
-        ``$TOOLSMITH_REGISTRY`` is given)."""
-        return Path(platformdirs.user_data_dir("toolsmith")) / "registry"
+        """The registry directory used when neither a location nor ``$TOOLSMITH_REGISTRY`` is
+        given: ``$TOOLSMITH_HOME/registry``, else the per-user data dir's."""
+        return Settings.load().paths.default_registry
 
     @property
     def audit(self) -> AuditLog:
