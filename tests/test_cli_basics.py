@@ -140,3 +140,35 @@ def test_build_table_prints_model_text_literally(tmp_path: Path) -> None:
         )
     assert r.returncode == 7, r.stderr
     assert conflict in r.stdout and "Traceback" not in r.stderr
+
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "word_count.yaml"
+
+
+def test_impl_with_a_syntax_error_shows_file_line_column_and_the_line(tmp_path: Path) -> None:
+    """`build --spec S --impl FILE` whose FILE does not parse: exit 2 before anything runs,
+    `FILE:LINE:COL`, the offending line with a caret under the column, and a fix naming it."""
+    impl = tmp_path / "impl.py"
+    impl.write_text(
+        "def word_count(text, min_length=1):\n"
+        "    return sum(1 for w in text.split() if len(w) >= min_length\n"
+    )
+    r = run("build", "--spec", str(EXAMPLE), "--impl", str(impl), "--registry", str(tmp_path))
+    assert r.returncode == 2, r.stderr
+    lines = r.stderr.splitlines()
+    assert lines[0] == f"UsageError: {impl}:2:15: SyntaxError: '(' was never closed"
+    assert lines[1].strip().startswith("return sum(1 for w")
+    assert lines[2].index("^") == lines[1].index("sum(") + 3  # under the unclosed paren
+    assert lines[3].startswith(f"fix: correct line 2 of {impl}")
+    assert not (tmp_path / "metadata").exists(), "nothing was built or published"
+
+
+def test_impl_without_the_specs_function_names_both(tmp_path: Path) -> None:
+    """An implementation that defines another function is refused at once, naming the spec's
+    function and the ones found, with how to reconcile them."""
+    impl = tmp_path / "impl.py"
+    impl.write_text("def wc(text, min_length=1):\n    return len(text.split())\n")
+    r = run("build", "--spec", str(EXAMPLE), "--impl", str(impl), "--registry", str(tmp_path))
+    assert r.returncode == 2, r.stderr
+    assert "no top-level function named 'word_count' (found: wc)" in r.stderr
+    assert "fix: define `def word_count(...)`" in r.stderr

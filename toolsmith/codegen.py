@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from toolsmith.designer import lessons_text
+from toolsmith.errors import UsageError
 from toolsmith.llm import LLM, Message
 from toolsmith.spec import ToolSpec
 
@@ -126,6 +127,40 @@ def code_problems(code: str, name: str) -> list[str]:
         found = ", ".join(sorted(funcs)) or "none"
         return [f"the module defines no top-level function named {name!r} (found: {found})"]
     return []
+
+
+def check_impl(code: str, name: str, source: str = "the implementation") -> None:
+    """Refuse your own implementation (``--impl``, ``build_from_spec``) when it cannot be
+    tested, before any build: no model will repair it, so an attempt would only fail.
+
+    Raises ``UsageError``: a syntax error as ``source:line:col`` with the offending line and a
+    caret under the column (what compilers print), or a module without a top-level function
+    ``name``, each with what to do.
+    """
+    try:
+        tree = ast.parse(code, filename=source)
+    except SyntaxError as e:
+        line, col = e.lineno or 0, e.offset or 0
+        shown = ""
+        if e.text:
+            text = e.text.rstrip("\n").replace("\t", " ")  # one column per character
+            shown = f"\n{text}\n{' ' * max(col - 1, 0)}^"
+        raise UsageError(
+            f"{source}:{line}:{col}: SyntaxError: {e.msg}{shown}",
+            hint=f"correct line {line} of {source} ({e.msg}) and build again; `python -m "
+            f"py_compile {source}` checks it first. Code you bring is built as given: no model "
+            "repairs it",
+        ) from None
+    funcs = sorted(
+        n.name for n in tree.body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)
+    )
+    if name not in funcs:
+        found = ", ".join(funcs) or "none"
+        raise UsageError(
+            f"{source} defines no top-level function named {name!r} (found: {found})",
+            hint=f"define `def {name}(...)` at the top level of {source}, as the spec's name "
+            "says, or change the spec's name",
+        )
 
 
 def build_messages(

@@ -35,7 +35,7 @@ from toolsmith.checks import (
     ProgressCallback,
     run_checks,
 )
-from toolsmith.codegen import NO_FENCE, SPEC_CONFLICT, ambiguous, generate_code
+from toolsmith.codegen import NO_FENCE, SPEC_CONFLICT, ambiguous, check_impl, generate_code
 from toolsmith.constitution import (
     Constitution,
     constitution_tests,
@@ -431,10 +431,14 @@ class Toolsmith:
     def build_from_spec(
         self, spec: ToolSpec, impl: str | None = None, options: BuildOptions | None = None
     ) -> BuildResult:
-        """Bring your own spec, and optionally your own code: with both, no LLM is used."""
+        """Bring your own spec, and optionally your own code: with both, no LLM is used. Code
+        that cannot be tested (a syntax error, no function of the spec's name) is a UsageError
+        before anything runs, since no model is there to repair it."""
         opts = options or BuildOptions()
         if impl is None:
             self._need_llm()
+        else:
+            check_impl(impl, spec.name)
         llm = PromptLog(self.llm) if self.llm else None
         spent = self.llm.usage.as_dict() if self.llm else {}
         return self._prove(

@@ -240,7 +240,12 @@ def build(
         **build_flags(max_attempts, max_examples, mutants, mutation_time),
     )
     tool_spec = ToolSpec.from_file(spec) if spec is not None else None
-    code = read_text(impl, "implementation") if impl is not None else None
+    code = None
+    if impl is not None:
+        from toolsmith.codegen import check_impl
+
+        code = read_text(impl, "implementation")
+        check_impl(code, tool_spec.name if tool_spec else "", str(impl))
     llm = None
     if task is not None or code is None:
         config = LLMConfig.resolve(
