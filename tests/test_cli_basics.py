@@ -172,3 +172,62 @@ def test_impl_without_the_specs_function_names_both(tmp_path: Path) -> None:
     assert r.returncode == 2, r.stderr
     assert "no top-level function named 'word_count' (found: wc)" in r.stderr
     assert "fix: define `def word_count(...)`" in r.stderr
+
+
+def _init(home: Path, *root: str, json_out: bool = False, tty: bool = False, **env: str) -> str:
+    """stderr of `toolsmith ROOT... registry init [--json]` in a fresh home (which logs the
+    generated key's warning), with ``env`` set, through a pseudo-terminal when ``tty``."""
+    import pty
+
+    argv = [sys.executable, "-c", CLI, *root, "registry", "init", "--registry", str(home / "r")]
+    argv += ["--json"] if json_out else []
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("TOOLSMITH_LOG_")}
+    environ |= {"TOOLSMITH_HOME": str(home), **env}
+    if not tty:
+        r = subprocess.run(argv, capture_output=True, text=True, env=environ, timeout=60)
+        assert r.returncode == 0, r.stderr
+        return r.stderr
+    main, side = pty.openpty()
+    with os.fdopen(main, "rb", buffering=0) as terminal:
+        r = subprocess.run(argv, stdout=subprocess.PIPE, stderr=side, env=environ, timeout=60)
+        os.close(side)
+        chunks = []
+        while True:
+            try:
+                chunk = terminal.read(4096)
+            except OSError:  # EIO: the other side is closed and everything was read
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+    assert r.returncode == 0
+    return b"".join(chunks).decode().replace("\r\n", "\n")
+
+
+def test_log_lines_are_short_for_people_and_json_for_machines(tmp_path: Path) -> None:
+    """A terminal gets `warning: event (key=value, ...)`; piped stderr and a command printing
+    --json get JSON lines; --log-format, $TOOLSMITH_LOG_FORMAT and --log-level choose."""
+    on_terminal = _init(tmp_path / "a", tty=True)
+    assert on_terminal.startswith("warning: generated signing key (key_id=")
+    assert "{" not in on_terminal and "timestamp" not in on_terminal
+    script = _init(tmp_path / "b", tty=True, json_out=True)
+    assert json.loads(script.splitlines()[0])["event"] == "generated signing key"
+    piped = _init(tmp_path / "c")
+    assert json.loads(piped.splitlines()[0])["level"] == "warning"
+    human = _init(tmp_path / "d", "--log-format", "human")
+    assert human.startswith("warning: generated signing key (key_id=")
+    from_env = _init(tmp_path / "e", json_out=True, TOOLSMITH_LOG_FORMAT="human")
+    assert from_env.startswith("warning: generated signing key")
+    assert "generated signing key" not in _init(tmp_path / "f", "--log-level", "error")
+
+
+def test_a_bad_log_setting_is_a_usage_error_and_others_wait_for_their_command() -> None:
+    """A bad --log-format is exit 2 naming it; a bad setting of another section does not stop
+    a command that does not use it."""
+    r = run("--log-format", "xml", "spec", "schema")
+    assert r.returncode == 2 and "--log-format" in r.stderr and "'xml'" in r.stderr
+    environ = {**os.environ, "TOOLSMITH_MAX_ATTEMPTS": "0"}
+    ok = subprocess.run(
+        [sys.executable, "-c", CLI, "spec", "schema"], capture_output=True, env=environ, timeout=60
+    )
+    assert ok.returncode == 0, ok.stderr

@@ -19,9 +19,10 @@ from __future__ import annotations
 import functools
 import os
 import tomllib
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 from urllib.parse import urlparse
 
 import platformdirs
@@ -142,6 +143,20 @@ class RegistrySettings(_Section):
     )
 
 
+class LogSettings(_Section):
+    """``[log]``: how the CLI writes its log lines to stderr (``toolsmith.log``)."""
+
+    format: Literal["auto", "human", "json"] = Field(
+        default="auto", description="auto: JSON lines when stderr is not a terminal"
+    )
+    level: Literal["debug", "info", "warning", "error"] = "warning"
+
+    @field_validator("format", "level", mode="before")
+    @classmethod
+    def _lower(cls, v: Any) -> Any:
+        return v.lower() if isinstance(v, str) else v
+
+
 @dataclass(frozen=True)
 class Knob:
     """One setting: its place in ``Settings`` (``section.key``, also its config file key), its
@@ -173,6 +188,8 @@ KNOBS: tuple[Knob, ...] = (
     Knob("sandbox.images", None, "TOOLSMITH_SANDBOX_IMAGES"),
     Knob("sandbox.debian_mirror", None, "TOOLSMITH_DEBIAN_MIRROR"),
     Knob("registry.download_deadline_s", None, "TOOLSMITH_DOWNLOAD_DEADLINE_S"),
+    Knob("log.format", "--log-format", "TOOLSMITH_LOG_FORMAT"),
+    Knob("log.level", "--log-level", "TOOLSMITH_LOG_LEVEL"),
 )
 _BY_KEY = {k.key: k for k in KNOBS}
 _ENV_VARS = (CONFIG_ENV, *(k.env for k in KNOBS if k.env))
@@ -201,6 +218,7 @@ class Settings(PublicModel):
     paths: PathSettings = Field(default_factory=PathSettings)
     sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
     registry: RegistrySettings = Field(default_factory=RegistrySettings)
+    log: LogSettings = Field(default_factory=LogSettings)
     config_file: Path | None = Field(default=None, description="the config file read, if any")
     sources: dict[str, str] = Field(
         default_factory=dict, description="where each setting not left at its default came from"
@@ -213,9 +231,13 @@ class Settings(PublicModel):
         *,
         config_file: str | os.PathLike[str] | None = None,
         error: type[ToolsmithError] = UsageError,
+        only: Collection[str] | None = None,
     ) -> Settings:
         """The settings from ``flags`` (``{"llm.model": ...}``; None and "" mean not given),
         else the environment (``KNOBS``), else the config file, else the defaults.
+
+        ``only`` names the sections to read (the others keep their defaults), so a caller
+        needing one section is not stopped by a bad value in another.
 
         A bad value raises ``LLMNotConfiguredError`` if it is an ``[llm]`` setting, else
         ``UsageError``, naming where it came from; an unreadable config file raises ``error``
@@ -227,18 +249,26 @@ class Settings(PublicModel):
             raise UsageError(f"unknown settings {sorted(unknown)}", hint=f"use {sorted(_BY_KEY)}")
         path = Path(config_file) if config_file is not None else config_path()
         key = None
-        if not given:
+        if not given and only is None:
             key = (path, _stat(path), tuple(os.environ.get(v) for v in _ENV_VARS))
             if _cache is not None and _cache[0] == key:
                 return _cache[1]
-        settings = cls._layered(given, path, error)
+        settings = cls._layered(given, path, error, only)
         if key is not None:
             _set_cache(key, settings)
         return settings
 
     @classmethod
-    def _layered(cls, given: dict[str, Any], path: Path, error: type[ToolsmithError]) -> Settings:
+    def _layered(
+        cls,
+        given: dict[str, Any],
+        path: Path,
+        error: type[ToolsmithError],
+        only: Collection[str] | None,
+    ) -> Settings:
         tables = _read_config(path, error) if path.is_file() else {}
+        if only is not None:
+            tables = {name: table for name, table in tables.items() if name in only}
         values: dict[str, dict[str, Any]] = {section: {} for section in cls._sections()}
         sources: dict[str, str] = {}
         for section, table in tables.items():
@@ -247,6 +277,8 @@ class Settings(PublicModel):
                 sources[f"{section}.{name}"] = f"[{section}] {name} in {path}"
         for knob in KNOBS:
             section, name = knob.key.split(".")
+            if only is not None and section not in only:
+                continue
             if knob.key in given:
                 values[section][name] = given[knob.key]
                 sources[knob.key] = knob.flag or f"the {knob.key} argument"

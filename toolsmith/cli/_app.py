@@ -25,6 +25,7 @@ from toolsmith.cli import sandbox as sandbox_cli
 from toolsmith.cli import spec as spec_cli
 from toolsmith.cli._common import err_console, print_error
 from toolsmith.errors import ToolsmithError
+from toolsmith.settings import Settings
 
 app = typer.Typer(
     name="toolsmith",
@@ -62,12 +63,27 @@ def _root(
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
     ] = False,
-    log_json: Annotated[bool, typer.Option("--log-json", help="Log as JSON lines.")] = False,
+    log_format: Annotated[
+        str | None,
+        typer.Option(
+            "--log-format",
+            help="Log lines on stderr: human, json, or auto (JSON when stderr is not a terminal "
+            "or the command prints --json); else $TOOLSMITH_LOG_FORMAT, [log] format.",
+            show_default=False,
+        ),
+    ] = None,
     log_level: Annotated[
-        str, typer.Option("--log-level", help="debug, info, warning.")
-    ] = "warning",
+        str | None,
+        typer.Option(
+            "--log-level",
+            help="debug, info, warning or error (else $TOOLSMITH_LOG_LEVEL, [log] level; warning).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
-    log.configure(json=True if log_json else None, level=log_level)
+    # Only [log] is read here: a bad value in another section is for the command that uses it.
+    chosen = Settings.load({"log.format": log_format, "log.level": log_level}, only={"log"}).log
+    log.configure(log_format=chosen.format, level=chosen.level)
 
 
 def run() -> None:

@@ -13,12 +13,27 @@ from rich.console import Console
 from rich.markup import escape as escape_markup
 from rich.text import Text
 
+from toolsmith import log
 from toolsmith.errors import ToolsmithError, one_line
 
 console = Console()
 err_console = Console(stderr=True)
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+
+def _json_logs(value: bool) -> bool:
+    if value:
+        log.machine_output()
+    return value
+
+
+JsonOpt = Annotated[
+    bool,
+    typer.Option(
+        "--json",
+        help="Print machine-readable JSON (and log JSON lines, unless --log-format says).",
+        callback=_json_logs,
+    ),
+]
 ModelOpt = Annotated[str | None, typer.Option(help="Model name (else $TOOLSMITH_MODEL).")]
 BaseUrlOpt = Annotated[
     str | None, typer.Option(help="OpenAI-compatible endpoint (else $OPENAI_BASE_URL).")
