@@ -93,6 +93,31 @@ def test_connecting_to_an_undeclared_host_is_caught() -> None:
     ), found
 
 
+@pytest.mark.parametrize(
+    ("url", "declared"),
+    [
+        ("http://10.0.0.5:8080/x", "network:10.0.0.5:8080"),
+        ("https://[fd00::1]:8443/x", "network:[fd00::1]:8443"),
+        ("https://[FD00:0::1]/x", "network:[fd00::1]"),
+        ("https://API.Example.com/x", "network:api.example.com"),
+    ],
+)
+def test_urls_on_a_declared_ip_literal_or_name_are_covered(url: str, declared: str) -> None:
+    """A URL whose host is the declared one (IPv6 in brackets, any case) raises no finding."""
+    code = f"import urllib.request\n\ndef tool(text):\n    return urllib.request.urlopen({url!r})\n"
+    assert errors(code, capabilities=[declared]) == []
+
+
+def test_a_url_on_another_ip_literal_is_caught() -> None:
+    """Declaring network:[fd00::1] does not cover a URL on [fd00::2] or on 10.0.0.6."""
+    for url in ("https://[fd00::2]/x", "http://10.0.0.6/x"):
+        code = (
+            f"import urllib.request\nURL = {url!r}\n\n"
+            "def tool(text):\n    return urllib.request.urlopen(URL)\n"
+        )
+        assert any("url" in f.rule for f in errors(code, capabilities=["network:[fd00::1]"]))
+
+
 def test_urllib_parse_is_pure() -> None:
     """urllib.parse is not network: quoting a string needs no capability."""
     code = "from urllib.parse import quote\n\ndef tool(text):\n    return quote(text)\n"

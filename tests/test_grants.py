@@ -30,10 +30,82 @@ def test_network_with_port_allows_that_port_only() -> None:
     assert str(grants.egress[0]) == "api.test:8000"
 
 
-@pytest.mark.parametrize("cap", ["network:-bad.test", "network:a..b", "network:x:0"])
+@pytest.mark.parametrize(
+    "cap",
+    [
+        "network:-bad.test",
+        "network:a..b",
+        "network:x:0",
+        "network:fd00::1",
+        "network:[fd00::1",
+        "network:[fd00::1]x",
+        "network:[not-v6]:443",
+    ],
+)
 def test_bad_network_capability_is_refused(cap: str) -> None:
-    """A host that is not a DNS name or a port outside 1-65535 is refused by name."""
+    """A host that is not a DNS name or an IP literal (IPv6 in brackets), or a port outside
+    1-65535, is refused by name."""
     with pytest.raises(PolicyError, match="network:"):
+        Grants.from_capabilities([cap])
+
+
+def test_ip_literals_are_granted_in_canonical_form() -> None:
+    """network:10.0.0.5:8080 and network:[FD00:0::1]:443 are granted, IPv6 compressed and shown
+    in brackets; they are literals, not names."""
+    grants = Grants.from_capabilities(["network:10.0.0.5:8080", "network:[FD00:0::1]:443"])
+    assert grants.egress == (Endpoint("10.0.0.5", 8080), Endpoint("fd00::1", 443))
+    assert [str(e) for e in grants.egress] == ["10.0.0.5:8080", "[fd00::1]:443"]
+    assert str(grants.egress[1].address) == "fd00::1"
+    assert Endpoint("api.example.com", 443).address is None
+
+
+@pytest.mark.parametrize(
+    "cap",
+    [
+        "network:127.0.0.1:80",
+        "network:127.9.9.9",
+        "network:0.0.0.0:8080",
+        "network:[::1]:80",
+        "network:[::]:80",
+        "network:[::ffff:127.0.0.1]:80",
+        "network:localhost:8080",
+        "network:db.localhost",
+    ],
+)
+def test_grants_naming_the_docker_host_itself_are_refused(cap: str) -> None:
+    """Loopback, unspecified and localhost literals are the proxy's own machine: never granted."""
+    with pytest.raises(PolicyError, match="the Docker host itself") as raised:
+        Grants.from_capabilities([cap])
+    assert "run the service" in (raised.value.hint or "")
+
+
+@pytest.mark.parametrize("cap", ["network:224.0.0.1:5353", "network:[ff02::1]:80"])
+def test_multicast_and_broadcast_literals_are_refused(cap: str) -> None:
+    """A multicast or broadcast literal names no single host."""
+    with pytest.raises(PolicyError, match="no single host"):
+        Grants.from_capabilities([cap])
+
+
+@pytest.mark.parametrize(
+    ("cap", "ipv4"),
+    [
+        ("network:[::ffff:10.0.0.1]:80", "10.0.0.1"),
+        ("network:[64:ff9b::a00:1]:80", "10.0.0.1"),
+        ("network:[2002:a00:1::]:80", "10.0.0.1"),
+        ("network:[::a00:1]:80", "10.0.0.1"),
+    ],
+)
+def test_ipv6_forms_embedding_ipv4_are_refused_naming_the_ipv4(cap: str, ipv4: str) -> None:
+    """IPv4-mapped, NAT64, 6to4 and IPv4-compatible literals hide their host: grant the IPv4."""
+    with pytest.raises(PolicyError, match="an IPv6 form of the IPv4 address") as raised:
+        Grants.from_capabilities([cap])
+    assert f"network:{ipv4}" in (raised.value.hint or "")
+
+
+@pytest.mark.parametrize("cap", ["network:127.1", "network:2130706433:80", "network:10.0.0.256"])
+def test_numeric_hosts_must_be_dotted_quads(cap: str) -> None:
+    """Resolvers read 127.1 and 2130706433 as 127.0.0.1: a number must be a real dotted quad."""
+    with pytest.raises(PolicyError, match="not a dotted-quad IPv4 address"):
         Grants.from_capabilities([cap])
 
 

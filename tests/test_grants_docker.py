@@ -1,17 +1,22 @@
 """Run-time grants on the real engine: a container gets exactly what its spec declares.
 
 No traffic leaves this machine: the "internet" is an internal Docker network made here, holding two
-HTTP servers of the runner image under the aliases api.test and other.test; the egress proxy's
-upstream side is on that network.
+HTTP servers of the runner image (aliases api.test and www.example.com for one, other.test for the
+other); the egress proxy's upstream side is on that network. Those addresses are private, so a
+tool reaches them only through IP-literal grants (``network:<ip>:8000``); the names, resolved by
+the proxy through Docker's own DNS, are refused like any name resolving to a private address.
 """
 
 from __future__ import annotations
 
+import http.server
 import secrets
 import socket
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -113,14 +118,16 @@ def engine() -> Iterator[Engine]:
 
 @pytest.fixture(scope="module")
 def upstream(engine: Engine, sandbox_image: ImageInfo) -> Iterator[dict[str, str]]:
-    """An internal network with HTTP servers api.test and other.test; yields name and IPs."""
+    """An internal network with HTTP servers api.test (also www.example.com) and other.test;
+    yields the network's name and gateway and each server's IP under its first alias."""
     api = engine.api
     name = f"toolsmith-test-upstream-{secrets.token_hex(4)}"
     api.create_network(name, driver="bridge", internal=True)
     servers: list[str] = []
     found = {"network": name}
+    found["gateway"] = api.inspect_network(name)["IPAM"]["Config"][0]["Gateway"]
     try:
-        for alias in ("api.test", "other.test"):
+        for aliases in (["api.test", "www.example.com"], ["other.test"]):
             cid = api.create_container(
                 sandbox_image.tag,
                 command=["python3", "-m", "http.server", "8000", "--directory", "/opt/toolsmith"],
@@ -132,13 +139,13 @@ def upstream(engine: Engine, sandbox_image: ImageInfo) -> Iterator[dict[str, str
                     security_opt=["no-new-privileges"],
                 ),
                 networking_config=api.create_networking_config(
-                    {name: api.create_endpoint_config(aliases=[alias])}
+                    {name: api.create_endpoint_config(aliases=aliases)}
                 ),
             )["Id"]
             servers.append(cid)
             api.start(cid)
             networks = api.inspect_container(cid)["NetworkSettings"]["Networks"]
-            found[alias] = networks[name]["IPAddress"]
+            found[aliases[0]] = networks[name]["IPAddress"]
         yield found
     finally:
         for cid in servers:
@@ -163,8 +170,13 @@ def data_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 def granted(
     sandbox_image: ImageInfo, upstream: dict[str, str], data_dirs: dict[str, Path]
 ) -> Iterator[DockerTool]:
-    """A docker-runtime tool declaring api.test:8000, env:GRANT_CANARY and one read path."""
-    caps = ["network:api.test:8000", "env:GRANT_CANARY", f"fs:read:{data_dirs['declared']}"]
+    """A docker-runtime tool declaring api.test's address (port 8000), env:GRANT_CANARY and one
+    read path."""
+    caps = [
+        f"network:{upstream['api.test']}:8000",
+        "env:GRANT_CANARY",
+        f"fs:read:{data_dirs['declared']}",
+    ]
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("GRANT_CANARY", "seen")
         mp.setenv("GRANT_OTHER", "hidden")
@@ -183,40 +195,202 @@ def pure(sandbox_image: ImageInfo) -> Iterator[DockerTool]:
     tool.close()
 
 
-def test_declared_host_is_reached_through_the_proxy(granted: DockerTool) -> None:
-    """An HTTP client honouring HTTP_PROXY reaches the declared api.test:8000."""
-    got = granted(action="get", arg="http://api.test:8000/")
+def test_declared_host_is_reached_through_the_proxy(
+    granted: DockerTool, upstream: dict[str, str]
+) -> None:
+    """An HTTP client honouring HTTP_PROXY reaches the declared private address (an IP-literal
+    grant), port 8000."""
+    got = granted(action="get", arg=f"http://{upstream['api.test']}:8000/")
     assert got["status"] == 200 and "runner" in got["body"]
 
 
-def test_declared_host_is_reached_through_a_connect_tunnel(granted: DockerTool) -> None:
-    """CONNECT (what HTTPS uses) to the declared host:port is tunnelled end to end."""
-    got = granted(action="tunnel", arg="api.test:8000")
+def test_declared_host_is_reached_through_a_connect_tunnel(
+    granted: DockerTool, upstream: dict[str, str]
+) -> None:
+    """CONNECT (what HTTPS uses) to the declared address:port is tunnelled end to end."""
+    got = granted(action="tunnel", arg=f"{upstream['api.test']}:8000")
     assert " 200 " in got["connect"] and got["inner"].startswith("HTTP/1.0 200")
 
 
-def test_undeclared_host_and_port_are_refused_by_the_proxy(granted: DockerTool) -> None:
-    """other.test:8000, and api.test on an undeclared port, get 403 from the proxy."""
-    other = granted(action="get", arg="http://other.test:8000/")
-    assert other["status"] == 403 and "other.test:8000 is not declared" in other["body"]
-    assert granted(action="tunnel", arg="other.test:8000")["connect"].endswith("403 Forbidden")
-    assert granted(action="get", arg="http://api.test:80/")["status"] == 403
+def test_undeclared_host_and_port_are_refused_by_the_proxy(
+    granted: DockerTool, upstream: dict[str, str]
+) -> None:
+    """other.test's address, the declared address on an undeclared port, and the declared
+    server's name (not what was granted) get 403 from the proxy."""
+    other, api = upstream["other.test"], upstream["api.test"]
+    got = granted(action="get", arg=f"http://{other}:8000/")
+    assert got["status"] == 403 and f"{other}:8000 is not declared" in got["body"]
+    assert granted(action="tunnel", arg=f"{other}:8000")["connect"].endswith("403 Forbidden")
+    assert granted(action="get", arg=f"http://{api}:80/")["status"] == 403
+    assert granted(action="get", arg="http://api.test:8000/")["status"] == 403
 
 
 def test_direct_connections_have_no_route_out(
     engine: Engine, granted: DockerTool, upstream: dict[str, str]
 ) -> None:
-    """Bypassing the proxy fails: the servers' names and addresses, and the host itself through
-    the internal network's gateway, are all unreachable."""
+    """Bypassing the proxy with a raw socket fails: the servers' names and addresses, and the
+    Docker host itself through the internal network's gateway, the upstream network's gateway
+    and the default bridge's 172.17.0.1, are all unreachable."""
     worker = granted._slot.worker
     assert worker is not None and worker.egress is not None
     network = engine.api.inspect_network(worker.egress.network)
     gateway = network["IPAM"]["Config"][0]["Gateway"]
     with socket.create_server(("0.0.0.0", 0)) as listener:
         port = listener.getsockname()[1]
-        assert granted(action="direct", arg=f"{gateway}:{port}").startswith("failed")
+        for host in (gateway, upstream["gateway"], _bridge_gateway(port)):
+            assert granted(action="direct", arg=f"{host}:{port}").startswith("failed"), host
     assert granted(action="direct", arg=f"{upstream['api.test']}:8000").startswith("failed")
     assert granted(action="direct", arg="api.test:8000").startswith("failed")
+
+
+def _bridge_gateway(port: int) -> str:
+    """172.17.0.1 (the default bridge's gateway), checked to be this host: a listener of this
+    process on ``port`` answers there."""
+    socket.create_connection(("172.17.0.1", port), timeout=5).close()
+    return "172.17.0.1"
+
+
+@pytest.fixture(scope="module")
+def named(sandbox_image: ImageInfo, upstream: dict[str, str]) -> Iterator[DockerTool]:
+    """The probe granted names that resolve, through the proxy's own resolver, to private or
+    loopback addresses: api.test and www.example.com (Docker DNS: the api server),
+    ip6-localhost (the proxy's /etc/hosts: ::1) and sandbox (its own hostname)."""
+    names = ["api.test", "www.example.com", "ip6-localhost", "sandbox"]
+    tool = load_docker(
+        probe_spec([f"network:{name}:8000" for name in names]),
+        PROBE,
+        image=sandbox_image,
+        egress_network=upstream["network"],
+    )
+    yield tool
+    tool.close()
+
+
+@pytest.mark.parametrize("name", ["api.test", "www.example.com"])
+def test_a_name_resolving_to_a_private_address_is_refused(
+    named: DockerTool, upstream: dict[str, str], name: str
+) -> None:
+    """A granted name (even a public-looking one) that resolves to a private address is refused
+    at connect time, over HTTP and CONNECT, naming the address and the IP-literal grant."""
+    api = upstream["api.test"]
+    got = named(action="get", arg=f"http://{name}:8000/")
+    assert got["status"] == 403, got
+    assert f"{name} resolves to {api}: private" in got["body"]
+    assert f"network:{api}:8000" in got["body"]
+    assert named(action="tunnel", arg=f"{name}:8000")["connect"].endswith("403 Forbidden")
+
+
+@pytest.mark.parametrize(("name", "kind"), [("ip6-localhost", "::1: loopback"), ("sandbox", "")])
+def test_a_name_resolving_to_the_proxys_own_machine_is_refused(
+    named: DockerTool, name: str, kind: str
+) -> None:
+    """ip6-localhost (::1) and the proxy's own hostname resolve to the proxy itself: refused."""
+    got = named(action="get", arg=f"http://{name}:8000/")
+    assert got["status"] == 403 and f"{name} resolves to {kind}" in got["body"], got
+
+
+def test_ip_literal_grants_of_the_docker_host_are_refused_before_any_container(
+    engine: Engine, sandbox_image: ImageInfo, upstream: dict[str, str]
+) -> None:
+    """A literal naming a Docker network's gateway (this host: the default bridge's 172.17.0.1,
+    the upstream network's) is a PolicyError; no network or container is left behind."""
+    before = len(engine.api.networks())
+    with socket.create_server(("0.0.0.0", 0)) as listener:
+        port = listener.getsockname()[1]
+        for host in (_bridge_gateway(port), upstream["gateway"]):
+            spec = probe_spec([f"network:{host}:{port}"])
+            with pytest.raises(PolicyError, match=f"names {host}, the gateway of a Docker"):
+                load_docker(spec, PROBE, image=sandbox_image, egress_network=upstream["network"])
+    assert len(engine.api.networks()) == before
+
+
+class _HostService(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        body = b"host secret"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def host_proxy(engine: Engine, sandbox_image: ImageInfo) -> Iterator[dict[str, str]]:
+    """A service of this host (HTTP on all its addresses) and an egress proxy of the image on a
+    bridge network whose /etc/hosts (extra_hosts) maps gw.test to that network's gateway (this
+    host) and mapped.test to its IPv4-mapped IPv6 form, both granted, and the gateway granted as
+    a literal but told as ``--refuse``. This process is the proxy's client: it connects from the
+    gateway, inside the proxy's client subnet."""
+    server = http.server.ThreadingHTTPServer(("0.0.0.0", 0), _HostService)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = server.server_address[1]
+    api = engine.api
+    name = f"toolsmith-test-hostproxy-{secrets.token_hex(4)}"
+    api.create_network(name, driver="bridge")
+    cid = ""
+    try:
+        config = api.inspect_network(name)["IPAM"]["Config"][0]
+        gateway = config["Gateway"]
+        cid = api.create_container(
+            sandbox_image.tag,
+            command=[
+                *["python3", "-P", "-s", "-m", "toolsmith_runner.egress", config["Subnet"]],
+                *[f"--refuse={gateway}", f"gw.test:{port}", f"mapped.test:{port}"],
+                f"{gateway}:{port}",
+            ],
+            user="10001:10001",
+            host_config=api.create_host_config(
+                network_mode=name,
+                read_only=True,
+                cap_drop=["ALL"],
+                security_opt=["no-new-privileges"],
+                extra_hosts={"gw.test": gateway, "mapped.test": f"::ffff:{gateway}"},
+            ),
+        )["Id"]
+        api.start(cid)
+        deadline = time.monotonic() + 60
+        while b"READY" not in api.logs(cid, stdout=True, stderr=False):
+            assert time.monotonic() < deadline, api.logs(cid).decode()
+            time.sleep(0.2)
+        ip = api.inspect_container(cid)["NetworkSettings"]["Networks"][name]["IPAddress"]
+        yield {"proxy": ip, "gateway": gateway, "port": str(port)}
+    finally:
+        if cid:
+            api.remove_container(cid, force=True)
+        api.remove_network(name)
+        server.shutdown()
+        server.server_close()
+
+
+def _connect_via(proxy: str, target: str) -> bytes:
+    with socket.create_connection((proxy, 3128), timeout=15) as s:
+        s.sendall(f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n".encode())
+        return s.recv(4096)
+
+
+def test_names_resolving_to_the_docker_host_are_refused(host_proxy: dict[str, str]) -> None:
+    """gw.test (the gateway) and mapped.test (::ffff:<gateway>), resolved by the proxy through
+    its /etc/hosts, are refused, naming the host's address; the host's service stays unreached.
+    """
+    gateway, port = host_proxy["gateway"], host_proxy["port"]
+    for name in ("gw.test", "mapped.test"):
+        answer = _connect_via(host_proxy["proxy"], f"{name}:{port}")
+        assert answer.startswith(b"HTTP/1.1 403"), answer
+        assert f"{name} resolves to {gateway}: private".encode() in answer, answer
+
+
+def test_a_literal_grant_of_a_refused_address_is_refused_at_connect_time(
+    host_proxy: dict[str, str],
+) -> None:
+    """The proxy itself refuses a literal it was told is the Docker host, however written
+    (IPv4, IPv4-mapped IPv6 in brackets is not the granted spelling: not declared)."""
+    gateway, port = host_proxy["gateway"], host_proxy["port"]
+    answer = _connect_via(host_proxy["proxy"], f"{gateway}:{port}")
+    assert answer.startswith(b"HTTP/1.1 403") and b"the Docker host itself" in answer, answer
+    answer = _connect_via(host_proxy["proxy"], f"[::ffff:{gateway}]:{port}")
+    assert answer.startswith(b"HTTP/1.1 403") and b"is not declared" in answer, answer
 
 
 def test_a_tool_declaring_no_network_has_only_loopback(pure: DockerTool) -> None:
@@ -259,15 +433,16 @@ def test_sandbox_job_gets_the_same_grants(
 ) -> None:
     """A SandboxJob's tests see the declared host, variable and path, and nothing undeclared."""
     declared = data_dirs["declared"] / "data.txt"
+    api, other = upstream["api.test"], upstream["other.test"]
     tests = textwrap.dedent(
         f"""
         from toolsmith_harness import call
 
         def test_declared_host():
-            assert call(action="get", arg="http://api.test:8000/")["status"] == 200
+            assert call(action="get", arg="http://{api}:8000/")["status"] == 200
 
         def test_undeclared_host():
-            assert call(action="get", arg="http://other.test:8000/")["status"] == 403
+            assert call(action="get", arg="http://{other}:8000/")["status"] == 403
 
         def test_env():
             assert call(action="env", arg="GRANT_CANARY,GRANT_OTHER") == {{
@@ -283,7 +458,11 @@ def test_sandbox_job_gets_the_same_grants(
         code=PROBE,
         test_files={"test_probe.py": tests},
         expected_tests=4,
-        capabilities=["network:api.test:8000", "env:GRANT_CANARY", f"fs:read:{declared.parent}"],
+        capabilities=[
+            f"network:{api}:8000",
+            "env:GRANT_CANARY",
+            f"fs:read:{declared.parent}",
+        ],
     )
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("GRANT_CANARY", "seen")
@@ -299,7 +478,7 @@ def test_close_removes_the_proxy_and_network(
     """Closing a networked tool removes its container, its proxy and its internal network,
     and the proxy's refusals are kept for the log."""
     tool = load_docker(
-        probe_spec(["network:api.test:8000"]),
+        probe_spec([f"network:{upstream['api.test']}:8000"]),
         PROBE,
         image=sandbox_image,
         egress_network=upstream["network"],
@@ -308,9 +487,10 @@ def test_close_removes_the_proxy_and_network(
     assert worker is not None and worker.egress is not None
     egress = worker.egress
     container, proxy, network = worker.id, egress.proxy_id, egress.network
-    assert tool(action="get", arg="http://other.test:8000/")["status"] == 403
+    other = upstream["other.test"]
+    assert tool(action="get", arg=f"http://{other}:8000/")["status"] == 403
     tool.close()
-    assert egress.refusals == ["403 other.test:8000 is not declared"]
+    assert egress.refusals == [f"403 {other}:8000 is not declared"]
     for cid in (container, proxy):
         with pytest.raises(docker.errors.NotFound):
             engine.api.inspect_container(cid)
@@ -325,7 +505,7 @@ from tests.test_grants_docker import PROBE, probe_spec
 from toolsmith.runtimes.docker import load_docker
 from toolsmith.sandbox import find_image
 from toolsmith.sandbox.containers import owner_id
-tool = load_docker(probe_spec(["network:api.test:8000"]), PROBE, image=find_image(),
+tool = load_docker(probe_spec([{capability!r}]), PROBE, image=find_image(),
                    egress_network={network!r})
 print(owner_id(), flush=True)
 if {stop!r}:
@@ -343,7 +523,10 @@ def _owned(engine: Engine, owner: str) -> tuple[int, int]:
 
 def _owner_script(upstream: dict[str, str], *, stop: bool) -> list[str]:
     root = str(Path(__file__).resolve().parent.parent)
-    code = OWNER_SCRIPT.format(root=root, network=upstream["network"], stop=stop)
+    capability = f"network:{upstream['api.test']}:8000"
+    code = OWNER_SCRIPT.format(
+        root=root, capability=capability, network=upstream["network"], stop=stop
+    )
     return [sys.executable, "-c", code]
 
 

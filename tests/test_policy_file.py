@@ -93,6 +93,27 @@ def test_deny_beats_allow() -> None:
     assert denied.deciding[0].rule == "capabilities.deny"
 
 
+@pytest.mark.parametrize("cap", ["network:C2.Evil.Test.", "network:c2.evil.test.:443"])
+def test_a_deny_is_not_evaded_by_a_trailing_dot(cap: str) -> None:
+    """The sandbox grants c2.evil.test. as c2.evil.test, so the policy matches it as that."""
+    policy = CapabilityPolicy.from_toml(
+        '[capabilities]\nallow = ["network:*"]\ndeny = ["network:*.evil.test", '
+        '"network:*.evil.test:*"]\n'
+    )
+    assert decide(PURE, policy, capabilities=[cap]).decision == "deny"
+
+
+def test_ip_literal_grants_need_approval_and_match_in_canonical_form() -> None:
+    """Private IP literals go through approval like any network grant; an IPv6 literal is
+    matched compressed, so a deny of [fd00::1] is not evaded by spelling it [FD00:0::1]."""
+    for cap in ("network:10.0.0.5:8080", "network:[fd00::1]:443"):
+        assert decide(PURE, capabilities=[cap]).decision == "needs_approval"
+    policy = CapabilityPolicy.from_toml(
+        '[capabilities]\nallow = ["network:*"]\ndeny = ["network:[[]fd00::1[]]*"]\n'
+    )
+    assert decide(PURE, policy, capabilities=["network:[FD00:0::1]:443"]).decision == "deny"
+
+
 def test_analysis_findings_deny_with_the_finding_rule() -> None:
     """A tool declaring network:api.example.com that connects to another host literal is denied."""
     code = (

@@ -207,6 +207,8 @@ def test_unquoted_yaml_date_is_a_spec_error_naming_the_fix() -> None:
         ({"capabilities": ["fs:read:/data/[abc]"]}, "not recognised"),
         ({"capabilities": ["fs:read:/data/a\tb"]}, "not recognised"),
         ({"capabilities": ["fs:write:/tmp/x\x7f"]}, "not recognised"),
+        ({"capabilities": ["network:[fd00::1]x"]}, "not recognised"),
+        ({"capabilities": ["network:fd00::1"]}, "not recognised"),
         (
             {"parameters": {"type": "object", "properties": {"text\n": {"type": "string"}}}},
             "not usable as a Python keyword argument",
@@ -227,5 +229,13 @@ def test_trailing_newlines_and_odd_path_characters_are_refused(
 
 def test_ordinary_capabilities_still_validate() -> None:
     """The anchors refuse only what they should."""
-    caps = ["network:api.example.com:443", "fs:read:/data/in put.txt", "env:API_KEY", "subprocess"]
+    caps = [
+        "network:api.example.com:443",
+        "network:10.0.0.5:8080",
+        "network:[fd00::1]:443",
+        "network:[fd00::2]",
+        "fs:read:/data/in put.txt",
+        "env:API_KEY",
+        "subprocess",
+    ]
     assert ToolSpec.parse(spec_with(capabilities=caps)).capabilities == caps

@@ -9,7 +9,9 @@ person approves) and deny (never built), naming the rule each time. It does no I
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
+import ipaddress
 import os
 import posixpath
 import re
@@ -206,13 +208,21 @@ _VERB: dict[Decision, str] = {
 
 
 def _normal_capability(cap: str) -> str:
-    """Paths normalised (``/tmp/../etc`` is ``/etc``) and hosts lowercased before matching."""
+    """Paths normalised (``/tmp/../etc`` is ``/etc``), hosts as the sandbox's grants read them
+    (lower-cased without a trailing dot, so ``network:C2.evil.test.`` meets a deny of
+    ``network:*.evil.test``; IPv6 literals compressed, ``network:[FD00:0::1]`` is
+    ``network:[fd00::1]``) before matching."""
     kind, _, target = cap.partition(":")
     if kind == "fs":
         mode, _, path = target.partition(":")
         return f"fs:{mode}:{posixpath.normpath(path)}" if path else cap
+    if kind == "network" and target.startswith("["):
+        inside, _, after = target[1:].partition("]")
+        with contextlib.suppress(ValueError):
+            return f"network:[{ipaddress.IPv6Address(inside)}]{after}"
     if kind == "network":
-        return cap.lower()
+        host, colon, port = target.partition(":")
+        return f"network:{host.lower().rstrip('.')}{colon}{port}"
     return cap
 
 

@@ -37,9 +37,11 @@ from toolsmith.models import PublicModel
 # Anchored with \Z, not $: "$" also matches before a trailing newline, so "env:FOO\n" passed.
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]*\Z")
 IDENT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
-# Paths refuse control characters, and [ ] (character classes to the policy's fnmatch patterns).
+# Paths refuse control characters, and [ ] (character classes to the policy's fnmatch patterns);
+# a network host is a name, an IPv4 literal or a bracketed IPv6 literal (sandbox.grants checks it).
 CAPABILITY_RE = re.compile(
-    r"^(network:[A-Za-z0-9.\-]+(:\d{1,5})?|fs:(read|write):/[^\x00-\x1f\x7f\[\]]*"
+    r"^(network:([A-Za-z0-9.\-]+|\[[0-9A-Fa-f:.]+\])(:\d{1,5})?"
+    r"|fs:(read|write):/[^\x00-\x1f\x7f\[\]]*"
     r"|env:[A-Z_][A-Z0-9_]*|subprocess)\Z"
 )
 _Validator = patterns.Validator
@@ -424,8 +426,9 @@ class ToolSpec(PublicModel):
         for cap in v:
             if not CAPABILITY_RE.match(cap):
                 raise ValueError(
-                    f"capability {cap!r} is not recognised; use network:<host>, fs:read:<path>, "
-                    "fs:write:<path>, env:<NAME> or subprocess"
+                    f"capability {cap!r} is not recognised; use network:<host>[:<port>] (a name, "
+                    "an IPv4 address or an [IPv6] one), fs:read:<path>, fs:write:<path>, "
+                    "env:<NAME> or subprocess"
                 )
         return v
 

@@ -7,6 +7,7 @@ The constitution adds rules of its own through the same ``Rule`` type.
 from __future__ import annotations
 
 import ast
+import ipaddress
 import re
 import sys
 from collections.abc import Callable, Iterable, Iterator
@@ -173,7 +174,21 @@ def _covered(required: str, analysis: Analysis) -> bool:
     declared = analysis.declared(kind)
     if not target:
         return bool(declared)
+    if kind == "network":
+        return network_host(target) in [network_host(d) for d in declared]
     return target.split(":")[0] in [d.split(":")[0] for d in declared]
+
+
+def network_host(target: str) -> str:
+    """The host of ``<host>[:<port>]`` as grants compare it: lower-cased, an IPv6 literal in
+    brackets and compressed (``[FD00:0::1]:443`` is ``[fd00::1]``)."""
+    if target.startswith("["):
+        inside = target[1:].partition("]")[0]
+        try:
+            return f"[{ipaddress.IPv6Address(inside)}]"
+        except ValueError:
+            return f"[{inside.lower()}]"
+    return target.split(":")[0].lower().rstrip(".")
 
 
 def _suggestion(required: str) -> str:
@@ -219,11 +234,11 @@ def check_url_hosts(analysis: Analysis) -> Iterator[Hit]:
     hosts = analysis.declared("network")
     if not hosts:
         return  # the import itself is already reported as undeclared
-    allowed = {h.split(":")[0] for h in hosts}
+    allowed = {network_host(h) for h in hosts}
     for node in ast.walk(analysis.tree):
         if isinstance(node, ast.Constant) and isinstance(node.value, str):
             match = _URL_HOST_RE.match(node.value)
-            if match and match.group(1) not in allowed:
+            if match and network_host(match.group(1)) not in allowed:
                 host = match.group(1)
                 yield Hit(
                     node.lineno,

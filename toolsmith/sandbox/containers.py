@@ -14,6 +14,7 @@ sandbox jobs and docker-runtime workers alike.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import os
 import secrets
 import select
@@ -370,9 +371,46 @@ class RunnerContainer(AttachedContainer):
         return out
 
 
+def docker_host_addresses(
+    engine: Engine,
+) -> frozenset[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    """The gateway address of every network the engine has: each is an address of the Docker host
+    (``172.17.0.1`` for the default bridge, whose listing names only its subnet: Docker gives a
+    bridge the subnet's first address). The host's other addresses (its LAN one) are not known to
+    the engine; a name never reaches them (they are private), a literal is the approver's call."""
+    found: set[ipaddress.IPv4Address | ipaddress.IPv6Address] = set()
+    for network in engine.api.networks():
+        for config in (network.get("IPAM") or {}).get("Config") or []:
+            if config.get("Gateway"):
+                found.add(ipaddress.ip_address(config["Gateway"].partition("/")[0]))
+            elif network.get("Driver") == "bridge" and config.get("Subnet"):
+                first = next(ipaddress.ip_network(config["Subnet"], strict=False).hosts())
+                found.add(ipaddress.ip_address(str(first)))
+    return frozenset(found)
+
+
+def refuse_docker_host(
+    endpoints: tuple[Endpoint, ...],
+    host: frozenset[ipaddress.IPv4Address | ipaddress.IPv6Address],
+) -> None:
+    """PolicyError if an IP-literal endpoint is one of ``host`` (the Docker host's addresses)."""
+    for endpoint in endpoints:
+        if endpoint.address in host:
+            raise PolicyError(
+                f"capability 'network:{endpoint}' names {endpoint.address}, the gateway of a "
+                "Docker network, i.e. the Docker host itself, which a tool never reaches",
+                hint="run the service the tool needs in a container on the egress network "
+                "(or on another machine) and grant that address",
+            )
+
+
 class Egress:
     """A tool's only way out: an internal network (no route off it) and a proxy container on it
-    that forwards to the declared endpoints alone. One per tool container; close it after."""
+    that forwards to the declared endpoints alone. One per tool container; close it after.
+
+    IP-literal endpoints naming the Docker host (any Docker network's gateway) are refused with a
+    PolicyError before anything is made, and the proxy is told those addresses so it refuses them
+    too (with loopback, unspecified and its own address; see ``toolsmith_runner.egress``)."""
 
     def __init__(self, engine: Engine, network: str) -> None:
         self.engine = engine
@@ -388,8 +426,11 @@ class Egress:
     def open(
         cls, engine: Engine, image: ImageInfo, endpoints: tuple[Endpoint, ...], upstream: str
     ) -> Egress:
-        """Create the network and start the proxy, its upstream side on ``upstream``."""
+        """Create the network and start the proxy, its upstream side on ``upstream``; PolicyError
+        for an endpoint that is the Docker host."""
         api = engine.api
+        host = docker_host_addresses(engine)
+        refuse_docker_host(endpoints, host)
         name = f"toolsmith-egress-{secrets.token_hex(6)}"
         api.create_network(
             name,
@@ -402,22 +443,30 @@ class Egress:
         )
         egress = cls(engine, name)
         try:
-            egress._start_proxy(image, endpoints, upstream)
+            egress._start_proxy(image, endpoints, upstream, host)
         except BaseException:
             egress.close()
             raise
         return egress
 
     def _start_proxy(
-        self, image: ImageInfo, endpoints: tuple[Endpoint, ...], upstream: str
+        self,
+        image: ImageInfo,
+        endpoints: tuple[Endpoint, ...],
+        upstream: str,
+        host: frozenset[ipaddress.IPv4Address | ipaddress.IPv6Address],
     ) -> None:
         api = self.engine.api
-        subnet = api.inspect_network(self.network)["IPAM"]["Config"][0]["Subnet"]
+        config = api.inspect_network(self.network)["IPAM"]["Config"][0]
+        subnet = config["Subnet"]
+        if config.get("Gateway"):
+            host |= {ipaddress.ip_address(config["Gateway"])}
         self.proxy_id, self._raw = _create_and_attach(
             self.engine,
             image,
             PROXY_LIMITS,
             command=["python3", "-P", "-s", "-m", "toolsmith_runner.egress", subnet]
+            + [f"--refuse={address}" for address in sorted(host, key=str)]
             + [str(e) for e in endpoints],
             labels={EGRESS_LABEL: self.network},
             environment=ENVIRONMENT,
