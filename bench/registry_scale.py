@@ -1,7 +1,10 @@
 """Registry scale benchmark: what one more publish, a consumer's refresh, a resolve and a list cost
 as the registry grows, with the 200-version registry of the same run as the baseline.
 
-    python bench/registry_scale.py [--dir DIR] [--sizes 200,1000,5000] [--rounds 5]
+    python bench/registry_scale.py [--dir DIR] [--sizes 200,1000,5000] [--rounds 5] [--flat]
+
+New registries keep their versions in hashed bins; ``--flat`` makes them in the layout of
+registries made before bins (every version in the one top-level targets metadata).
 
 For each size N it makes a registry of N tool versions (200 tool names, versions 0.1.0, 0.1.1,
 ...): the first version through ``Registry.publish``, the other N-1 by a fast path that signs the
@@ -12,16 +15,17 @@ its own loopback ``http.server`` that counts the bytes it sends, and trusted by 
 
 Then, in ``--rounds`` rounds that visit the sizes in turn (so drift hits all of them alike):
 - publish one more version through ``Registry.publish`` (sign, write five targets, new metadata,
-  fsync), and the bytes of the metadata that publish wrote;
+  fsync), the bytes of the metadata files it wrote, and of the biggest metadata that lists
+  versions (targets, or the biggest bin);
 - two consumers over HTTP, after that publish, each with its metadata cache warm from the
   previous round: one refreshes and resolves+verifies one tool, the other refreshes and lists
   every tool (each a fresh ``Registry(url)``), bytes fetched and time;
 - local: resolve+verify one version (warm ``Registry``), and ``list()`` from a fresh ``Registry``.
 
 A size whose registry does not work (the targets metadata over its 5,000,000-byte cap:
-``MetadataTooLargeError``) is reported as refused, with the error. Finally the version count at
-which the targets metadata reaches the cap is computed from the measured bytes per version (and
-checked by building that registry and the one just under).
+``MetadataTooLargeError``, or the writer's refusal to commit it) is reported as refused, with the
+error. With ``--flat``, the version count at which the targets metadata reaches the cap is
+computed from the measured bytes per version (and checked by building a registry on each side).
 """
 
 from __future__ import annotations
@@ -132,6 +136,20 @@ def populate(reg: Registry, specs: list[ToolSpec], start: int, count: int, key: 
         )
 
 
+def metadata_files(path: Path) -> dict[str, tuple[int, int]]:
+    """Every metadata file: name -> (size, mtime in ns)."""
+    return {
+        f.name: (st.st_size, st.st_mtime_ns)
+        for f in (path / "metadata").glob("*.json")
+        for st in [f.stat()]
+    }
+
+
+def tool_metadata(sizes: dict[str, int]) -> int:
+    """Bytes of the biggest metadata that lists versions: targets (flat) or a bin."""
+    return max(v for r, v in sizes.items() if r == "targets" or r.startswith("tools-bin-"))
+
+
 def metadata_bytes(path: Path) -> dict[str, int]:
     """Bytes of the newest version of each metadata role in ``path/metadata``."""
     newest: dict[str, tuple[int, int]] = {}
@@ -149,7 +167,9 @@ def metadata_bytes(path: Path) -> dict[str, int]:
 class Size:
     """One registry of ``n`` versions, its server, and the samples measured on it."""
 
-    def __init__(self, base: Path, n: int, specs: list[ToolSpec], key: SigningKey) -> None:
+    def __init__(
+        self, base: Path, n: int, specs: list[ToolSpec], key: SigningKey, flat: bool
+    ) -> None:
         self.n = n
         self.specs = specs
         self.key = key
@@ -160,6 +180,10 @@ class Size:
         self.server: ThreadingHTTPServer | None = None
         t = time.perf_counter()
         try:
+            if flat:
+                self.reg.init(
+                    root=[key], targets=[key], snapshot=[key], timestamp=[key], bin_bits=None
+                )
             self.reg.publish(specs[0], code_for(specs[0], 0), REPORT, PROV, signer=key)
             if n > 1:
                 populate(self.reg, specs, 1, n - 1, key)
@@ -199,16 +223,18 @@ class Size:
         self.next += 1
         spec = self.specs[i % TOOLS]
         assert isinstance(self.reg.path, Path)
+        before = metadata_files(self.reg.path)
         self.timed(
             "publish 1 version ms",
             lambda: self.reg.publish(
                 spec, code_for(spec, i), REPORT, PROV, version=f"0.1.{i // TOOLS}", signer=self.key
             ),
         )
-        sizes = metadata_bytes(self.reg.path)
-        self.add("targets metadata kB", sizes["targets"] / 1000)
-        written = sum(v for r, v in sizes.items() if r != "root")
+        after = metadata_files(self.reg.path)
+        written = sum(size for n, (size, _) in after.items() if before.get(n) != after[n])
         self.add("metadata written by publish kB", written / 1000)
+        largest = tool_metadata(metadata_bytes(self.reg.path))
+        self.add("largest targets/bin metadata kB", largest / 1000)
         ref = f"{spec.name}@0.1.{i // TOOLS}"
         self.over_http(
             "HTTP refresh+resolve after publish", lambda: Registry(self.url).resolve(ref)
@@ -228,13 +254,13 @@ def cap_count(base: Path, specs: list[ToolSpec], key: SigningKey, sizes: list[Si
         return "not computed (fewer than two working sizes)"
     a, b = ok[0], ok[1]
     assert isinstance(a.reg.path, Path) and isinstance(b.reg.path, Path)
-    sa = metadata_bytes(a.reg.path)["targets"]
-    sb = metadata_bytes(b.reg.path)["targets"]
+    sa = tool_metadata(metadata_bytes(a.reg.path))
+    sb = tool_metadata(metadata_bytes(b.reg.path))
     per = (sb - sa) / (b.next - a.next)
     predicted = int(a.next + (MAX_METADATA["targets"] - sa) / per)
     checks = []
     for n in (predicted - 25, predicted + 25):
-        s = Size(base / "cap", n, specs, key)
+        s = Size(base / "cap", n, specs, key, flat=True)
         checks.append(f"{n}: {'refused' if s.error else 'works'}")
         if s.server is not None:
             s.server.shutdown()
@@ -250,13 +276,18 @@ def main() -> None:
     ap.add_argument("--sizes", default="200,1000,5000", help="registry sizes, in versions")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--no-cap", action="store_true", help="skip building registries at the cap")
+    ap.add_argument(
+        "--flat",
+        action="store_true",
+        help="the layout of registries made before hashed bins (every version in targets)",
+    )
     args = ap.parse_args()
     base = args.dir or Path(tempfile.mkdtemp(prefix="toolsmith-scale-"))
     os.environ["TOOLSMITH_HOME"] = str(base / "home")
     rng = random.Random(7)
     specs = [make_spec(i, rng) for i in range(TOOLS)]
     key = SigningKey.generate("bench")
-    sizes = [Size(base, int(n), specs, key) for n in args.sizes.split(",")]
+    sizes = [Size(base, int(n), specs, key, args.flat) for n in args.sizes.split(",")]
     for _ in range(args.rounds):
         for s in sizes:
             s.round()
@@ -284,7 +315,7 @@ def main() -> None:
     for s in sizes:
         if s.error is not None:
             print(f"{s.n:,} versions refused: {s.error}")
-    if not args.no_cap:
+    if args.flat and not args.no_cap:
         print("cap:", cap_count(base, specs, key, sizes))
     for s in sizes:
         if s.server is not None:

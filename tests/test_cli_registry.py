@@ -14,6 +14,7 @@ import pytest
 from tests.test_registry_support import (
     code_for,
     flip_byte,
+    holder_files,
     make_spec,
     passing_report,
     provenance,
@@ -101,13 +102,12 @@ def test_versions_yank_unyank(reg: Registry, env: dict[str, str]) -> None:
 def test_damaged_metadata_is_one_clear_error_and_changes_nothing(
     reg: Registry, tmp_path: Path, env: dict[str, str], damage: str, error: str
 ) -> None:
-    """Metadata that does not verify (garbage, or a targets file edited without its key) fails
+    """Metadata that does not verify (garbage, or a bin edited without its key) fails
     another user's command with the problem named and a fix, and never enters their trusted
     state."""
     other = {**env, "TOOLSMITH_HOME": str(tmp_path / "other")}
     fp = cli_json(env, "registry", "fingerprint", "--registry", str(reg.path))["fingerprint"]
-    meta = reg.path / "metadata"
-    targets = max(meta.glob("*.targets.json"), key=lambda p: int(p.name.split(".")[0]))
+    role, [*_, targets] = holder_files(reg)
     if damage == "garbage":
         targets.write_text("{not json")
     else:
@@ -116,7 +116,7 @@ def test_damaged_metadata_is_one_clear_error_and_changes_nothing(
     r = cli(other, "registry", "list", "--registry", str(reg.path), "--json")
     assert r.returncode == 4 and r.stdout == ""
     assert error in r.stderr and "fix:" in r.stderr and "Traceback" not in r.stderr
-    assert not list((tmp_path / "other" / "state").rglob("targets.json"))
+    assert not list((tmp_path / "other" / "state").rglob(f"{role}.json"))
 
 
 def test_data_is_printed_literally_not_as_markup(tmp_path: Path, env: dict[str, str]) -> None:

@@ -23,6 +23,7 @@ from tuf.api.serialization.json import JSONSerializer
 from tests.test_registry_support import (
     code_for,
     flip_byte,
+    holder_files,
     make_spec,
     passing_report,
     provenance,
@@ -38,6 +39,7 @@ from toolsmith.errors import (
     PublishRefusedError,
     RollbackError,
     SignatureError,
+    ToolNotFoundError,
     ToolsmithError,
     TrustError,
     UnsafePathError,
@@ -97,9 +99,13 @@ def publish(reg: Registry, version: str, body: str = "a + b", **kw: object) -> N
     )
 
 
-@pytest.fixture
-def reg(tmp_path: Path) -> Registry:
+@pytest.fixture(params=["bins", "flat"])
+def reg(tmp_path: Path, request: pytest.FixtureRequest) -> Registry:
+    """A registry with add_ints@1.0.0: in hashed bins, or in the flat layout of registries made
+    before bins (which must keep resisting every attack)."""
     r = Registry(tmp_path / "reg")
+    if request.param == "flat":
+        r.init(bin_bits=None)
     publish(r, "1.0.0")
     return r
 
@@ -229,6 +235,7 @@ def test_rollback_of_the_snapshot_by_an_online_key_holder(reg: Registry) -> None
 def test_rollback_of_targets_by_an_online_key_holder(reg: Registry) -> None:
     """Holding snapshot and timestamp keys, an attacker serves a snapshot naming old targets."""
     publish(reg, "1.0.1")
+    role, _ = holder_files(reg)
     online = default_signing_key()
     ts = Metadata[Timestamp].from_file(str(meta(reg) / "timestamp.json"))
     snapshot_file = meta(reg) / f"{ts.signed.snapshot_meta.version}.snapshot.json"
@@ -236,7 +243,7 @@ def test_rollback_of_targets_by_an_online_key_holder(reg: Registry) -> None:
 
     def older_targets(md: Metadata) -> None:
         md.signed.version = new_version
-        md.signed.meta["targets.json"].version -= 1
+        md.signed.meta[f"{role}.json"].version -= 1
 
     re_sign(snapshot_file, online, older_targets)
     shutil.move(snapshot_file, meta(reg) / f"{new_version}.snapshot.json")
@@ -247,7 +254,7 @@ def test_rollback_of_targets_by_an_online_key_holder(reg: Registry) -> None:
 
     re_sign(meta(reg) / "timestamp.json", online, to_new_snapshot)
     snap = Snapshot(reg, ignore=("timestamp.json",))
-    refused(reg, RollbackError, "targets.json version")
+    refused(reg, RollbackError, f"{role}.json version")
     snap.unchanged()
 
 
@@ -282,11 +289,12 @@ def test_freeze_expired_metadata_is_refused(reg: Registry, role: str) -> None:
 
 
 def test_mix_and_match_old_targets_under_a_new_snapshot(reg: Registry) -> None:
-    """The current targets file replaced by an older version's content."""
+    """The current metadata listing the tool (its bin, or targets) replaced by an older
+    version's content."""
     publish(reg, "1.0.1")
-    files = sorted(meta(reg).glob("*.targets.json"), key=lambda p: int(p.name.split(".")[0]))
+    role, files = holder_files(reg)
     files[-1].write_bytes(files[-2].read_bytes())
-    (reg._consumer.metadata_dir / "targets.json").unlink()
+    (reg._consumer.metadata_dir / f"{role}.json").unlink()
     snap = Snapshot(reg)
     refused(reg, MixAndMatchError, "mix-and-match")
     snap.unchanged()
@@ -328,16 +336,16 @@ def test_compromised_online_keys_cannot_add_a_tool(tmp_path: Path) -> None:
     reg = registry_with_roles(tmp_path / "reg", publisher, approver)
     publish(reg, "1.0.0", signer=publisher)
     online = default_signing_key()
-    targets = max(meta(reg).glob("*.targets.json"), key=lambda p: int(p.name.split(".")[0]))
+    role, files = holder_files(reg)
 
     def add_tool(md: Metadata) -> None:
         info = md.signed.targets["tools/add_ints/1.0.0/statement"]
         md.signed.targets["tools/add_ints/6.6.6/statement"] = info
 
-    re_sign(targets, online, add_tool)
-    (reg._consumer.metadata_dir / "targets.json").unlink()
+    re_sign(files[-1], online, add_tool)
+    (reg._consumer.metadata_dir / f"{role}.json").unlink()
     snap = Snapshot(reg)
-    refused(reg, SignatureError, "targets")
+    refused(reg, SignatureError, role)
     snap.unchanged()
 
 
@@ -396,6 +404,154 @@ def test_k_of_n_with_one_key_rotated(reg: Registry) -> None:
     assert Registry(reg.path).resolve("add_ints").version == "2.0.1"
     with pytest.raises(SignatureError):
         Registry(reg.path).resolve("add_ints@2.0.0")  # bob's signature counts no more
+
+
+# -- hashed bins --------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def binned(tmp_path: Path) -> Registry:
+    """A registry in hashed bins with add_ints and mul_ints, whose bins differ."""
+    r = Registry(tmp_path / "reg")
+    publish(r, "1.0.0")
+    r.publish(make_spec("mul_ints"), code_for("mul_ints", "a * b"), passing_report(), provenance())
+    assert holder_files(r)[0] != holder_files(r, "mul_ints")[0]
+    return r
+
+
+def test_a_bin_edited_without_the_publisher_key_is_refused(binned: Registry) -> None:
+    """A yank undone in the current bin's bytes, not re-signed: its signature fails, for
+    resolve and for list, and nothing is saved."""
+    binned.yank("add_ints@1.0.0", "vulnerable")
+    role, files = holder_files(binned)
+    files[-1].write_text(files[-1].read_text().replace('"yanked":true', '"yanked":false', 1))
+    (binned._consumer.metadata_dir / f"{role}.json").unlink()
+    snap = Snapshot(binned)
+    refused(binned, SignatureError, role)
+    with pytest.raises(SignatureError, match=role):
+        Registry(binned.path).list()
+    snap.unchanged()
+
+
+def test_a_bin_signed_by_a_key_that_is_not_a_publisher_is_refused(binned: Registry) -> None:
+    """A bin re-signed by an attacker's own key (a new version listed in it) does not verify."""
+    mallory = SigningKey.generate("mallory")
+    role, files = holder_files(binned)
+
+    def add_version(md: Metadata) -> None:
+        info = md.signed.targets["tools/add_ints/1.0.0/statement"]
+        md.signed.targets["tools/add_ints/6.6.6/statement"] = info
+
+    re_sign(files[-1], mallory, add_version)
+    (binned._consumer.metadata_dir / f"{role}.json").unlink()
+    snap = Snapshot(binned)
+    refused(binned, SignatureError, role)
+    snap.unchanged()
+
+
+def test_a_target_in_the_wrong_bin_is_refused(binned: Registry) -> None:
+    """A publisher key holder moves add_ints into mul_ints' bin (every signature valid): the
+    client does not find add_ints there, and listing the registry refuses the misplaced
+    target; nothing is saved but the verified metadata."""
+    right, _ = holder_files(binned)
+    wrong, _ = holder_files(binned, "mul_ints")
+    # Committed through the writer's own path (the writer's check after its commit already
+    # refuses what it wrote); a consumer must refuse it too.
+    with pytest.raises(TrustError, match="wrong bin"), binned._edit() as state:
+        moved = state.tool_targets("add_ints")
+        state.bins[right].signed.targets.clear()
+        state.holder("mul_ints")[1].signed.targets.update(moved)
+        state.changed |= {right, wrong}
+        binned._commit(
+            state,
+            {"targets": [default_signing_key()]},
+            "publish",
+            subject="x",
+            actor="t",
+            reason=None,
+            data={},
+        )
+    with pytest.raises(ToolNotFoundError, match="no tool named 'add_ints'"):
+        Registry(binned.path).resolve("add_ints")
+    snap = Snapshot(binned)
+    with pytest.raises(
+        TrustError,
+        match=rf"add_ints/1\.0\.0/\w+ is listed in bin {wrong}.*"
+        rf"belong in bin {right}.*wrong bin",
+    ):
+        Registry(binned.path).list()
+    snap.unchanged()
+
+
+def test_a_bin_rolled_back_by_an_online_key_holder_is_refused(binned: Registry) -> None:
+    """Holding the snapshot and timestamp keys, an attacker serves a new snapshot naming the
+    bin as it was before a yank (the old bin file is still there, validly signed)."""
+    binned.yank("add_ints@1.0.0", "vulnerable")
+    role, _ = holder_files(binned)
+    online = default_signing_key()
+    ts = Metadata[Timestamp].from_file(str(meta(binned) / "timestamp.json"))
+    current = meta(binned) / f"{ts.signed.snapshot_meta.version}.snapshot.json"
+    new = ts.signed.snapshot_meta.version + 1
+
+    def older_bin(md: Metadata) -> None:
+        md.signed.version = new
+        md.signed.meta[f"{role}.json"].version -= 1
+
+    re_sign(current, online, older_bin)
+    shutil.move(current, meta(binned) / f"{new}.snapshot.json")
+    re_sign(
+        meta(binned) / "timestamp.json",
+        online,
+        lambda md: (
+            setattr(md.signed, "version", md.signed.version + 1),
+            setattr(md.signed.snapshot_meta, "version", new),
+        ),
+    )
+    snap = Snapshot(binned, ignore=("timestamp.json",))
+    refused(binned, RollbackError, f"{role}.json version")
+    snap.unchanged()
+
+
+def test_bins_of_two_snapshots_mixed_are_refused(binned: Registry, tmp_path: Path) -> None:
+    """After mul_ints' bin moved on, its old bin file served under the new version's name
+    (the snapshot names the new one): the version it carries gives it away."""
+    old = keep(binned, tmp_path / "old")
+    binned.yank("mul_ints@0.1.0", "vulnerable")
+    role, files = holder_files(binned, "mul_ints")
+    files[-1].write_bytes((old / files[-2].name).read_bytes())
+    (binned._consumer.metadata_dir / f"{role}.json").unlink()
+    snap = Snapshot(binned)
+    with pytest.raises(MixAndMatchError, match=rf"{role}.*mix-and-match"):
+        Registry(binned.path).list()
+    snap.unchanged()
+
+
+def test_a_snapshot_that_drops_a_bin_is_refused(binned: Registry) -> None:
+    """A snapshot signed by a stolen online key that no longer lists add_ints' bin (hiding
+    every version of it) is refused: a bin once listed never leaves."""
+    role, _ = holder_files(binned)
+    online = default_signing_key()
+    ts = Metadata[Timestamp].from_file(str(meta(binned) / "timestamp.json"))
+    current = meta(binned) / f"{ts.signed.snapshot_meta.version}.snapshot.json"
+    new = ts.signed.snapshot_meta.version + 1
+
+    def drop_bin(md: Metadata) -> None:
+        md.signed.version = new
+        del md.signed.meta[f"{role}.json"]
+
+    re_sign(current, online, drop_bin)
+    shutil.move(current, meta(binned) / f"{new}.snapshot.json")
+    re_sign(
+        meta(binned) / "timestamp.json",
+        online,
+        lambda md: (
+            setattr(md.signed, "version", md.signed.version + 1),
+            setattr(md.signed.snapshot_meta, "version", new),
+        ),
+    )
+    snap = Snapshot(binned, ignore=("timestamp.json",))
+    refused(binned, MixAndMatchError, f"missing info for '{role}.json'")
+    snap.unchanged()
 
 
 # -- storage: links, special files, endless data ----------------------------------------------

@@ -82,8 +82,9 @@ KILLERS = {
     # SIGKILL inside RepoDir.write at one step of a publish; "half" first leaves half the bytes
     # in the write's temporary file, as a kill mid-write would.
     "half_written_target": ("targets/", True),
-    "after_targets_before_metadata": (".targets.json", False),
-    "half_written_targets_metadata": (".targets.json", True),
+    # The first metadata a publish writes is the tool's hashed bin.
+    "after_targets_before_metadata": (".tools-bin-", False),
+    "half_written_targets_metadata": (".tools-bin-", True),
     "before_timestamp_commit": ("metadata/timestamp.json", False),
     "half_written_timestamp": ("metadata/timestamp.json", True),
 }

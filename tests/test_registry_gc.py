@@ -14,6 +14,7 @@ import pytest
 
 from tests.test_registry_support import (
     code_for,
+    holder_files,
     make_spec,
     passing_report,
     provenance,
@@ -74,13 +75,12 @@ def test_leftover_temporary_files_are_cleared(reg: Registry) -> None:
 def test_gc_refuses_metadata_edited_without_its_key(reg: Registry) -> None:
     """What unverifiable metadata names cannot be known, so gc deletes nothing."""
     orphan(reg)
-    meta = reg.path / "metadata"
-    targets = max(meta.glob("*.targets.json"), key=lambda p: int(p.name.split(".")[0]))
+    role, [*_, targets] = holder_files(reg)
     targets.write_text(targets.read_text().replace('"yanked":false', '"yanked":true', 1))
-    # The consumer holds the last targets it trusted; a fresh consumer has to fetch this one.
-    (reg._consumer.metadata_dir / "targets.json").unlink()
+    # The consumer holds the last bin it trusted; a fresh consumer has to fetch this one.
+    (reg._consumer.metadata_dir / f"{role}.json").unlink()
     files = snapshot(reg.path)
-    with pytest.raises(SignatureError, match="targets"):
+    with pytest.raises(SignatureError, match=role):
         reg.gc()
     assert snapshot(reg.path) == files
 

@@ -13,7 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_registry_support import code_for, make_spec, passing_report, provenance
+from tests.test_registry_support import (
+    code_for,
+    holder_files,
+    make_spec,
+    passing_report,
+    provenance,
+)
 from toolsmith.errors import (
     MetadataTooLargeError,
     MixAndMatchError,
@@ -170,13 +176,12 @@ def test_a_server_serving_an_old_state_is_a_rollback(
 def test_a_server_mixing_states_is_refused(
     origin: Registry, served: Served, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The current snapshot served with the previous targets' content under the new name."""
+    """The current snapshot served with the previous bin's content under the new name."""
     assert isinstance(origin.path, Path)
-    meta = origin.path / "metadata"
     monkeypatch.setenv("TOOLSMITH_HOME", str(tmp_path / "maintainer"))
     origin.yank("add_ints@1.0.0", "vulnerable")
     monkeypatch.setenv("TOOLSMITH_HOME", str(tmp_path / "consumer"))
-    files = sorted(meta.glob("*.targets.json"), key=lambda p: int(p.name.split(".")[0]))
+    _, files = holder_files(origin)
     served.override(f"/metadata/{files[-1].name}", files[-2].read_bytes())
     trust_registry(served.url, origin.fingerprint())
     with pytest.raises(MixAndMatchError, match="mix-and-match"):

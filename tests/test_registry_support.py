@@ -88,9 +88,9 @@ def edit_version(
     """Re-sign ``name@version``'s statement target with changed custom fields, as a holder of
     the targets keys could (the registry's own commit path, so the metadata chain is valid)."""
     with reg._edit() as state:
-        info = state.targets.signed.targets[f"tools/{name}/{version}/statement"]
+        info = state.tool_targets(name)[f"tools/{name}/{version}/statement"]
         info.unrecognized_fields["custom"] = {**info.custom, **custom}
-        state.changed.add("targets")
+        state.touch(name)
         reg._commit(
             state, dict(signers), "publish", subject=name, actor="test", reason=None, data={}
         )
@@ -121,6 +121,15 @@ def plant_decision(
             reason=None,
             data={},
         )
+
+
+def holder_files(reg: Registry, name: str = "add_ints") -> tuple[str, list[Path]]:
+    """The role whose metadata lists ``name``'s versions (its hashed bin, or targets in the flat
+    layout), and that role's metadata files in the registry, oldest first."""
+    assert reg._repo is not None and isinstance(reg.path, Path)
+    role = reg._repo.load().holder(name)[0]
+    files = (reg.path / "metadata").glob(f"*.{role}.json")
+    return role, sorted(files, key=lambda p: int(p.name.split(".")[0]))
 
 
 def target_file(reg: Registry, sha256: str) -> Path:

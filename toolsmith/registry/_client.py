@@ -3,10 +3,11 @@
 Each consumer (this user: library, CLI and MCP server alike) keeps, per registry location, its own
 trusted metadata under ``$TOOLSMITH_STATE`` (default ``$TOOLSMITH_HOME/state``, else the per-user
 state dir): ``registries/<sha256 of the location>/metadata`` (the pinned root's history and the
-last timestamp, snapshot, targets and approvers it trusted) and ``targets`` (a cache of a served
-registry's target files). Nothing in the registry directory can change what is trusted: the
-root moves only by TUF's rotation rules (each new root signed by the old root's threshold), and
-ngclient refuses rollback, freeze and mix-and-match against the versions kept here.
+last timestamp, snapshot, targets, approvers, tools and bins it trusted) and ``targets`` (a cache
+of a served registry's target files). Nothing in the registry directory can change what is
+trusted: the root moves only by TUF's rotation rules (each new root signed by the old root's
+threshold), and ngclient refuses rollback, freeze and mix-and-match against the versions kept
+here.
 
 A local registry is read through ``_LocalFetcher`` (the same no-follow, size-capped reads as the
 writer), a served one over HTTP by ngclient's own fetcher; both go through the same ``Updater``.
@@ -16,6 +17,7 @@ Every python-tuf exception is mapped here to toolsmith's errors, naming the atta
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -29,7 +31,7 @@ from urllib.parse import unquote, urlparse
 
 import urllib3
 from tuf.api import exceptions as tuf_exc
-from tuf.api.metadata import Metadata, Root, TargetFile, Targets
+from tuf.api.metadata import Metadata, Root, SuccinctRoles, TargetFile, Targets
 from tuf.ngclient import FetcherInterface, Updater, UpdaterConfig, Urllib3Fetcher
 
 from toolsmith.errors import (
@@ -47,7 +49,7 @@ from toolsmith.errors import (
 )
 from toolsmith.files import atomic_write
 from toolsmith.registry._models import VersionRecord
-from toolsmith.registry._repository import MAX_METADATA
+from toolsmith.registry._repository import MAX_METADATA, TOOLS, bin_of, tool_name
 from toolsmith.registry._storage import RepoDir
 from toolsmith.settings import Settings
 
@@ -413,7 +415,10 @@ class View:
     def __init__(self, consumer: Consumer, updater: Updater) -> None:
         self.consumer = consumer
         self.updater = updater
-        self.records: dict[str, list[VersionRecord]] | None = None  # filled by the Registry
+        # Filled by the Registry: every tool's records, and those of tools read one by one.
+        self.records: dict[str, list[VersionRecord]] | None = None
+        self.tool_records: dict[str, list[VersionRecord]] = {}
+        self._checked: dict[str, dict[str, TargetFile]] = {}
         try:
             updater.refresh()
         except Exception as e:
@@ -437,13 +442,89 @@ class View:
     def has_role(self, role: str) -> bool:
         return f"{role}.json" in self._trusted.snapshot.meta
 
-    def delegated(self, role: str) -> Targets | None:
-        """A delegated role's verified metadata (fetched on first use), or None if the
-        registry has none yet."""
+    @functools.cached_property
+    def bins(self) -> SuccinctRoles | None:
+        """The registry's hashed bins (None: the flat layout, every version in ``targets``)."""
+        delegations = self.targets.delegations
+        if delegations is None or delegations.roles is None or TOOLS not in delegations.roles:
+            return None
+        tools = self.delegated(TOOLS)
+        succinct = tools.delegations.succinct_roles if tools and tools.delegations else None
+        if succinct is None:
+            raise TrustError(
+                f"{self.consumer.location}: the {TOOLS} role delegates to no hashed bins",
+                hint="do not use this registry copy; ask its maintainer",
+            )
+        return succinct
+
+    def tool_targets(self, name: str) -> dict[str, TargetFile]:
+        """Every verified target of tool ``name`` (by path): from its bin alone (fetched on
+        first use), or from ``targets`` in the flat layout."""
+        prefix = f"tools/{name}/"
+        if self.bins is None:
+            return {p: t for p, t in self.targets.targets.items() if p.startswith(prefix)}
+        return {
+            p: t
+            for p, t in self.bin_targets(bin_of(self.bins, name)).items()
+            if p.startswith(prefix)
+        }
+
+    def all_tool_targets(self) -> dict[str, TargetFile]:
+        """Every verified tool target of the registry (fetches every bin not cached)."""
+        if self.bins is None:
+            return {p: t for p, t in self.targets.targets.items() if tool_name(p)}
+        out: dict[str, TargetFile] = {}
+        for meta in self._trusted.snapshot.meta:  # the bins there are (2**32 could be named)
+            role = meta.removesuffix(".json")
+            if self.bins.is_delegated_role(role):
+                out |= self.bin_targets(role)
+        return out
+
+    def bin_targets(self, role: str) -> dict[str, TargetFile]:
+        """One bin's targets, verified by ngclient (signed by the publishers' threshold, the
+        version the snapshot names) and checked here to hold only its own tools' targets."""
+        if role in self._checked:
+            return self._checked[role]
+        bins = self.bins  # loads the tools role, the bins' delegator
+        if bins is None or not bins.is_delegated_role(role):
+            raise TrustError(
+                f"{self.consumer.location}: {role} is not one of this registry's bins",
+                hint="do not use this registry copy; ask its maintainer",
+            )
+        if self.targets.targets:
+            raise TrustError(
+                f"{self.consumer.location}: the top-level targets lists "
+                f"{next(iter(self.targets.targets))}, but this registry keeps versions in bins",
+                hint="do not use this registry copy; ask its maintainer",
+            )
+        md = self.delegated(role, TOOLS)
+        targets = md.targets if md is not None else {}
+        placed: dict[str, str] = {}  # a tool's bin, hashed once for its many targets
+        for path in targets:
+            name = tool_name(path)
+            if name is not None and name not in placed:
+                placed[name] = bin_of(bins, name)
+            if name is None or placed[name] != role:
+                raise TrustError(
+                    f"{self.consumer.location}: {path} is listed in bin {role}, but "
+                    + (
+                        f"tool {name}'s targets belong in bin {bin_of(bins, name)}"
+                        if name
+                        else "it is not a tool target"
+                    )
+                    + " (a target in the wrong bin: an attack, or a broken publisher)",
+                    hint="do not use this registry copy; ask its maintainer",
+                )
+        self._checked[role] = targets
+        return targets
+
+    def delegated(self, role: str, parent: str = "targets") -> Targets | None:
+        """A role delegated by ``parent``: its verified metadata (fetched on first use), or
+        None if the registry has none yet."""
         if not self.has_role(role):
             return None
         try:
-            return self.updater._load_targets(role, "targets")
+            return self.updater._load_targets(role, parent)
         except Exception as e:
             raise _attack(e, self.consumer.location) from None
 

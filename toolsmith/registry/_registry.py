@@ -13,10 +13,13 @@ against this user's pinned state (so a rolled-back or frozen directory is refuse
 edited), change the metadata, sign each changed role with the keys that hold it, and commit with
 the registry's audit entry written before the commit point (``_repository``).
 
-Roles: root (offline: keys and thresholds of every role), targets (publishers: versions, yanks
-and the approvers delegation), snapshot and timestamp (online: freshness and consistency),
-approvers (delegated: signed decisions on pending versions). A registry created here holds every
-top-level role with the creator's key and is trusted by this user from creation.
+Roles: root (offline: keys and thresholds of every role), targets (publishers: the approvers and
+tools delegations), tools and its hashed bins (publishers: versions and yanks, one bin per tool
+name; ``_repository``), snapshot and timestamp (online: freshness and consistency), approvers
+(delegated: signed decisions on pending versions). A flat registry, made before bins, keeps
+versions and yanks in targets. Resolving reads only the tool's bin; listing reads every bin. A
+registry created here holds every top-level role with the creator's key and is trusted by this
+user from creation.
 """
 
 from __future__ import annotations
@@ -64,6 +67,7 @@ from toolsmith.registry._models import (
 )
 from toolsmith.registry._repository import (
     APPROVERS,
+    BIN_BITS,
     TOP_ROLES,
     Repository,
     RepoState,
@@ -294,15 +298,18 @@ class Registry:
         metadata; computed once per verified state."""
         if view.records is None:
             view.records = {
-                name: _by_version(records) for name, records in self._read_records(view).items()
+                name: _by_version(records)
+                for name, records in self._read_records(view, view.all_tool_targets()).items()
             }
         return view.records
 
-    def _read_records(self, view: _client.View) -> dict[str, builtins.list[VersionRecord]]:
+    def _read_records(
+        self, view: _client.View, targets: dict[str, TargetFile]
+    ) -> dict[str, builtins.list[VersionRecord]]:
         decisions = view.delegated(APPROVERS)
         decided = decisions.targets if decisions is not None else {}
         out: dict[str, builtins.list[VersionRecord]] = {}
-        for path, info in view.targets.targets.items():
+        for path, info in targets.items():
             if not path.startswith("tools/") or not path.endswith("/statement"):
                 continue
             record = _record(info, decided)
@@ -311,7 +318,17 @@ class Registry:
         return out
 
     def _tool_records(self, name: str) -> builtins.list[VersionRecord]:
-        return _by_version(self._all().get(name, []))
+        """``name``'s records, lowest version first: from its bin alone when the registry has
+        hashed bins and no listing has read them all yet."""
+        if self._view_cache is None and self._empty():
+            return []
+        view = self._view()
+        if view.records is not None:
+            return view.records.get(name, [])
+        if name not in view.tool_records:
+            found = self._read_records(view, view.tool_targets(name)).get(name, [])
+            view.tool_records[name] = _by_version(found)
+        return view.tool_records[name]
 
     def _select(self, ref: str, records: Sequence[VersionRecord] | None = None) -> VersionRecord:
         name, constraint = parse_ref(ref)
@@ -410,7 +427,7 @@ class Registry:
 
     def _verified(self, record: VersionRecord, gate: _verify.Gate | None) -> VerifiedTool:
         view = self._view()
-        targets = view.targets.targets
+        targets = view.tool_targets(record.name)
         base = f"tools/{record.name}/{record.version}/"
         statement_info = targets[base + "statement"]
         part_infos = {p: targets[base + p] for p in signing.PARTS if base + p in targets}
@@ -617,16 +634,34 @@ class Registry:
             raise AssertionError  # _local raised
         with self._local().lock():
             self.refresh_view()
+            verified: _client.View | None = None
             try:
-                self._view()
+                verified = self._view()
+                verified.bins  # noqa: B018 (loads and verifies the tools role the writer reads)
             except FreezeError:
                 if not expired_ok:
                     raise
-            yield repo.load()
-            # The writer's own consumer state moves to what it just committed, so putting an
-            # older state back is a rollback for it too.
+            state = repo.load()
+            read_bin = state.read_bin
+            if verified is not None and read_bin is not None:
+                view = verified
+
+                def read_verified_bin(role: str) -> Metadata[Targets]:
+                    # Verified from the pinned root before the writer acts on it, like the
+                    # rest of what an edit reads (gc must not delete what a forged bin omits).
+                    view.bin_targets(role)
+                    return read_bin(role)
+
+                state.read_bin = read_verified_bin
+            else:
+                state.read_bin = None  # a frozen registry may be refreshed, not edited
+            yield state
+            # The writer's own consumer state moves to what it just committed (the bins it
+            # read or wrote included), so putting an older state back is a rollback for it too.
             self.refresh_view()
-            self._view()
+            view = self._view()
+            for role in state.bins:
+                view.bin_targets(role)
 
     def _commit(
         self,
@@ -669,10 +704,19 @@ class Registry:
         snapshot: Sequence[SigningKey] | None = None,
         timestamp: Sequence[SigningKey] | None = None,
         expiry_days: dict[str, int] | None = None,
+        bin_bits: int | None = BIN_BITS,
     ) -> str:
         """Create this registry (roles default to the local default key) and trust it as its
         creator; returns its fingerprint. ``expiry_days`` sets each role's validity window
-        (a served registry may use a short timestamp window with ``refresh``)."""
+        (a served registry may use a short timestamp window with ``refresh``). ``bin_bits``:
+        the registry keeps its versions in ``2**bin_bits`` hashed bins (1-32, fixed for its
+        life; ``_repository.BIN_BITS`` explains the default), or with None in the one targets
+        metadata of registries made before bins (which holds about 3,300 versions)."""
+        if bin_bits is not None and not 1 <= bin_bits <= 32:
+            raise UsageError(
+                f"bin_bits must be 1-32 (2 to 4,294,967,296 bins), got {bin_bits}",
+                hint=f"leave it out for {2**BIN_BITS} bins",
+            )
         dir_ = self._local()
         assert self._repo is not None
         default: builtins.list[SigningKey] = []
@@ -706,7 +750,9 @@ class Registry:
                     data={role: [k.key_id for k in ks] for role, ks in role_keys.items()},
                 )
 
-            first = self._repo.create(role_keys, expiry_days=expiry_days, before_commit=audit)
+            first = self._repo.create(
+                role_keys, expiry_days=expiry_days, bin_bits=bin_bits, before_commit=audit
+            )
             self._consumer.pin(first)
         self.refresh_view()
         _log.info("registry created", registry=self.location)
@@ -724,9 +770,9 @@ class Registry:
         signer: SigningKey | Sequence[SigningKey] | None = None,
         status: VersionStatus = VersionStatus.PUBLISHED,
     ) -> VersionRecord:
-        """Sign and store a new version as targets of a new targets metadata version; refuses
-        failing reports and existing versions. An empty directory becomes a registry held by
-        the signer (and trusted by this user).
+        """Sign and store a new version as targets of a new version of its tool's bin (of the
+        targets metadata in a flat registry); refuses failing reports and existing versions. An
+        empty directory becomes a registry held by the signer (and trusted by this user).
 
         ``status=PENDING`` publishes it behind the approval gate: it is stored and verifiable but
         never resolved until a trusted approver approves it.
@@ -780,8 +826,8 @@ class Registry:
                 )
             existing = [
                 _version(p.split("/")[2])
-                for p in state.targets.signed.targets
-                if p.startswith(f"tools/{spec.name}/") and p.endswith("/statement")
+                for p in state.tool_targets(spec.name)
+                if p.endswith("/statement")
             ]
             new = explicit if explicit is not None else _next_version(existing, bump)
             if new in existing:
@@ -875,11 +921,11 @@ class Registry:
             available = self._available([signer] if signer is not None else [])
             keys = role_signers(state.root.signed, "targets", available)
             path = _tool_path(record.name, record.version, "statement")
-            info = state.targets.signed.targets[path]
+            info = state.tool_targets(record.name)[path]
             custom = dict(info.custom) if isinstance(info.custom, dict) else {}
             custom |= {"yanked": yanked, "yank_reason": reason if yanked else None}
             info.unrecognized_fields["custom"] = custom
-            state.changed.add("targets")
+            state.touch(record.name)
             self._commit(
                 state,
                 {"targets": keys},
@@ -895,7 +941,7 @@ class Registry:
 
     def yank(self, ref: str, reason: str, signer: SigningKey | None = None) -> VersionRecord:
         """Hide a version from ranges and bare names; exact pins still resolve it (PEP 592).
-        A new targets version, signed by publisher keys (``signer`` or the key store's)."""
+        A new version of the tool's bin, signed by publisher keys (``signer`` or the store's)."""
         if not reason.strip():
             raise UsageError("yanking needs a reason", hint="pass --reason 'why it was pulled'")
         return self._set_yanked(ref, True, reason, signer)
@@ -986,8 +1032,9 @@ class Registry:
         role: KeyRole = KeyRole.PUBLISHER,
         signer: SigningKey | None = None,
     ) -> str:
-        """Add a public key as a publisher (a new root version, signed by the root keys) or
-        an approver (a new targets version, signed by the publishers); returns its id."""
+        """Add a public key as a publisher (a new root version, signed by the root keys; with
+        hashed bins also new targets, tools and bin versions naming it, signed by publishers)
+        or an approver (a new targets version, signed by the publishers); returns its id."""
         key = signing.tuf_key(signing.load_public_key(pem))
         if name:
             key.unrecognized_fields[NAME_FIELD] = name
@@ -1001,6 +1048,10 @@ class Registry:
                 signers: dict[str, Sequence[SigningKey]] = {
                     "root": role_signers(state.root.signed, "root", available)
                 }
+                if state.tools is not None:
+                    # The bins' delegations name the publishers: signed again by them.
+                    state.sync_publishers()
+                    signers["targets"] = role_signers(state.root.signed, "targets", available)
             else:
                 delegations = state.targets.signed.delegations
                 assert delegations is not None and delegations.roles is not None
@@ -1052,6 +1103,7 @@ class Registry:
                 root.revoke_key(kid, "targets")
                 # Targets metadata signed by the removed key alone would no longer verify.
                 state.changed |= {"root", "targets"}
+                state.sync_publishers()
                 signers["root"] = role_signers(root, "root", available)
             if "targets" in state.changed:
                 signers["targets"] = role_signers(root, "targets", available)
@@ -1076,6 +1128,7 @@ class Registry:
             root.roles["targets"].threshold = threshold
             # The current targets metadata must meet the new threshold too: re-signed here.
             state.changed |= {"root", "targets"}
+            state.sync_publishers()
             available = self._available([signer] if signer is not None else [])
             self._commit(
                 state,
@@ -1116,11 +1169,10 @@ class Registry:
         so a rolled-back or frozen registry is refused before anything is deleted."""
         with self._edit() as state:
             dir_ = self._local()
+            approvals = state.approvers.signed.targets.values() if state.approvers else []
             referenced = {
                 target_file_path(info.path, info.hashes["sha256"])
-                for md in (state.targets, state.approvers)
-                if md is not None
-                for info in md.signed.targets.values()
+                for info in [*state.all_tool_targets(), *approvals]
             }
             present: dict[str, int] = {}
             leftovers: builtins.list[str] = []
