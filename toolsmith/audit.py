@@ -120,7 +120,9 @@ class AuditVerification(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     ok: bool
-    entries: int = Field(description="entries read before the first problem")
+    entries: int = Field(
+        description="intact entries: before the first problem, and in the chain after each break"
+    )
     first_bad_seq: int | None = None
     problem: str | None = None
     head_seq: int | None = Field(default=None, description="seq the head file anchors")
@@ -295,7 +297,7 @@ class AuditLog:
                 first = first or (number, f"seq {number} is a break entry: {entry.reason}")
                 damaged, problem = False, None
             elif damaged:
-                problem = "damaged"  # part of the damaged stretch before a break
+                problem = "after damage"  # in the stretch a later break may seal; not reported
             elif not complete and number == len(lines):
                 problem = f"line {number} is incomplete (a write that did not finish)"
             else:
