@@ -238,3 +238,18 @@ def test_generated_code_counts_blocks_for_the_ambiguity_note() -> None:
         single, several = generate_code(spec, llm(srv)), generate_code(spec, llm(srv))
     assert (single.blocks, several.blocks) == (1, 3)
     assert several.code == SLUGIFY
+
+
+def test_check_impl_points_at_the_error_in_code_given_as_a_string() -> None:
+    """Code handed to build_from_spec as a string: `<implementation>:LINE:COL`, the line, a
+    caret, and no py_compile advice (there is no file)."""
+    from toolsmith.codegen import check_impl
+    from toolsmith.errors import UsageError
+
+    with pytest.raises(UsageError) as e:
+        check_impl("def slugify(text):\n    return text.lower(\n", "slugify")
+    message = e.value.message.splitlines()
+    assert message[0] == "<implementation>:2:22: SyntaxError: '(' was never closed"
+    assert message[2].index("^") == message[1].index("(")
+    assert e.value.hint and "py_compile" not in e.value.hint
+    check_impl("def slugify(text):\n    return text\n", "slugify")  # fine: no error

@@ -129,14 +129,15 @@ def code_problems(code: str, name: str) -> list[str]:
     return []
 
 
-def check_impl(code: str, name: str, source: str = "the implementation") -> None:
+def check_impl(code: str, name: str, path: str | None = None) -> None:
     """Refuse your own implementation (``--impl``, ``build_from_spec``) when it cannot be
     tested, before any build: no model will repair it, so an attempt would only fail.
 
-    Raises ``UsageError``: a syntax error as ``source:line:col`` with the offending line and a
-    caret under the column (what compilers print), or a module without a top-level function
-    ``name``, each with what to do.
+    Raises ``UsageError``: a syntax error as ``PATH:LINE:COL`` (``<implementation>`` for code
+    given as a string) with the offending line and a caret under the column, as compilers
+    print it, or a module without a top-level function ``name``; each with what to do.
     """
+    source = path or "<implementation>"
     try:
         tree = ast.parse(code, filename=source)
     except SyntaxError as e:
@@ -145,11 +146,11 @@ def check_impl(code: str, name: str, source: str = "the implementation") -> None
         if e.text:
             text = e.text.rstrip("\n").replace("\t", " ")  # one column per character
             shown = f"\n{text}\n{' ' * max(col - 1, 0)}^"
+        check = f"; `python -m py_compile {path}` checks it first" if path else ""
         raise UsageError(
             f"{source}:{line}:{col}: SyntaxError: {e.msg}{shown}",
-            hint=f"correct line {line} of {source} ({e.msg}) and build again; `python -m "
-            f"py_compile {source}` checks it first. Code you bring is built as given: no model "
-            "repairs it",
+            hint=f"correct line {line} of {source} ({e.msg}) and build again{check}. Code you "
+            "bring is built as given: no model repairs it",
         ) from None
     funcs = sorted(
         n.name for n in tree.body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)
