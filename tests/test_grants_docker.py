@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import docker.errors
 import pytest
@@ -316,48 +317,101 @@ class _HostService(http.server.BaseHTTPRequestHandler):
         pass
 
 
+class _CountingServer(http.server.ThreadingHTTPServer):
+    """Counts the connections it accepts, whatever is sent on them."""
+
+    accepted = 0
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        self.accepted += 1
+        return super().get_request()
+
+
+# A DNS server (UDP, A records only) answering PUBLIC to the first A query and REBOUND to every
+# later one: a rebinding attacker's name server.
+REBINDING_DNS = """
+import socket, struct, sys
+public, rebound = sys.argv[1], sys.argv[2]
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("0.0.0.0", 53))
+asked = 0
+while True:
+    query, peer = s.recvfrom(1500)
+    end = query.index(b"\\0", 12) + 5
+    answer = b""
+    if struct.unpack(">H", query[end - 4 : end - 2])[0] == 1:
+        asked += 1
+        address = public if asked == 1 else rebound
+        answer = b"\\xc0\\x0c" + struct.pack(">HHIH", 1, 1, 0, 4) + socket.inet_aton(address)
+    head = query[:2] + b"\\x81\\x80" + struct.pack(">HHHH", 1, 1 if answer else 0, 0, 0)
+    s.sendto(head + query[12:end] + answer, peer)
+"""
+PUBLIC = "93.184.216.34"
+
+
+def _hardened(api: Any, network: str, **extra: Any) -> Any:
+    return api.create_host_config(
+        network_mode=network,
+        read_only=True,
+        cap_drop=["ALL"],
+        security_opt=["no-new-privileges"],
+        **extra,
+    )
+
+
 @pytest.fixture(scope="module")
-def host_proxy(engine: Engine, sandbox_image: ImageInfo) -> Iterator[dict[str, str]]:
-    """A service of this host (HTTP on all its addresses) and an egress proxy of the image on a
-    bridge network whose /etc/hosts (extra_hosts) maps gw.test to that network's gateway (this
-    host) and mapped.test to its IPv4-mapped IPv6 form, both granted, and the gateway granted as
-    a literal but told as ``--refuse``. This process is the proxy's client: it connects from the
-    gateway, inside the proxy's client subnet."""
-    server = http.server.ThreadingHTTPServer(("0.0.0.0", 0), _HostService)
+def host_proxy(engine: Engine, sandbox_image: ImageInfo) -> Iterator[dict[str, Any]]:
+    """A service of this host (HTTP on all its addresses) and an egress proxy of the image on an
+    internal bridge network (no route out, but the host's gateway address), granted:
+    gw.test and mapped.test, mapped by its /etc/hosts (extra_hosts) to the gateway (this host)
+    and its IPv4-mapped IPv6 form; rebind.test, resolved through Docker's DNS by a rebinding name
+    server (``REBINDING_DNS``) on the same network; and the gateway as a literal, told as
+    ``--refuse``. This process is the proxy's client: it connects from the gateway, inside the
+    proxy's client subnet."""
+    server = _CountingServer(("0.0.0.0", 0), _HostService)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     port = server.server_address[1]
     api = engine.api
     name = f"toolsmith-test-hostproxy-{secrets.token_hex(4)}"
-    api.create_network(name, driver="bridge")
-    cid = ""
+    api.create_network(name, driver="bridge", internal=True)
+    containers: list[str] = []
     try:
         config = api.inspect_network(name)["IPAM"]["Config"][0]
         gateway = config["Gateway"]
+        dns = api.create_container(
+            sandbox_image.tag,
+            command=["python3", "-c", REBINDING_DNS, PUBLIC, gateway],
+            user="10001:10001",
+            host_config=_hardened(api, name, sysctls={"net.ipv4.ip_unprivileged_port_start": "0"}),
+        )["Id"]
+        containers.append(dns)
+        api.start(dns)
+        dns_ip = api.inspect_container(dns)["NetworkSettings"]["Networks"][name]["IPAddress"]
+        granted = [f"gw.test:{port}", f"mapped.test:{port}", f"rebind.test:{port}"]
         cid = api.create_container(
             sandbox_image.tag,
             command=[
                 *["python3", "-P", "-s", "-m", "toolsmith_runner.egress", config["Subnet"]],
-                *[f"--refuse={gateway}", f"gw.test:{port}", f"mapped.test:{port}"],
-                f"{gateway}:{port}",
+                *[f"--refuse={gateway}", *granted, f"{gateway}:{port}"],
             ],
             user="10001:10001",
-            host_config=api.create_host_config(
-                network_mode=name,
-                read_only=True,
-                cap_drop=["ALL"],
-                security_opt=["no-new-privileges"],
+            host_config=_hardened(
+                api,
+                name,
                 extra_hosts={"gw.test": gateway, "mapped.test": f"::ffff:{gateway}"},
+                dns=[dns_ip],
             ),
         )["Id"]
+        containers.append(cid)
         api.start(cid)
         deadline = time.monotonic() + 60
         while b"READY" not in api.logs(cid, stdout=True, stderr=False):
             assert time.monotonic() < deadline, api.logs(cid).decode()
             time.sleep(0.2)
         ip = api.inspect_container(cid)["NetworkSettings"]["Networks"][name]["IPAddress"]
-        yield {"proxy": ip, "gateway": gateway, "port": str(port)}
+        yield {"proxy": ip, "gateway": gateway, "port": str(port), "service": server}
     finally:
-        if cid:
+        for cid in containers:
             api.remove_container(cid, force=True)
         api.remove_network(name)
         server.shutdown()
@@ -370,7 +424,7 @@ def _connect_via(proxy: str, target: str) -> bytes:
         return s.recv(4096)
 
 
-def test_names_resolving_to_the_docker_host_are_refused(host_proxy: dict[str, str]) -> None:
+def test_names_resolving_to_the_docker_host_are_refused(host_proxy: dict[str, Any]) -> None:
     """gw.test (the gateway) and mapped.test (::ffff:<gateway>), resolved by the proxy through
     its /etc/hosts, are refused, naming the host's address; the host's service stays unreached.
     """
@@ -382,7 +436,7 @@ def test_names_resolving_to_the_docker_host_are_refused(host_proxy: dict[str, st
 
 
 def test_a_literal_grant_of_a_refused_address_is_refused_at_connect_time(
-    host_proxy: dict[str, str],
+    host_proxy: dict[str, Any],
 ) -> None:
     """The proxy itself refuses a literal it was told is the Docker host, however written
     (IPv4, IPv4-mapped IPv6 in brackets is not the granted spelling: not declared)."""
@@ -582,3 +636,15 @@ def test_read_grant_of_a_missing_path_is_refused(sandbox_image: ImageInfo, tmp_p
     spec = probe_spec([f"fs:read:{tmp_path / 'missing'}"])
     with pytest.raises(PolicyError, match="does not exist on this host"):
         load_docker(spec, PROBE, image=sandbox_image)
+
+
+def test_dns_rebinding_between_check_and_connect_gains_nothing(host_proxy: dict[str, Any]) -> None:
+    """rebind.test resolves to a public address once, then to the Docker host: the proxy
+    connects to the public address it checked (no route here: 502), never re-resolving into the
+    host; asked again, it refuses the host's address. The host's service accepts nothing."""
+    proxy, gateway, port = host_proxy["proxy"], host_proxy["gateway"], host_proxy["port"]
+    first = _connect_via(proxy, f"rebind.test:{port}")
+    assert first.startswith(b"HTTP/1.1 502") and b"unreachable" in first, first
+    second = _connect_via(proxy, f"rebind.test:{port}")
+    assert f"rebind.test resolves to {gateway}: private".encode() in second, second
+    assert host_proxy["service"].accepted == 0
