@@ -231,3 +231,14 @@ def test_a_bad_log_setting_is_a_usage_error_and_others_wait_for_their_command() 
         [sys.executable, "-c", CLI, "spec", "schema"], capture_output=True, env=environ, timeout=60
     )
     assert ok.returncode == 0, ok.stderr
+
+
+def test_a_malformed_base_url_flag_is_refused_even_when_no_model_is_asked(tmp_path: Path) -> None:
+    """`build --spec S --impl F --base-url nope` asks no model, yet the flag is checked as it
+    is parsed: exit 2 naming the value, nothing built."""
+    impl = EXAMPLE.with_suffix(".py")
+    args = ["--spec", str(EXAMPLE), "--impl", str(impl), "--registry", str(tmp_path)]
+    r = run("build", *args, "--base-url", "nope")
+    assert r.returncode == 2, r.stderr
+    assert "--base-url 'nope' is not an http:// or https:// URL" in r.stderr
+    assert not (tmp_path / "metadata").exists()

@@ -14,7 +14,8 @@ from rich.markup import escape as escape_markup
 from rich.text import Text
 
 from toolsmith import log
-from toolsmith.errors import ToolsmithError, one_line
+from toolsmith.errors import ToolsmithError, UsageError, one_line
+from toolsmith.settings import check_base_url
 
 console = Console()
 err_console = Console(stderr=True)
@@ -35,8 +36,23 @@ JsonOpt = Annotated[
     ),
 ]
 ModelOpt = Annotated[str | None, typer.Option(help="Model name (else $TOOLSMITH_MODEL).")]
+
+
+def _base_url(value: str | None) -> str | None:
+    """``--base-url`` checked as it is parsed, whether or not the command asks a model."""
+    if value:
+        try:
+            check_base_url(value)
+        except ValueError as e:
+            raise UsageError(
+                f"--base-url {value!r} is {e}", hint="pass the endpoint's http(s) URL to --base-url"
+            ) from None
+    return value
+
+
 BaseUrlOpt = Annotated[
-    str | None, typer.Option(help="OpenAI-compatible endpoint (else $OPENAI_BASE_URL).")
+    str | None,
+    typer.Option(help="OpenAI-compatible endpoint (else $OPENAI_BASE_URL).", callback=_base_url),
 ]
 ApiKeyOpt = Annotated[str | None, typer.Option(help="API key (else $OPENAI_API_KEY).")]
 LLMTimeoutOpt = Annotated[
