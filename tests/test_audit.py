@@ -270,7 +270,7 @@ def test_cli_refuses_a_fifo_audit_log_with_the_registry_exit_code(tmp_path: Path
             capture_output=True, text=True, timeout=60,
         )  # fmt: skip
         assert r.returncode == 3, r.stderr
-        assert "UnsafePathError: refusing audit file" in r.stderr
+        assert f"UnsafePathError: refusing {tmp_path / AUDIT_FILE}: not a regular file" in r.stderr
 
 
 # -- a consumer's log seals damage and goes on ------------------------------------------------

@@ -6,9 +6,14 @@ without ``hash``). Editing, deleting or reordering an entry breaks the chain at 
 
 A chain alone cannot show that its *last* entries were cut off, so ``<log>.head`` anchors it: a
 small file holding the last entry's seq and hash, replaced atomically after every append. Appends
-from several processes are serialised with ``flock`` on the log; the log line is written before
-the head, so a crash between the two leaves the head exactly one entry behind, which both
-``append`` and ``verify`` accept (and ``append`` repairs).
+from several processes are serialised with the log's lock (``flock`` on the log file); the log
+line is made durable before the head is written, so a crash between the two leaves the head
+exactly one entry behind, which both ``append`` and ``verify`` accept (and ``append`` repairs).
+
+Both files live in a registry storage (``toolsmith.registry._storage``): a log at a path is kept
+as a registry directory keeps its files (``RepoDir``: never through a link, never a special file or
+one with several links), and a registry's own log is kept in that registry's storage, so an
+in-memory registry (``toolsmith.testing.MemoryStorage``) has an in-memory log.
 
 A log whose tail does not verify (a damaged or edited last line, a write cut short, a head that
 disagrees with the log) is handled as ``on_damage`` says:
@@ -34,22 +39,23 @@ history. The chain detects edits by anyone who does not recompute it, and by too
 from __future__ import annotations
 
 import contextlib
-import errno
 import hashlib
 import json
 import os
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any, Literal, get_args
+from typing import IO, TYPE_CHECKING, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from toolsmith.errors import AuditError, UnsafePathError
-from toolsmith.files import NotRegularFileError, atomic_write, flocked, open_nofollow
+from toolsmith.errors import AuditError, RegistryError, UnsafePathError
 from toolsmith.log import get_logger
 from toolsmith.models import describe
 from toolsmith.spec import canonical_json
+
+if TYPE_CHECKING:
+    from toolsmith.registry._storage import RegistryStorage
 
 _log = get_logger(__name__)
 
@@ -149,16 +155,43 @@ def entry_hash(fields: dict[str, Any]) -> str:
 
 
 class AuditLog:
-    """The audit log at ``path`` (conventionally ``<registry>/audit.jsonl``) and its head file."""
+    """The audit log at ``path`` (conventionally ``<registry>/audit.jsonl``) and its head file.
 
-    def __init__(self, path: str | os.PathLike[str], *, on_damage: OnDamage = "refuse") -> None:
-        self.path = Path(path)
+    With ``storage``, ``path`` is the log's name inside that registry storage (``Registry.audit``
+    is ``AuditLog(AUDIT_FILE, storage=registry.storage)``); ``path`` and ``head_path`` then name
+    the files for messages (a file on disk only when the storage is a directory)."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        storage: RegistryStorage | None = None,
+        on_damage: OnDamage = "refuse",
+    ) -> None:
+        # (toolsmith.registry imports this module: the storage is imported when first needed)
+        from toolsmith.registry._storage import RepoDir
+
+        if storage is None:
+            full = Path(path)
+            self._storage: RegistryStorage = RepoDir(full.parent)
+            self._rel = full.name
+            self.path = full
+        else:
+            self._storage = storage
+            self._rel = os.fspath(path)
+            self.path = Path(storage.location, self._rel)
+        self._head_rel = self._rel + ".head"
         self.head_path = self.path.with_name(self.path.name + ".head")
         self.on_damage = on_damage
 
     @classmethod
     def for_registry(cls, registry_path: str | os.PathLike[str]) -> AuditLog:
         return cls(Path(registry_path) / AUDIT_FILE)
+
+    def exists(self) -> bool:
+        """Whether the log has been started (anything is where its file belongs)."""
+        with self._errors():
+            return self._storage.exists(self._rel)
 
     def append(
         self,
@@ -183,8 +216,7 @@ class AuditLog:
                 f"audit data for {event} {subject} is not JSON: {e}",
                 hint="pass plain strings, numbers, lists and dicts",
             ) from None
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._locked("ab+", shared=False) as f:
+        with self._errors(), self._locked(append=True) as f:
             try:
                 last: AuditEntry | None = self._checked_tail(f)
             except _DamagedTail as e:
@@ -207,8 +239,7 @@ class AuditLog:
         entry = AuditEntry(**fields, hash=entry_hash(fields))
         f.seek(0, os.SEEK_END)
         f.write(canonical_json(entry.model_dump(mode="json")) + b"\n")
-        f.flush()
-        os.fsync(f.fileno())
+        f.flush()  # durable before the head names it
         self._write_head(_Head(seq=entry.seq, hash=entry.hash))
         return entry
 
@@ -245,7 +276,7 @@ class AuditLog:
     def entries(self) -> Iterator[AuditEntry]:
         """Every entry in order; an unreadable line is an AuditError naming its line number,
         unless a break entry after it has sealed it (then it is left out: ``verify`` names it)."""
-        with self._locked("rb", shared=True) as f:
+        with self._errors(), self._locked(append=False) as f:
             lines = f.read().splitlines()
         parsed = [_parse(line) for line in lines]
         breaks = [
@@ -264,20 +295,21 @@ class AuditLog:
 
     def verify(self) -> AuditVerification:
         """Walk the chain from the start and compare its end with the head file."""
-        if not self.path.exists():
-            if self.head_path.exists():
-                anchored = self._read_head().seq
-                return AuditVerification(
-                    ok=False,
-                    entries=0,
-                    first_bad_seq=1,
-                    problem=f"the log is missing but its head anchors seq {anchored}",
-                    head_seq=anchored,
-                )
-            return AuditVerification(ok=True, entries=0)
-        with self._locked("rb", shared=True) as f:
-            data = f.read()
-            head = self._read_head() if self.head_path.exists() else None
+        with self._errors():
+            if not self._storage.exists(self._rel):
+                head = self._read_head()
+                if head is not None:
+                    return AuditVerification(
+                        ok=False,
+                        entries=0,
+                        first_bad_seq=1,
+                        problem=f"the log is missing but its head anchors seq {head.seq}",
+                        head_seq=head.seq,
+                    )
+                return AuditVerification(ok=True, entries=0)
+            with self._locked(append=False) as f:
+                data = f.read()
+                head = self._read_head()
         head_seq = head.seq if head else None
         prev, count, last = GENESIS, 0, 0
         first: tuple[int, str] | None = None
@@ -328,18 +360,30 @@ class AuditLog:
             tail_intact=not damaged,
         )
 
-    # -- files ---------------------------------------------------------------------------------
+    # -- storage ---------------------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def _locked(self, mode: Literal["rb", "ab+"], *, shared: bool) -> Iterator[IO[bytes]]:
-        f = _open(self.path, mode, MAX_LOG_BYTES)  # (closed below, after the lock)
-        with f, flocked(f, shared=shared):
-            yield f
+    def _errors(self) -> Iterator[None]:
+        """The storage's failures as this log's: a link or special file stays an
+        ``UnsafePathError`` and an over-cap file a ``MetadataTooLargeError``; any other
+        ``RegistryError`` (a failing disk) is an ``AuditError`` naming the log."""
+        try:
+            yield
+        except UnsafePathError:
+            raise
+        except RegistryError as e:
+            raise AuditError(
+                f"cannot use audit log {self.path}: {e.message}",
+                hint="check the registry path and its permissions",
+            ) from e
+
+    def _locked(self, *, append: bool) -> contextlib.AbstractContextManager[IO[bytes]]:
+        return self._storage.open_log(self._rel, append=append, cap=MAX_LOG_BYTES)
 
     def _checked_tail(self, f: IO[bytes]) -> AuditEntry | None:
         """The last entry, if the head agrees it is the last (or lags it by one, after a crash)."""
         last = _last_entry(f, self.path)
-        head = self._read_head() if self.head_path.exists() else None
+        head = self._read_head()
         if last is None and head is None:
             return None
         refused = None
@@ -362,16 +406,12 @@ class AuditLog:
             )
         return last
 
-    def _read_head(self) -> _Head:
-        f = _open(self.head_path, "rb", MAX_HEAD_BYTES)
+    def _read_head(self) -> _Head | None:
+        data = self._storage.read(self._head_rel, MAX_HEAD_BYTES)
+        if data is None:
+            return None
         try:
-            with f:
-                return _Head.model_validate_json(f.read(MAX_HEAD_BYTES))
-        except OSError as e:
-            raise AuditError(
-                f"audit head file {self.head_path} is unreadable: {e}",
-                hint="run `toolsmith audit verify`; restore the head file or move the log aside",
-            ) from None
+            return _Head.model_validate_json(data)
         except ValidationError as e:
             raise _DamagedTail(
                 f"audit head file {self.head_path} is unreadable: {e}",
@@ -380,29 +420,7 @@ class AuditLog:
             ) from None
 
     def _write_head(self, head: _Head) -> None:
-        atomic_write(self.head_path, head.model_dump_json().encode())
-
-
-def _open(path: Path, mode: Literal["rb", "ab+"], cap: int) -> IO[bytes]:
-    """``path`` opened as the registry's storage opens its files (``RepoDir``): a link, a special
-    file (a FIFO would block every audit command and edit), a file with several links or over
-    ``cap`` bytes is an UnsafePathError (``toolsmith.files.open_nofollow``)."""
-    try:
-        return open_nofollow(path, mode, max_bytes=cap)
-    except NotRegularFileError as e:
-        why = e.strerror
-    except OSError as e:
-        if e.errno != errno.ELOOP:
-            raise AuditError(
-                f"cannot open audit file {path}: {e.strerror}",
-                hint="check the registry path and its permissions",
-            ) from None
-        why = "it is a symlink"
-    raise UnsafePathError(
-        f"refusing audit file {path}: {why}",
-        hint="something replaced the audit log or its head with a link or special file; remove "
-        "it and restore both from a copy (links and special files are never opened)",
-    )
+        self._storage.write(self._head_rel, head.model_dump_json().encode())
 
 
 def _parse(line: bytes) -> AuditEntry | str:

@@ -2,9 +2,10 @@
 
 After a build whose attempts failed before one passed, or that failed outright, the model writes a
 short structured ``Reflection`` (what it assumed, what went wrong, what fixed it). It is kept as a
-``Lesson`` in ``<registry>/lessons.jsonl``, beside the registry's audit log, because lessons are
-about the tools built into that registry and travel with it; a served registry is read-only here
-and keeps none. The file is append-only events (a lesson, a use, a retirement), replayed on read.
+``Lesson`` in ``<registry>/lessons.jsonl``, beside the registry's audit log in the registry's
+storage, because lessons are about the tools built into that registry and travel with it; a served
+registry is read-only here and keeps none. The file is append-only events (a lesson, a use, a
+retirement), replayed on read.
 
 Lessons reach prompts, so each one is audited: adding one writes a ``lesson`` entry holding the
 lesson's digest to the registry's hash-chained audit log first, and only lessons whose digest the
@@ -28,13 +29,11 @@ import os
 import re
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from toolsmith.errors import LLMError, RegistryError, ToolsmithError, UsageError
-from toolsmith.files import flocked, open_nofollow
+from toolsmith.errors import LLMError, ToolsmithError, UsageError
 from toolsmith.log import get_logger
 from toolsmith.models import PublicModel
 from toolsmith.spec import ToolSpec, canonical_json
@@ -46,6 +45,8 @@ if TYPE_CHECKING:
 log = get_logger(__name__)
 
 LESSONS_FILE = "lessons.jsonl"
+MAX_LESSONS_BYTES = 64 * 1024 * 1024
+"""What the lessons file may hold (a file over it is refused, not read): ~100,000 lessons."""
 RETIRE_AFTER = 3
 """Uses a lesson must have before its record can retire it."""
 RECALL_LIMIT = 3
@@ -213,14 +214,16 @@ def rank(lessons: Sequence[Lesson], query: str, limit: int = RECALL_LIMIT) -> li
 class LessonMemory:
     """The lessons kept beside one local registry (``<registry>/lessons.jsonl``).
 
-    Reads replay the file; writes append one event under ``flock``, never through a symlink.
-    Adding and retiring are recorded in the registry's audit log before the file changes.
+    Reads replay the file; writes append one event under the log's lock, through the registry's
+    storage (never through a symlink). Adding and retiring are recorded in the registry's audit
+    log before the file changes. ``path`` names the file (on disk for a registry directory).
     """
 
     def __init__(self, registry: Registry) -> None:
         self.registry = registry
-        # The registry's audit property refuses a served registry: it is read-only here.
-        self.path = Path(registry.audit.path).with_name(LESSONS_FILE)
+        # The registry's storage property refuses a served registry: it is read-only here.
+        self._storage = registry.storage
+        self.path = registry.audit.path.with_name(LESSONS_FILE)
 
     @classmethod
     def of(cls, registry: Registry) -> LessonMemory | None:
@@ -373,7 +376,7 @@ class LessonMemory:
     def _audited_digests(self) -> dict[str, str]:
         """digest -> lesson id for every ``lesson`` entry in the registry's audit log."""
         audit = self.registry.audit
-        if not audit.path.exists():
+        if not audit.exists():
             return {}
         out: dict[str, str] = {}
         for entry in audit.entries():
@@ -384,9 +387,7 @@ class LessonMemory:
         return out
 
     def _events(self) -> Iterator[dict[str, Any]]:
-        if not self.path.exists():
-            return
-        with self._locked("rb", shared=True) as f:
+        with self._locked(append=False) as f:
             data = f.read()
         for number, line in enumerate(data.splitlines(), 1):
             try:
@@ -399,21 +400,11 @@ class LessonMemory:
 
     def _append(self, event: dict[str, Any]) -> None:
         line = json.dumps(event, sort_keys=True, separators=(",", ":")).encode() + b"\n"
-        with self._locked("ab", shared=False) as f:
+        with self._locked(append=True) as f:
             f.write(line)
             f.flush()
-            os.fsync(f.fileno())
 
-    @contextlib.contextmanager
-    def _locked(self, mode: Literal["rb", "ab"], *, shared: bool) -> Iterator[IO[bytes]]:
-        try:
-            # Never through a symlink: a link planted as the file must not make an append write
-            # a file elsewhere (the registry's own rule for everything inside it).
-            f = open_nofollow(self.path, mode)
-        except OSError as e:
-            raise RegistryError(
-                f"cannot open the lessons file {self.path}: {e.strerror}",
-                hint="check the registry path and its permissions (a symlink is refused)",
-            ) from None
-        with f, flocked(f, shared=shared):
-            yield f
+    def _locked(self, *, append: bool) -> contextlib.AbstractContextManager[IO[bytes]]:
+        # Through the storage: a link planted as the file is refused, so an append never writes
+        # a file elsewhere (the registry's own rule for everything inside it).
+        return self._storage.open_log(LESSONS_FILE, append=append, cap=MAX_LESSONS_BYTES)

@@ -43,7 +43,7 @@ def show(
 ) -> None:
     """List audit entries, oldest first: who did what to which tool, and why."""
     log = _log(registry, consumer)
-    entries = list(log.entries()) if log.path.exists() else []
+    entries = list(log.entries()) if log.exists() else []
     if limit is not None:
         entries = entries[-limit:]
 

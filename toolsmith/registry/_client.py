@@ -9,8 +9,9 @@ trusted: the root moves only by TUF's rotation rules (each new root signed by th
 threshold), and ngclient refuses rollback, freeze and mix-and-match against the versions kept
 here.
 
-A local registry is read through ``_LocalFetcher`` (the same no-follow, size-capped reads as the
-writer), a served one over HTTP by ngclient's own fetcher; both go through the same ``Updater``.
+A local registry is read through ``_LocalFetcher`` (from its storage, with the same size-capped
+reads as the writer), a served one over HTTP by ngclient's own fetcher; both go through the same
+``Updater``.
 Every python-tuf exception is mapped here to toolsmith's errors, naming the attack and the fix.
 """
 
@@ -50,7 +51,7 @@ from toolsmith.errors import (
 from toolsmith.files import atomic_write
 from toolsmith.registry._models import VersionRecord
 from toolsmith.registry._repository import MAX_METADATA, TOOLS, bin_of, tool_name
-from toolsmith.registry._storage import RepoDir
+from toolsmith.registry._storage import RegistryStorage
 from toolsmith.settings import Settings
 
 DEADLINE_ENV = "TOOLSMITH_DOWNLOAD_DEADLINE_S"  # the knob's variable, named in the error
@@ -77,9 +78,10 @@ def fingerprint(root_bytes: bytes) -> str:
 
 
 class _LocalFetcher(FetcherInterface):
-    """ngclient's downloads served from a registry directory, never following a link."""
+    """ngclient's downloads served from a local registry's storage (a directory: never
+    following a link)."""
 
-    def __init__(self, repo: RepoDir) -> None:
+    def __init__(self, repo: RegistryStorage) -> None:
         self._repo = repo
 
     def _fetch(self, url: str) -> Iterator[bytes]:
@@ -295,7 +297,7 @@ def _attack(e: Exception, where: str) -> ToolsmithError:
 class Consumer:
     """This user's trust in one registry location (a directory or an http(s) URL)."""
 
-    def __init__(self, location: str, repo: RepoDir | None) -> None:
+    def __init__(self, location: str, repo: RegistryStorage | None) -> None:
         self.location = location
         self._repo = repo
         key = hashlib.sha256(location.encode()).hexdigest()[:32]

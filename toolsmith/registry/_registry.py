@@ -38,7 +38,7 @@ from semantic_version import SimpleSpec, Version
 from tuf.api.metadata import Key, Metadata, TargetFile, Targets
 
 from toolsmith import signing
-from toolsmith.audit import AuditEntry, AuditLog
+from toolsmith.audit import AUDIT_FILE, AuditEntry, AuditLog
 from toolsmith.errors import (
     ApprovalRequiredError,
     AuditError,
@@ -75,7 +75,7 @@ from toolsmith.registry._repository import (
     target_file_path,
 )
 from toolsmith.registry._search import SearchIndex
-from toolsmith.registry._storage import RepoDir
+from toolsmith.registry._storage import RegistryStorage, RepoDir
 from toolsmith.report import Provenance, TestReport
 from toolsmith.settings import Settings
 from toolsmith.signing import Decision, SigningKey, TrustPolicy
@@ -164,25 +164,39 @@ class Registry:
         self,
         location: str | os.PathLike[str] | None = None,
         *,
+        storage: RegistryStorage | None = None,
         keys: KeyStore | None = None,
         policy: CapabilityPolicy | None = None,
         trusted_approvers: Sequence[str] | None = None,
     ) -> None:
         """``location``: a directory, an http(s) URL, else ``$TOOLSMITH_REGISTRY``, else
-        ``default_path()``. ``keys``: where signing keys are looked up for edits (default: the
-        local key store). ``policy``: the consumer's capability policy applied at load (default:
+        ``default_path()``. ``storage``: instead of a location, the ``RegistryStorage`` a local
+        registry keeps its bytes in (e.g. ``toolsmith.testing.MemoryStorage()`` in tests; a
+        directory location gets the directory's own); passing both is a ``UsageError``.
+        ``keys``: where signing keys are looked up for edits (default: the local key store).
+        ``policy``: the consumer's capability policy applied at load (default:
         ``TOOLSMITH_POLICY`` or the shipped one). ``trusted_approvers``: key ids whose approvals
         this consumer accepts (default: what ``trust_approvers`` kept for this registry, else the
         registry's approvers role)."""
-        loc = location or Settings.load().paths.registry or self.default_path()
-        if _client.is_url(loc):
-            self.location = str(loc).rstrip("/")
-            self.path: Path | str = self.location
-            self._dir: RepoDir | None = None
+        if storage is not None:
+            if location is not None:
+                raise UsageError(
+                    f"Registry got both a location ({location}) and a storage ({storage.location})",
+                    hint="pass one: a directory or URL as location, or a RegistryStorage",
+                )
+            self._dir: RegistryStorage | None = storage
+            self.location = storage.location
+            self.path: Path | str = storage.root if isinstance(storage, RepoDir) else self.location
         else:
-            self.path = Path(loc).absolute()
-            self.location = str(self.path)
-            self._dir = RepoDir(self.path)
+            loc = location or Settings.load().paths.registry or self.default_path()
+            if _client.is_url(loc):
+                self.location = str(loc).rstrip("/")
+                self.path = self.location
+                self._dir = None
+            else:
+                self.path = Path(loc).absolute()
+                self.location = str(self.path)
+                self._dir = RepoDir(self.path)
         self._repo = Repository(self._dir) if self._dir is not None else None
         self._consumer = _client.Consumer(self.location, self._dir)
         self._keys = keys
@@ -205,18 +219,25 @@ class Registry:
 
     @property
     def audit(self) -> AuditLog:
-        """The maintainers' log of edits to this (local) registry."""
-        return AuditLog(self._local().root / "audit.jsonl")
+        """The maintainers' log of edits to this (local) registry, kept in its storage
+        (``<registry>/audit.jsonl`` for a directory)."""
+        return AuditLog(AUDIT_FILE, storage=self.storage)
 
-    # -- the verified view -------------------------------------------------------------------
-
-    def _local(self) -> RepoDir:
+    @property
+    def storage(self) -> RegistryStorage:
+        """Where this local registry keeps its bytes; a served registry has none here (a
+        ``UsageError``: it is read-only)."""
         if self._dir is None:
             raise UsageError(
                 f"{self.location} is a served registry: it is read-only here",
                 hint="edit the registry directory it is served from, on the maintainer's machine",
             )
         return self._dir
+
+    # -- the verified view -------------------------------------------------------------------
+
+    def _local(self) -> RegistryStorage:
+        return self.storage
 
     def _first_root(self) -> bytes:
         if self._repo is not None:
@@ -1213,7 +1234,7 @@ def _key_name(delegations: Any, key: SigningKey) -> str:
     return name if isinstance(name, str) and name else key.name
 
 
-def _walk(dir_: RepoDir, rel: str) -> Iterator[str]:
+def _walk(dir_: RegistryStorage, rel: str) -> Iterator[str]:
     for name in dir_.files(rel):
         yield f"{rel}/{name}"
     for sub in dir_.dirs(rel):

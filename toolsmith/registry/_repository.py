@@ -64,7 +64,7 @@ from tuf.api.serialization import DeserializationError
 from tuf.api.serialization.json import JSONSerializer
 
 from toolsmith.errors import CorruptRegistryError, RegistryError, SignatureError
-from toolsmith.registry._storage import RepoDir
+from toolsmith.registry._storage import RegistryStorage
 from toolsmith.signing import SigningKey
 
 TOP_ROLES = ("root", "targets", "snapshot", "timestamp")
@@ -254,9 +254,9 @@ def _capped(role: str, md: Metadata[Any]) -> bytes:
 
 
 class Repository:
-    """The registry directory's TUF metadata: create it, read it, commit a change."""
+    """The registry's TUF metadata, in its storage: create it, read it, commit a change."""
 
-    def __init__(self, repo: RepoDir) -> None:
+    def __init__(self, repo: RegistryStorage) -> None:
         self.dir = repo
 
     def exists(self) -> bool:
@@ -271,14 +271,14 @@ class Repository:
         data = self.dir.read(f"metadata/{name}", metadata_cap(role))
         if data is None:
             raise CorruptRegistryError(
-                f"{self.dir.root}/metadata/{name} is missing",
+                f"{self.dir.location}/metadata/{name} is missing",
                 hint="restore the registry directory from a copy",
             )
         try:
             return Metadata.from_bytes(data)
         except DeserializationError as e:
             raise CorruptRegistryError(
-                f"{self.dir.root}/metadata/{name} is not TUF metadata: {e}",
+                f"{self.dir.location}/metadata/{name} is not TUF metadata: {e}",
                 hint="restore the registry directory from a copy",
             ) from None
 

@@ -1,36 +1,209 @@
-"""A registry directory that cannot be turned against its owner.
+"""Registry storage: the one side effect of a local registry, behind one narrow interface.
 
+``RegistryStorage`` is every operation the registry (``_registry``, ``_repository``, the local
+fetcher in ``_client``) and the logs kept beside it (the maintainers' audit log, the lessons) do
+on their bytes: capped reads, atomic writes, deletes, listings, the registry lock and append-only
+logs. Like python-tuf's ``FetcherInterface``, backends implement the ``_``-methods and the public
+wrappers guarantee which errors escape: ``RegistryError`` (``UnsafePathError`` for anything that
+is not a plain file where one belongs) and ``MetadataTooLargeError`` for a file over its cap;
+anything else a backend raises is re-raised as a ``RegistryError`` naming the storage and the
+operation. Nothing here verifies: the registry checks every byte it reads against signed
+metadata, so a storage is trusted to keep bytes, never to vouch for them.
+
+``RepoDir`` is the storage of a registry directory, and cannot be turned against its owner.
 Every path inside the registry is walked one component at a time from a directory file descriptor
 with ``O_NOFOLLOW`` (``openat``-style, through ``dir_fd=``), so no symlink inside the registry is
-ever followed, for reads, writes, deletes or the lock; a file with more than one hard link, or
-anything but a regular file, is refused (``UnsafePathError``). Reads are capped (a file over its cap
-is a ``MetadataTooLargeError``: TUF's endless-data attack). Writes go through ``toolsmith.files``: a
-temporary file created with ``O_EXCL`` in the target's own directory, fsynced and renamed over the
-target, so readers see the old bytes or the new, never a torn file, and nothing is created or
-deleted outside the root.
+ever followed, for reads, writes, deletes, logs or the lock; a file with more than one hard link,
+or anything but a regular file, is refused (``UnsafePathError``). Reads are capped (a file over its
+cap is a ``MetadataTooLargeError``: TUF's endless-data attack). Writes go through
+``toolsmith.files``: a temporary file created with ``O_EXCL`` in the target's own directory,
+fsynced and renamed over the target, so readers see the old bytes or the new, never a torn file,
+and nothing is created or deleted outside the root.
 The root itself is the path the user chose and may be a symlink; everything below it is not.
+
+``toolsmith.testing.MemoryStorage`` is the in-memory stand-in for tests, held to the same
+contract by ``tests/test_registry_storage.py``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import io
 import os
 import stat
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
+from typing import IO, TypeVar
 
 from toolsmith.errors import MetadataTooLargeError, RegistryError, UnsafePathError
 from toolsmith.files import atomic_write, flocked, is_leftover
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_T = TypeVar("_T")
 
 
-class RepoDir:
-    """One registry directory; ``rel`` paths are ``/``-separated and relative to the root."""
+def too_large(where: str, limit: int) -> MetadataTooLargeError:
+    """The error for a file over its cap (the same words from every storage)."""
+    return MetadataTooLargeError(
+        f"{where} is over its size cap of {limit} bytes",
+        hint="an endless-data attack or a damaged file: restore the registry from a copy",
+    )
+
+
+def check_rel(rel: str) -> list[str]:
+    """The components of a storage path: ``/``-separated, relative, none empty, ``.``, ``..``
+    or holding NUL; else a ``RegistryError``."""
+    parts = rel.split("/")
+    if any(p in ("", ".", "..") or "\0" in p for p in parts):
+        raise RegistryError(f"refusing registry path {rel!r}")
+    return parts
+
+
+class RegistryStorage(ABC):
+    """Where a local registry keeps its bytes; ``rel`` paths are ``/``-separated and relative.
+
+    Backends implement the ``_``-methods; callers use the public ones, which let only
+    ``RegistryError`` (and ``MetadataTooLargeError`` for a file over its cap) escape."""
+
+    location: str
+    """Names the storage in messages, and keys this user's trust in the registry it holds
+    (the consumer state under ``$TOOLSMITH_STATE``): unique per storage."""
+
+    # -- what a backend implements -------------------------------------------------------------
+
+    @abstractmethod
+    def _read(self, rel: str, limit: int) -> bytes | None: ...
+
+    @abstractmethod
+    def _write(self, rel: str, data: bytes) -> None: ...
+
+    @abstractmethod
+    def _delete(self, rel: str) -> None: ...
+
+    @abstractmethod
+    def _exists(self, rel: str) -> bool: ...
+
+    @abstractmethod
+    def _files(self, rel_dir: str) -> list[str]: ...
+
+    @abstractmethod
+    def _dirs(self, rel_dir: str) -> list[str]: ...
+
+    @abstractmethod
+    def _size(self, rel: str) -> int: ...
+
+    @abstractmethod
+    def _lock(self) -> AbstractContextManager[None]: ...
+
+    @abstractmethod
+    def _open_log(
+        self, rel: str, *, append: bool, cap: int
+    ) -> AbstractContextManager[IO[bytes]]: ...
+
+    def is_leftover(self, name: str) -> bool:
+        """Whether ``name`` is the temporary file of a write that was killed (``gc`` removes
+        them); a storage whose writes leave none keeps the default, False."""
+        return False
+
+    # -- what callers use ------------------------------------------------------------------------
+
+    def read(self, rel: str, limit: int) -> bytes | None:
+        """The bytes of ``rel`` (None when it does not exist); over ``limit`` bytes is a
+        ``MetadataTooLargeError``, never a longer read."""
+        return self._call("read", rel, lambda: self._read(rel, limit))
+
+    def write(self, rel: str, data: bytes) -> None:
+        """Replace ``rel`` with ``data`` atomically and durably (readers see the old bytes or
+        the new, never a part), creating its directories."""
+        self._call("write", rel, lambda: self._write(rel, data))
+
+    def delete(self, rel: str) -> None:
+        """Remove ``rel`` itself (a link is removed, never its target); a missing one is fine."""
+        self._call("delete", rel, lambda: self._delete(rel))
+
+    def exists(self, rel: str) -> bool:
+        """Whether anything is at ``rel`` (a link or a special file counts: reading it is then
+        refused, not taken for a missing file)."""
+        return self._call("check", rel, lambda: self._exists(rel))
+
+    def files(self, rel_dir: str) -> list[str]:
+        """Sorted names of the regular files directly in ``rel_dir`` (links and directories
+        skipped; a missing directory has none)."""
+        return self._call("list", rel_dir, lambda: self._files(rel_dir))
+
+    def dirs(self, rel_dir: str) -> list[str]:
+        """Sorted names of the real directories directly in ``rel_dir`` (links skipped)."""
+        return self._call("list", rel_dir, lambda: self._dirs(rel_dir))
+
+    def size(self, rel: str) -> int:
+        """The size of ``rel`` in bytes."""
+        return self._call("size", rel, lambda: self._size(rel))
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """The registry lock: exclusive across every process using this storage, for the
+        block; not reentrant (taking it twice in one process waits forever)."""
+        with self._entered("lock", ".lock", self._lock()):
+            yield
+
+    @contextlib.contextmanager
+    def open_log(self, rel: str, *, append: bool, cap: int) -> Iterator[IO[bytes]]:
+        """The append-only log ``rel`` for the block: readable (a missing log reads as empty)
+        and, when ``append``, created if missing and appendable (every write lands at its end),
+        under a lock shared with other readers, or exclusive when ``append``. Appended bytes
+        are durable once the handle's ``flush()`` returns, and at the end of the block. A log
+        over ``cap`` bytes is refused (``MetadataTooLargeError``) when opened."""
+        with self._entered("open", rel, self._open_log(rel, append=append, cap=cap)) as f:
+            yield f
+
+    # -- one error type out ------------------------------------------------------------------
+
+    def _mapped(self, what: str, rel: str, e: Exception) -> RegistryError:
+        return RegistryError(
+            f"registry storage {self.location} cannot {what} {rel}: {type(e).__name__}: {e}",
+            hint="check the registry storage (its disk, its permissions)",
+        )
+
+    def _call(self, what: str, rel: str, op: Callable[[], _T]) -> _T:
+        try:
+            return op()
+        except (RegistryError, MetadataTooLargeError):
+            raise
+        except Exception as e:
+            raise self._mapped(what, rel, e) from e
+
+    @contextlib.contextmanager
+    def _entered(self, what: str, rel: str, cm: AbstractContextManager[_T]) -> Iterator[_T]:
+        """``cm``'s value for the block, its entering and leaving mapped to ``RegistryError``;
+        errors raised by the block itself pass through untouched."""
+        value = self._call(what, rel, cm.__enter__)
+        try:
+            yield value
+        except BaseException as e:
+            if not cm.__exit__(type(e), e, e.__traceback__):
+                raise
+        else:
+            self._call(what, rel, lambda: cm.__exit__(None, None, None))
+
+
+class _SyncedFile(io.FileIO):
+    """An appendable log on disk whose ``flush()`` returns once the bytes are on the disk."""
+
+    def flush(self) -> None:
+        super().flush()
+        if not self.closed:
+            os.fsync(self.fileno())
+
+
+class RepoDir(RegistryStorage):
+    """The storage of one registry directory (see the module docstring)."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        self.location = str(root)
 
     def _unsafe(self, rel: str, why: str) -> UnsafePathError:
         return UnsafePathError(
@@ -38,12 +211,6 @@ class RepoDir:
             hint="something replaced a registry file with a link or special file; remove it and "
             "restore the registry from a copy (links inside a registry are never followed)",
         )
-
-    def _parts(self, rel: str) -> list[str]:
-        parts = rel.split("/")
-        if any(p in ("", ".", "..") or "\0" in p for p in parts):
-            raise RegistryError(f"refusing registry path {rel!r}")
-        return parts
 
     @contextlib.contextmanager
     def _dir(self, parts: list[str], *, create: bool) -> Iterator[int]:
@@ -90,9 +257,8 @@ class RepoDir:
             return self._unsafe("/".join(walked), "not a directory (a symlink or a file)")
         return RegistryError(f"cannot open {self.root / '/'.join(walked)}: {e.strerror}")
 
-    def read(self, rel: str, limit: int) -> bytes | None:
-        """The bytes of ``rel`` (None when it does not exist), at most ``limit`` bytes."""
-        *dirs, name = self._parts(rel)
+    def _read(self, rel: str, limit: int) -> bytes | None:
+        *dirs, name = check_rel(rel)
         try:
             with self._dir(dirs, create=False) as d:
                 try:
@@ -109,10 +275,7 @@ class RepoDir:
         except FileNotFoundError:
             return None
         if len(data) > limit:
-            raise MetadataTooLargeError(
-                f"{self.root / rel} is over its size cap of {limit} bytes",
-                hint="an endless-data attack or a damaged file: restore the registry from a copy",
-            )
+            raise too_large(str(self.root / rel), limit)
         return data
 
     def _check_file(self, st: os.stat_result, rel: str) -> None:
@@ -121,9 +284,9 @@ class RepoDir:
         if st.st_nlink != 1:
             raise self._unsafe(rel, f"it has {st.st_nlink} hard links")
 
-    def write(self, rel: str, data: bytes) -> None:
-        """Replace ``rel`` atomically (fsynced); a link in its place is replaced, not followed."""
-        *dirs, name = self._parts(rel)
+    def _write(self, rel: str, data: bytes) -> None:
+        """A link in ``rel``'s place is replaced, not followed."""
+        *dirs, name = check_rel(rel)
         try:
             with self._dir(dirs, create=True) as d:
                 atomic_write(name, data, dir_fd=d)
@@ -133,17 +296,15 @@ class RepoDir:
                 hint="check the registry directory and its permissions",
             ) from None
 
-    def files(self, rel_dir: str) -> list[str]:
-        """Names of the regular files directly in ``rel_dir`` (links and directories skipped)."""
+    def _files(self, rel_dir: str) -> list[str]:
         return self._entries(rel_dir, stat.S_ISREG)
 
-    def dirs(self, rel_dir: str) -> list[str]:
-        """Names of the real directories directly in ``rel_dir`` (links skipped)."""
+    def _dirs(self, rel_dir: str) -> list[str]:
         return self._entries(rel_dir, stat.S_ISDIR)
 
     def _entries(self, rel_dir: str, is_kind: Callable[[int], bool]) -> list[str]:
         try:
-            with self._dir(self._parts(rel_dir), create=False) as d:
+            with self._dir(check_rel(rel_dir), create=False) as d:
                 out = []
                 for name in os.listdir(d):
                     with contextlib.suppress(OSError):
@@ -154,14 +315,22 @@ class RepoDir:
         except FileNotFoundError:
             return []
 
-    def size(self, rel: str) -> int:
-        *dirs, name = self._parts(rel)
+    def _exists(self, rel: str) -> bool:
+        *dirs, name = check_rel(rel)
+        try:
+            with self._dir(dirs, create=False) as d:
+                os.stat(name, dir_fd=d, follow_symlinks=False)
+        except FileNotFoundError:
+            return False
+        return True
+
+    def _size(self, rel: str) -> int:
+        *dirs, name = check_rel(rel)
         with self._dir(dirs, create=False) as d:
             return os.stat(name, dir_fd=d, follow_symlinks=False).st_size
 
-    def delete(self, rel: str) -> None:
-        """Remove ``rel`` itself (a link is removed, never its target)."""
-        *dirs, name = self._parts(rel)
+    def _delete(self, rel: str) -> None:
+        *dirs, name = check_rel(rel)
         try:
             with self._dir(dirs, create=False) as d:
                 os.unlink(name, dir_fd=d)
@@ -171,28 +340,55 @@ class RepoDir:
             raise RegistryError(f"cannot delete {self.root / rel}: {e.strerror}") from None
 
     def is_leftover(self, name: str) -> bool:
-        """Whether ``name`` is the temporary file of a write that was killed."""
         return is_leftover(name)
 
-    @contextlib.contextmanager
-    def lock(self) -> Iterator[None]:
-        """Exclusive across processes (``flock`` on ``.lock``, never through a link); the kernel
-        drops it if the holder dies."""
+    def _open_at(self, rel: str, flags: int) -> int | None:
+        """``rel`` opened with ``flags`` (never through a link, never blocking on a FIFO) and
+        checked to be a plain file; None when it or its directory is missing."""
+        *dirs, name = check_rel(rel)
         try:
-            with self._dir([], create=True) as d:
+            with self._dir(dirs, create=bool(flags & os.O_CREAT)) as d:
                 fd = os.open(
-                    ".lock",
-                    os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
-                    0o644,
-                    dir_fd=d,
+                    name, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o644, dir_fd=d
                 )
+        except FileNotFoundError:
+            return None
         except OSError as e:
             if e.errno == errno.ELOOP:
-                raise self._unsafe(".lock", "it is a symlink") from None
-            raise RegistryError(f"cannot lock {self.root}: {e.strerror}") from None
+                raise self._unsafe(rel, "it is a symlink") from None
+            if e.errno in (errno.EISDIR, errno.ENXIO):
+                raise self._unsafe(rel, "not a regular file") from None
+            raise RegistryError(f"cannot open {self.root / rel}: {e.strerror}") from None
         try:
-            self._check_file(os.fstat(fd), ".lock")
+            self._check_file(os.fstat(fd), rel)
+            os.set_blocking(fd, True)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    @contextlib.contextmanager
+    def _lock(self) -> Iterator[None]:
+        """``flock`` on ``.lock``, never through a link; the kernel drops it if the holder dies."""
+        fd = self._open_at(".lock", os.O_RDWR | os.O_CREAT)
+        assert fd is not None  # created
+        try:
             with flocked(fd):
                 yield
         finally:
             os.close(fd)
+
+    @contextlib.contextmanager
+    def _open_log(self, rel: str, *, append: bool, cap: int) -> Iterator[IO[bytes]]:
+        """``flock`` on the log file itself (shared by readers), held until the block ends."""
+        fd = self._open_at(rel, os.O_RDWR | os.O_APPEND | os.O_CREAT if append else os.O_RDONLY)
+        if fd is None:
+            yield io.BytesIO()
+            return
+        f: IO[bytes] = _SyncedFile(fd, "ab+") if append else os.fdopen(fd, "rb")
+        with f:
+            if os.fstat(fd).st_size > cap:
+                raise too_large(str(self.root / rel), cap)
+            with flocked(fd, shared=not append):
+                yield f
+                f.flush()
