@@ -82,6 +82,7 @@ _LAZY = {
     "LockedPackage": "toolsmith.dependencies",
     "Limits": "toolsmith.sandbox",
     "LocalBackend": "toolsmith.testing",
+    "MemoryStorage": "toolsmith.testing",
     "MutantResult": "toolsmith.report",
     "MutationReport": "toolsmith.report",
     "OpenAILLM": "toolsmith.llm",
@@ -89,6 +90,7 @@ _LAZY = {
     "Property": "toolsmith.spec",
     "Provenance": "toolsmith.report",
     "Registry": "toolsmith.registry",
+    "RegistryStorage": "toolsmith.registry",
     "trust_registry": "toolsmith.registry",
     "Sandbox": "toolsmith.sandbox",
     "SandboxJob": "toolsmith.sandbox",
@@ -143,6 +145,7 @@ if TYPE_CHECKING:
     from toolsmith.registry import (
         KeyRole,
         Registry,
+        RegistryStorage,
         VerifiedTool,
         VersionRecord,
         VersionStatus,
@@ -162,7 +165,7 @@ if TYPE_CHECKING:
     from toolsmith.seeds import seed_arguments
     from toolsmith.settings import Settings
     from toolsmith.spec import Example, Property, ToolSpec
-    from toolsmith.testing import LocalBackend, ScriptedLLMServer
+    from toolsmith.testing import LocalBackend, MemoryStorage, ScriptedLLMServer
 
 
 def __getattr__(name: str) -> Any:
@@ -213,6 +216,7 @@ __all__ = [
     "LocalBackend",
     "Lock",
     "LockedPackage",
+    "MemoryStorage",
     "Metacognition",
     "MetadataTooLargeError",
     "MixAndMatchError",
@@ -228,6 +232,7 @@ __all__ = [
     "PublishRefusedError",
     "Registry",
     "RegistryError",
+    "RegistryStorage",
     "RegistryUnavailableError",
     "RollbackError",
     "Sandbox",

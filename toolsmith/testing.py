@@ -6,10 +6,17 @@ byte goes through the real openai SDK, HTTP and JSON paths; only the model's wor
 Like a real server it keeps to the request's completion budget (``max_tokens`` or
 ``max_completion_tokens``, counted as four characters a token): a longer answer is cut there and
 finishes with ``length``.
+
+``LocalBackend`` is a sandbox stand-in (no Docker, no barrier) and ``MemoryStorage`` an in-memory
+registry storage (``Registry(storage=MemoryStorage())``): a registry that signs, verifies and
+audits as a directory one does, without a disk, held to the same contract as the directory
+storage by toolsmith's own tests.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import subprocess
@@ -17,14 +24,17 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Literal
+from typing import IO, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from toolsmith.errors import UsageError
+from toolsmith.errors import RegistryError, UnsafePathError, UsageError
+from toolsmith.registry._storage import RegistryStorage, check_rel, too_large
 from toolsmith.report import Outcome, TestCase, TestReport, VariantResult
 from toolsmith.sandbox import SandboxJob
 from toolsmith.sandbox.sandbox import SandboxBackend
@@ -440,3 +450,152 @@ class LocalBackend(SandboxBackend):
                 return "pytest wrote no report (the tests or the tool ended the process)"
         tests = [TestCase.model_validate(t) for t in data["tests"]]
         return int(data["collected"]), tests
+
+
+class MemoryStorage(RegistryStorage):
+    """A registry storage in memory, for tests of code that publishes to or loads from a
+    registry: ``Registry(storage=MemoryStorage())``.
+
+    It keeps the contract ``RepoDir`` keeps on disk (``tests/test_registry_storage.py`` runs the
+    same tests on both): reads over their cap raise ``MetadataTooLargeError``; a write replaces
+    the whole file at once; a path that names a directory where a file belongs (or the reverse)
+    is an ``UnsafePathError``; other failures are ``RegistryError``; the registry lock and each
+    log's lock are exclusive (the lock is not reentrant, like ``flock`` on a second open file).
+    Everything is verified as on disk: the registry checks every byte against its signed
+    metadata, so ``write`` on a target or metadata file is how a test tampers with a registry.
+    What is not modelled: links, permissions, a full disk and killed writers (they need a disk;
+    use a directory registry to test them), and directories outlive their last file only on
+    disk. ``location`` (``memory://NAME``, a random name by default) keys this user's trust in
+    the registry like a directory's path does, so two storages never share a pinned root.
+    """
+
+    def __init__(self, name: str | None = None) -> None:
+        self.location = f"memory://{name or uuid.uuid4().hex[:16]}"
+        self._blobs: dict[str, bytes] = {}
+        self._state = threading.Lock()  # guards _blobs and _log_locks
+        self._registry_lock = threading.Lock()
+        self._log_locks: dict[str, threading.Lock] = {}
+
+    def snapshot(self) -> dict[str, bytes]:
+        """A copy of every file (path -> bytes): compare two to assert nothing changed."""
+        with self._state:
+            return dict(self._blobs)
+
+    def _unsafe(self, rel: str, why: str) -> UnsafePathError:
+        return UnsafePathError(f"refusing {self.location}/{rel}: {why}")
+
+    def _is_dir(self, rel: str) -> bool:
+        return any(p.startswith(rel + "/") for p in self._blobs)
+
+    def _checked(self, rel: str) -> str:
+        """``rel``, after refusing a path whose parent is a file (on disk: not a directory)."""
+        parts = check_rel(rel)
+        for i in range(1, len(parts)):
+            parent = "/".join(parts[:i])
+            if parent in self._blobs:
+                raise self._unsafe(parent, "not a directory (a symlink or a file)")
+        return rel
+
+    def _file(self, rel: str) -> bytes | None:
+        """The bytes at ``rel``, None if nothing is there; a directory there is refused."""
+        data = self._blobs.get(self._checked(rel))
+        if data is None and self._is_dir(rel):
+            raise self._unsafe(rel, "not a regular file")
+        return data
+
+    def _read(self, rel: str, limit: int) -> bytes | None:
+        with self._state:
+            data = self._file(rel)
+        if data is not None and len(data) > limit:
+            raise too_large(f"{self.location}/{rel}", limit)
+        return data
+
+    def _write(self, rel: str, data: bytes) -> None:
+        with self._state:
+            if self._is_dir(self._checked(rel)):
+                raise RegistryError(f"cannot write {self.location}/{rel}: Is a directory")
+            self._blobs[rel] = bytes(data)
+
+    def _delete(self, rel: str) -> None:
+        with self._state:
+            if self._is_dir(self._checked(rel)):
+                raise RegistryError(f"cannot delete {self.location}/{rel}: Is a directory")
+            self._blobs.pop(rel, None)
+
+    def _exists(self, rel: str) -> bool:
+        with self._state:
+            return self._checked(rel) in self._blobs or self._is_dir(rel)
+
+    def _children(self, rel_dir: str) -> tuple[set[str], set[str]]:
+        """(files, directories) directly in ``rel_dir``."""
+        with self._state:
+            if self._checked(rel_dir) in self._blobs:
+                raise self._unsafe(rel_dir, "not a directory (a symlink or a file)")
+            files: set[str] = set()
+            dirs: set[str] = set()
+            for path in self._blobs:
+                if path.startswith(rel_dir + "/"):
+                    head, sep, _ = path[len(rel_dir) + 1 :].partition("/")
+                    (dirs if sep else files).add(head)
+            return files, dirs
+
+    def _files(self, rel_dir: str) -> list[str]:
+        return sorted(self._children(rel_dir)[0])
+
+    def _dirs(self, rel_dir: str) -> list[str]:
+        return sorted(self._children(rel_dir)[1])
+
+    def _size(self, rel: str) -> int:
+        with self._state:
+            data = self._file(rel)
+        if data is None:
+            raise RegistryError(f"cannot size {self.location}/{rel}: no such file")
+        return len(data)
+
+    @contextlib.contextmanager
+    def _lock(self) -> Iterator[None]:
+        with self._registry_lock:
+            yield
+
+    @contextlib.contextmanager
+    def _open_log(self, rel: str, *, append: bool, cap: int) -> Iterator[IO[bytes]]:
+        with self._state:
+            lock = self._log_locks.setdefault(self._checked(rel), threading.Lock())
+        with lock:
+            with self._state:
+                data = self._file(rel)
+                if data is None and append:
+                    self._blobs[rel] = data = b""
+            if data is not None and len(data) > cap:
+                raise too_large(f"{self.location}/{rel}", cap)
+
+            def commit(content: bytes) -> None:
+                with self._state:
+                    self._blobs[rel] = content
+
+            with _MemoryLog(data or b"", commit if append else None) as f:
+                yield f
+                f.flush()
+
+
+class _MemoryLog(io.BytesIO):
+    """A log opened from ``MemoryStorage``: every write lands at the end (``O_APPEND``), and
+    ``flush()`` stores the log whole; without ``commit`` it is read-only."""
+
+    def __init__(self, data: bytes, commit: Callable[[bytes], None] | None) -> None:
+        super().__init__(data)
+        self._commit = commit
+
+    def writable(self) -> bool:
+        return self._commit is not None
+
+    def write(self, buffer: Any, /) -> int:  # (any bytes-like object, as BytesIO takes)
+        if self._commit is None:
+            raise io.UnsupportedOperation("write: the log was opened for reading")
+        self.seek(0, io.SEEK_END)
+        return super().write(buffer)
+
+    def flush(self) -> None:
+        super().flush()
+        if self._commit is not None and not self.closed:
+            self._commit(self.getvalue())

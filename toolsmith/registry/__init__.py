@@ -10,12 +10,14 @@ from toolsmith.registry._models import (
     VersionStatus,
 )
 from toolsmith.registry._registry import Registry, consumer_audit, parse_ref, trust_registry
+from toolsmith.registry._storage import RegistryStorage
 from toolsmith.verified import VerifiedTool
 
 __all__ = [
     "GarbageReport",
     "KeyRole",
     "Registry",
+    "RegistryStorage",
     "SearchHit",
     "TrustedKey",
     "VerifiedTool",

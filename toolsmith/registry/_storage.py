@@ -258,22 +258,11 @@ class RepoDir(RegistryStorage):
         return RegistryError(f"cannot open {self.root / '/'.join(walked)}: {e.strerror}")
 
     def _read(self, rel: str, limit: int) -> bytes | None:
-        *dirs, name = check_rel(rel)
-        try:
-            with self._dir(dirs, create=False) as d:
-                try:
-                    fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=d)
-                except FileNotFoundError:
-                    return None
-                except OSError as e:
-                    if e.errno == errno.ELOOP:
-                        raise self._unsafe(rel, "it is a symlink") from None
-                    raise RegistryError(f"cannot read {self.root / rel}: {e.strerror}") from None
-                with os.fdopen(fd, "rb") as f:
-                    self._check_file(os.fstat(fd), rel)
-                    data = f.read(limit + 1)
-        except FileNotFoundError:
+        fd = self._open_at(rel, os.O_RDONLY)
+        if fd is None:
             return None
+        with os.fdopen(fd, "rb") as f:
+            data = f.read(limit + 1)
         if len(data) > limit:
             raise too_large(str(self.root / rel), limit)
         return data
