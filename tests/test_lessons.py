@@ -23,7 +23,8 @@ from toolsmith.lessons import RETIRE_AFTER, Lesson, LessonMemory, Reflection, ra
 from toolsmith.llm import LLMConfig, OpenAILLM
 from toolsmith.pipeline import BuildOptions, BuildStatus, Toolsmith
 from toolsmith.registry import Registry
-from toolsmith.sandbox import Sandbox
+from toolsmith.report import TestReport
+from toolsmith.sandbox import Sandbox, SandboxBackend, SandboxJob
 from toolsmith.spec import ToolSpec
 from toolsmith.testing import ScriptedLLMServer
 
@@ -43,14 +44,12 @@ REFLECTION = {
 CLI = "from toolsmith.cli import main; main()"
 
 
-class NoSandbox:
-    """Stands where the sandbox would be in builds whose code never reaches it."""
+class Unreached(SandboxBackend):
+    """The sandbox backend of builds whose code never reaches the sandbox: a job fails the test
+    (``pytest.fail`` is a BaseException, so neither ``Sandbox.run`` nor the build catches it)."""
 
-    def run(self, job: object) -> None:
-        raise AssertionError("no code should reach the sandbox")
-
-    def close(self) -> None:
-        pass
+    def run(self, job: SandboxJob) -> TestReport:
+        pytest.fail(f"no code should reach the sandbox, but {job.tool_name} did")
 
 
 @pytest.fixture
@@ -62,9 +61,10 @@ def serve(*steps: dict[str, Any]) -> ScriptedLLMServer:
     return ScriptedLLMServer({"steps": list(steps)}).start()
 
 
-def engine(srv: ScriptedLLMServer, registry: Registry, sandbox: Any = None) -> Toolsmith:
+def engine(srv: ScriptedLLMServer, registry: Registry, sandbox: Sandbox | None = None) -> Toolsmith:
+    """Builds through the scripted model; without ``sandbox``, no code may reach one."""
     llm = OpenAILLM(LLMConfig(base_url=srv.base_url, model="scripted", max_retries=0))
-    return Toolsmith(registry, llm, sandbox if sandbox is not None else NoSandbox())  # type: ignore[arg-type]
+    return Toolsmith(registry, llm, sandbox if sandbox is not None else Sandbox(Unreached()))
 
 
 def prompt(srv: ScriptedLLMServer, i: int) -> str:

@@ -19,7 +19,7 @@ from toolsmith.pipeline import AttemptVerdict, BuildOptions, BuildStatus, Toolsm
 from toolsmith.policy import CapabilityPolicy
 from toolsmith.registry import Registry
 from toolsmith.report import MutantResult, MutantStatus, MutationReport, TestCase, TestReport
-from toolsmith.sandbox import Sandbox
+from toolsmith.sandbox import Sandbox, SandboxBackend, SandboxJob
 from toolsmith.spec import ToolSpec
 from toolsmith.testing import ScriptedLLMServer
 
@@ -449,10 +449,10 @@ def test_no_verdict_counts_when_the_candidate_fails_in_the_mutants_job() -> None
     suite = generate_tests(spec, max_examples=5)
     seen: list[Any] = []
 
-    class Recording:
-        """Stands in for the sandbox: answers the job as a runner whose candidate timed out."""
+    class Recording(SandboxBackend):
+        """A sandbox backend answering the job as a runner whose candidate timed out."""
 
-        def run(self, job: Any) -> TestReport:
+        def run(self, job: SandboxJob) -> TestReport:
             seen.append(job)
             return TestReport(
                 tests=[TestCase(nodeid="t::test_example_0", outcome="failed", failure="timeout")],
@@ -464,7 +464,7 @@ def test_no_verdict_counts_when_the_candidate_fails_in_the_mutants_job() -> None
                 ],
             )
 
-    report = run_mutants(Recording(), spec, CLAMP, suite, mutants=5)  # type: ignore[arg-type]
+    report = run_mutants(Sandbox(Recording()), spec, CLAMP, suite, mutants=5)
     assert len(seen) == 1 and len(seen[0].variants) == 5
     assert report.mutants == [] and report.score is None and report.generated > 5
 

@@ -1,6 +1,7 @@
-"""The sandbox stand-in toolsmith ships for its users' unit tests (``toolsmith.testing``).
+"""The stand-ins toolsmith ships for its users' unit tests (``toolsmith.testing``).
 
 ``LocalBackend`` runs the generated tests with pytest in a subprocess: no Docker, and no barrier.
+``MemoryStorage`` keeps a registry in memory (its contract is tests/test_registry_storage.py).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from toolsmith.registry import Registry
 from toolsmith.sandbox import Limits, Sandbox, SandboxJob
 from toolsmith.spec import ToolSpec
 from toolsmith.testgen import generate_tests
-from toolsmith.testing import LocalBackend
+from toolsmith.testing import LocalBackend, MemoryStorage
 
 SPEC = ToolSpec.parse(
     {
@@ -75,11 +76,15 @@ def test_a_job_over_its_timeout_is_a_failed_report() -> None:
     assert report.error is not None and "timeout" in report.error
 
 
-def test_a_whole_build_runs_without_docker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Toolsmith proves and publishes hand-written code through the stand-in, and refuses
-    wrong code, with the same verdicts as with the real sandbox."""
+def test_a_whole_build_runs_without_docker_or_a_registry_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Toolsmith proves and publishes hand-written code through the stand-ins (sandbox and
+    registry storage), refuses wrong code with the same verdicts as the real sandbox, and the
+    published tool loads and runs from memory; nothing is written but the user's own state."""
     monkeypatch.setenv("TOOLSMITH_HOME", str(tmp_path / "home"))
-    registry = Registry(tmp_path / "registry")
+    storage = MemoryStorage()
+    registry = Registry(storage=storage)
     options = BuildOptions(max_examples=10, mutants=0, lessons=False)
     # The constitution's state checks measure the sandbox container (files, processes): on a
     # shared host they see everyone's, so a build through the stand-in leaves them out.
@@ -91,3 +96,8 @@ def test_a_whole_build_runs_without_docker(tmp_path: Path, monkeypatch: pytest.M
     assert wrong.attempts[-1].verdict == AttemptVerdict.FAILED
     assert right.status == BuildStatus.PUBLISHED
     assert [f"{t.name}@{t.version}" for t in registry.list()] == ["add_ints@0.1.0"]
+    with registry.load("add_ints", runtime="restricted") as tool:
+        assert tool(a=2, b=3) == 5
+    assert [e.event for e in registry.audit.entries()] == ["build", "init", "publish", "build"]
+    assert "metadata/timestamp.json" in storage.snapshot()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["home"]
