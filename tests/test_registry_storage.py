@@ -9,6 +9,7 @@ yank, approve and refresh, with tampering and oversized metadata refused and not
 from __future__ import annotations
 
 import io
+import json
 import threading
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from toolsmith.errors import (
     UsageError,
 )
 from toolsmith.keys import default_signing_key
+from toolsmith.lessons import Lesson, LessonMemory, Reflection
 from toolsmith.registry import KeyRole, Registry, RegistryStorage, VersionStatus
 from toolsmith.registry._storage import RepoDir
 from toolsmith.signing import SigningKey, public_pem
@@ -199,7 +201,7 @@ def test_a_backend_failure_comes_out_as_a_registry_error() -> None:
     """Whatever a backend raises leaves the public methods as a RegistryError naming the storage
     and the operation (python-tuf's FetcherInterface rule), with the cause kept."""
     failing = _Failing("broken")
-    with pytest.raises(RegistryError, match="memory://broken cannot read metadata/x") as raised:
+    with pytest.raises(RegistryError, match="memory:broken cannot read metadata/x") as raised:
         failing.read("metadata/x", 10)
     assert isinstance(raised.value.__cause__, OSError)
     with pytest.raises(RegistryError, match="cannot list targets: ValueError: backend bug"):
@@ -333,10 +335,10 @@ def test_an_edited_audit_entry_in_storage_breaks_the_chain(
 def test_a_registry_takes_a_location_or_a_storage_not_both(tmp_path: Path) -> None:
     """Both at once is a usage error naming each; a storage's location names the registry."""
     memory = MemoryStorage("named")
-    with pytest.raises(UsageError, match=r"both a location .* and a storage \(memory://named\)"):
+    with pytest.raises(UsageError, match=r"both a location .* and a storage \(memory:named\)"):
         Registry(tmp_path, storage=memory)
     reg = Registry(storage=memory)
-    assert reg.location == reg.path == "memory://named"
+    assert reg.location == reg.path == "memory:named"
     assert Registry(storage=RepoDir(tmp_path)).path == tmp_path
 
 
@@ -347,3 +349,29 @@ def test_two_memory_storages_are_two_registries(publisher: SigningKey) -> None:
     publish(first, default_signing_key(), "1.0.0")
     assert [r.version for r in first.list()] == ["1.0.0"]
     assert second.list() == [] and second.storage.exists("metadata") is False
+
+
+def test_lessons_are_kept_in_the_registrys_storage(reg: Registry) -> None:
+    """Lessons live beside the registry in its storage: one added is audited, listed, and found
+    in the storage's lessons.jsonl; a line planted there without an audit entry stays
+    unaudited."""
+    memory = LessonMemory(reg)
+    fields = {
+        "created_at": "2026-01-01T00:00:00+00:00",
+        "build_id": "b1",
+        "task": "add two integers",
+        "tool": "add_ints",
+        "description": "Add two integers.",
+        "outcome": "failed",
+        "model": "scripted",
+        "reflection": Reflection(assumed="the name", went_wrong="the module defined no add_ints"),
+    }
+    lesson = Lesson(id="lesson-000000000001", **fields)
+    memory.add(lesson)
+    planted = lesson.model_copy(update={"id": "lesson-000000000002", "build_id": "b2"})
+    with reg.storage.open_log("lessons.jsonl", append=True, cap=1 << 20) as f:
+        f.write(json.dumps({"kind": "lesson", "lesson": planted.model_dump(mode="json")}).encode())
+        f.write(b"\n")
+    assert {x.id: x.audited for x in memory.all()} == {lesson.id: True, planted.id: False}
+    assert [e.subject for e in reg.audit.entries() if e.event == "lesson"] == ["add_ints"]
+    assert str(memory.path) == f"{reg.location}/lessons.jsonl"

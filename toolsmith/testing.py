@@ -465,12 +465,13 @@ class MemoryStorage(RegistryStorage):
     metadata, so ``write`` on a target or metadata file is how a test tampers with a registry.
     What is not modelled: links, permissions, a full disk and killed writers (they need a disk;
     use a directory registry to test them), and directories outlive their last file only on
-    disk. ``location`` (``memory://NAME``, a random name by default) keys this user's trust in
-    the registry like a directory's path does, so two storages never share a pinned root.
+    disk. ``location`` (``memory:NAME``, a random name by default; messages name files
+    ``memory:NAME/PATH``) keys this user's trust in the registry like a directory's path does,
+    so two storages never share a pinned root.
     """
 
     def __init__(self, name: str | None = None) -> None:
-        self.location = f"memory://{name or uuid.uuid4().hex[:16]}"
+        self.location = f"memory:{name or uuid.uuid4().hex[:16]}"
         self._blobs: dict[str, bytes] = {}
         self._state = threading.Lock()  # guards _blobs and _log_locks
         self._registry_lock = threading.Lock()
