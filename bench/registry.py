@@ -9,7 +9,8 @@ statement signed with DSSE, five targets, new targets/snapshot/timestamp metadat
 times, in this process:
 - resolve+verify of one version (warm: the consumer has verified the current metadata) vs.
   reading the same five target files and hashing them (no signature, no metadata, no parsing);
-- ``list()`` of 200 tools vs. reading and ``json.loads``-ing the targets metadata;
+- ``list()`` of 200 tools vs. reading and ``json.loads``-ing the metadata listing the versions
+  (the targets metadata and every hashed bin);
 - ``search()`` warm vs. a substring scan of the same descriptions held in memory;
 - over HTTP (a loopback ``http.server``): the first resolve by a consumer with an empty cache
   (pin root, fetch timestamp, snapshot, targets, five target files) and by one whose cache is
@@ -237,10 +238,15 @@ def main() -> None:
         rows,
     )
     meta = reg.path / "metadata"
-    latest = max(meta.glob("*.targets.json"), key=lambda f: int(f.name.split(".")[0]))
+    newest: dict[str, Path] = {}  # the metadata listing versions: targets and every bin
+    for f in [*meta.glob("*.targets.json"), *meta.glob("*.tools-bin-*.json")]:
+        role = f.name.split(".", 1)[1]
+        if role not in newest or int(f.name.split(".")[0]) > int(newest[role].name.split(".")[0]):
+            newest[role] = f
+    listing = list(newest.values())
     row(
         f"list ({TOOLS} tools, {total} versions)",
-        *interleaved(reg.list, lambda: json.loads(latest.read_bytes()), 100),
+        *interleaved(reg.list, lambda: [json.loads(f.read_bytes()) for f in listing], 100),
         rows,
     )
     texts = [f"{r.name} {r.description} {' '.join(r.tags)}".lower() for r in reg.list()]
@@ -286,7 +292,7 @@ def main() -> None:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)))
     print(
         "baselines: resolve = read the 5 target files + sha256, nothing verified or parsed; "
-        "list = read + json.loads the targets metadata; search = substring scan in memory; "
+        "list = read + json.loads the targets metadata and bins; search = substring scan; "
         "HTTP = GET the 5 target files + sha256"
     )
 
