@@ -68,14 +68,23 @@ _NOT_FOUND = re.compile(
 )
 
 
+_ARCHIVE = re.compile(r"\.(whl|zip|tar|tgz|tbz|txz|gz|bz2|xz|egg)$", re.IGNORECASE)
+
+
 class LockedPackage(PublicModel):
     """One distribution of a lock: exactly this wheel file, with this hash."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: str = Field(description="canonical distribution name (PEP 503)")
-    version: str
-    filename: str = Field(description="the wheel's file name")
+    # Strict shapes: these fields are written into a pip requirements file at load, so a newline
+    # or option smuggled into a published lock must never parse.
+    name: str = Field(
+        pattern=r"^[a-z0-9]+(-[a-z0-9]+)*$", description="canonical distribution name (PEP 503)"
+    )
+    version: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9.+!_-]*$", description="PEP 440 version")
+    filename: str = Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._+!-]*\.whl$", description="the wheel's file name"
+    )
     url: str = Field(description="where the resolver found it (informational)")
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
 
@@ -106,6 +115,21 @@ class Lock(PublicModel):
         return _pins(self.packages)
 
 
+def requirement_problem(req: str) -> str | None:
+    """Why ``req`` cannot be a dependency, or None: it must be a PEP 508 requirement naming a
+    distribution on the index. A direct reference (``name @ URL``) or a name that reads as an
+    archive file would make pip fetch and build that project on the host."""
+    try:
+        parsed = Requirement(req)
+    except InvalidRequirement as e:
+        return f"is not a PEP 508 requirement: {e}"
+    if parsed.url is not None:
+        return "is a direct reference (a URL or file); only names on the index are allowed"
+    if _ARCHIVE.search(parsed.name):
+        return "names an archive file; only names on the index are allowed"
+    return None
+
+
 def _pins(packages: Sequence[LockedPackage]) -> str:
     return "".join(f"{p.name}=={p.version} --hash=sha256:{p.sha256}\n" for p in packages)
 
@@ -127,9 +151,12 @@ def cache_dir() -> Path:
 def _pip(args: list[str], what: str, names: Sequence[str]) -> subprocess.CompletedProcess[str]:
     cmd = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--no-input", *args]
     try:
-        proc = subprocess.run(
-            cmd, capture_output=True, text=True, check=False, timeout=PIP_TIMEOUT_S
-        )
+        # pip runs in an empty directory: it reads a requirement naming an existing file or
+        # directory as a local project, and would build that project here, on the host.
+        with tempfile.TemporaryDirectory(prefix="toolsmith-pip-") as empty:
+            proc = subprocess.run(
+                cmd, capture_output=True, text=True, check=False, timeout=PIP_TIMEOUT_S, cwd=empty
+            )
     except FileNotFoundError as e:  # pragma: no cover - the interpreter itself is missing
         raise DependencyError(f"{what}: cannot run pip: {e}", hint="install pip") from None
     except subprocess.TimeoutExpired:
@@ -193,13 +220,11 @@ def resolve(requirements: Sequence[str], *, python: str, platforms: Sequence[str
     ``DependencyError`` (anything else pip refuses, e.g. conflicting requirements)."""
     reqs = list(requirements)
     for req in reqs:
-        try:
-            Requirement(req)
-        except InvalidRequirement as e:
+        problem = requirement_problem(req)
+        if problem:
             raise DependencyError(
-                f"dependency {req!r} is not a PEP 508 requirement: {e}",
-                hint='write it like "python-dateutil>=2.8"',
-            ) from None
+                f"dependency {req!r} {problem}", hint='write it like "python-dateutil>=2.8"'
+            )
     arch = _arch(platforms)
     with tempfile.TemporaryDirectory(prefix="toolsmith-lock-") as tmp:
         report = Path(tmp) / "report.json"

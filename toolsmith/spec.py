@@ -18,7 +18,6 @@ from typing import Any, ClassVar
 import jsonschema
 import referencing.exceptions
 import yaml
-from packaging.requirements import InvalidRequirement, Requirement
 from pydantic import (
     ConfigDict,
     Field,
@@ -31,6 +30,7 @@ from pydantic import (
 )
 
 from toolsmith import patterns
+from toolsmith.dependencies import requirement_problem
 from toolsmith.errors import SpecError, ToolsmithError
 from toolsmith.models import PublicModel
 
@@ -436,10 +436,9 @@ class ToolSpec(PublicModel):
     @classmethod
     def _dependencies(cls, v: list[str]) -> list[str]:
         for dep in v:
-            try:
-                Requirement(dep)
-            except InvalidRequirement as e:
-                raise ValueError(f"dependency {dep!r} is not a PEP 508 requirement: {e}") from None
+            problem = requirement_problem(dep)
+            if problem:
+                raise ValueError(f"dependency {dep!r} {problem}")
         return v
 
     @model_validator(mode="after")
